@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/internal/kafkaclient"
+)
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "diplip")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "diplip")
+	}
+	return ".diplip"
+}
+
+func upCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "up",
+		Usage: "run everything on this machine: NATS, the registry, a Kafka broker and the gateway",
+		UsageText: "diplip up [--state-dir DIR] [--listen ADDR] [--kafka HOST:PORT,...] [--demo] [--duration D]\n\n" +
+			"Examples:\n" +
+			"   diplip up --demo                      # the sample video through the platform\n" +
+			"   diplip up --kafka kafka1:9092         # use an existing Kafka cluster\n" +
+			"   diplip up --demo --duration 30s       # stop by itself after 30 s",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-dir", Value: defaultStateDir(), EnvVars: []string{"DIPLIP_STATE_DIR"}, Usage: "where all durable state lives"},
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: []string{"DIPLIP_LISTEN"}, Usage: "the gateway's address (API, registry, UI)"},
+			&cli.StringFlag{Name: "kafka", EnvVars: []string{"DIPLIP_KAFKA"}, Usage: "an existing Kafka cluster (host:port,...) instead of a managed local broker"},
+			&cli.BoolFlag{Name: "demo", Usage: "run the demo on the sample video"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (0: run until interrupted)"},
+		},
+		Action: runUp,
+	}
+}
+
+func runUp(c *cli.Context) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Logger: logger}
+	if k := c.String("kafka"); k != "" {
+		brokers, err := kafkaclient.ParseBrokers(k)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("--kafka: %v", err), 2)
+		}
+		cfg.Kafka = brokers
+	}
+	if c.Duration("duration") < 0 {
+		return cli.Exit("--duration must not be negative", 2)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if d := c.Duration("duration"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+
+	w := c.App.Writer
+	fmt.Fprintf(w, "diplip: starting services (state in %s)\n", cfg.StateDir)
+	t0 := time.Now()
+	l, err := gateway.StartLocal(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	kafkaKind := "managed local broker"
+	if l.Kafka == nil {
+		kafkaKind = "external cluster"
+	}
+	fmt.Fprintf(w, "diplip: up in %.1fs\n", time.Since(t0).Seconds())
+	fmt.Fprintf(w, "  gateway   %s  (health: %s/readyz)\n", l.URL, l.URL)
+	fmt.Fprintf(w, "  registry  %s/v2/\n", l.URL)
+	fmt.Fprintf(w, "  nats      %s\n", l.NATS.ClientURL())
+	fmt.Fprintf(w, "  kafka     %v (%s)\n", l.Brokers, kafkaKind)
+	fmt.Fprintln(w, "  auth      none: the gateway listens without a token")
+	if c.Bool("demo") {
+		fmt.Fprintln(w, "diplip: demo: the services above are running; the detector pipeline (function images,\n"+
+			"        runners, camera ingest) is not built yet, so no video is processed")
+	}
+	fmt.Fprintln(w, "diplip: press Ctrl-C to stop")
+
+	select {
+	case <-ctx.Done():
+	case err := <-l.Done():
+		l.Stop()
+		return fmt.Errorf("gateway stopped: %w", err)
+	}
+	fmt.Fprintln(w, "diplip: stopping (gateway, kafka, registry, nats)")
+	l.Stop()
+	fmt.Fprintln(w, "diplip: stopped")
+	return nil
+}

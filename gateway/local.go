@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/diplip/diplip/internal/kafkanode"
+	"github.com/diplip/diplip/internal/natsnode"
+	"github.com/diplip/diplip/registry"
+)
+
+// LocalConfig describes everything `diplip up` runs on one machine.
+type LocalConfig struct {
+	// StateDir holds all durable state: nats/, registry/, kafka/. Required.
+	StateDir string
+	// Listen is the gateway's HTTP address (API, registry, UI). Default 127.0.0.1:8080.
+	Listen string
+	// Kafka, when set, is an existing cluster to use instead of a managed local broker.
+	Kafka []string
+	// KafkaHeapMB is the managed broker's heap. Default 768.
+	KafkaHeapMB int
+	Logger      *slog.Logger
+}
+
+// Local is a running single-machine diplip: embedded NATS, embedded registry, a managed
+// (or external) Kafka, and the gateway's listener.
+type Local struct {
+	NATS     *natsnode.Server
+	Kafka    *kafkanode.Cluster // nil when an external cluster is used
+	Brokers  []string
+	Registry *registry.Embedded
+	Gateway  *Server
+	URL      string // the gateway's base URL, e.g. http://127.0.0.1:8080
+
+	nc       *nats.Conn
+	ln       net.Listener
+	cancel   context.CancelFunc
+	serveErr chan error
+	log      *slog.Logger
+}
+
+// StartLocal starts every service in order and returns once they are all ready. On error
+// whatever was started is stopped again.
+func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("gateway: LocalConfig.StateDir is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.KafkaHeapMB == 0 {
+		cfg.KafkaHeapMB = 768
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	l = &Local{log: cfg.Logger, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			l.Stop()
+			l = nil
+		}
+	}()
+
+	// The listener first: a busy port is the commonest failure and the cheapest to report.
+	if l.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return l, fmt.Errorf("listening on %s: %w (pick another with --listen)", cfg.Listen, err)
+	}
+	l.URL = "http://" + l.ln.Addr().String()
+
+	if l.NATS, err = natsnode.Start(natsnode.Config{StoreDir: filepath.Join(cfg.StateDir, "nats"), Logger: cfg.Logger}); err != nil {
+		return l, err
+	}
+	if l.nc, err = l.NATS.Connect("diplip-gateway"); err != nil {
+		return l, err
+	}
+	if l.Registry, err = registry.NewEmbedded(filepath.Join(cfg.StateDir, "registry"), cfg.Logger); err != nil {
+		return l, err
+	}
+	l.Brokers = cfg.Kafka
+	if len(l.Brokers) == 0 {
+		l.Kafka, err = kafkanode.Start(ctx, kafkanode.Config{
+			Dir: filepath.Join(cfg.StateDir, "kafka"), HeapMB: cfg.KafkaHeapMB, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return l, err
+		}
+		l.Brokers = l.Kafka.Addrs()
+	}
+
+	l.Gateway = NewServer(l.Brokers, l.nc, l.Registry, cfg.Logger)
+	sctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go func() { l.serveErr <- l.Gateway.Serve(sctx, l.ln) }()
+	l.log.Info("diplip is up", "gateway", l.URL, "registry", l.ln.Addr().String()+"/v2/",
+		"nats", l.NATS.ClientURL(), "kafka", strings.Join(l.Brokers, ","), "state", cfg.StateDir)
+	return l, nil
+}
+
+// Done delivers the gateway listener's error if it fails while running (and nil after
+// Stop), so that the owner can shut down instead of running without an API.
+func (l *Local) Done() <-chan error { return l.serveErr }
+
+// Stop shuts everything down in the reverse order of StartLocal: the gateway (no new
+// requests), then Kafka, then the registry and NATS.
+func (l *Local) Stop() {
+	if l.cancel != nil {
+		l.cancel()
+		if err := <-l.serveErr; err != nil {
+			l.log.Warn("gateway stopped with an error", "err", err)
+		}
+		l.serveErr <- nil // keep Done readable after Stop
+	} else if l.ln != nil {
+		l.ln.Close()
+	}
+	if l.Kafka != nil {
+		_ = l.Kafka.Stop()
+	}
+	if l.Registry != nil {
+		_ = l.Registry.Close()
+	}
+	if l.nc != nil {
+		l.nc.Close()
+	}
+	if l.NATS != nil {
+		l.NATS.Shutdown()
+	}
+}

@@ -1,0 +1,81 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/internal/testkit"
+)
+
+func getJSON(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("%s: body is not JSON: %v", url, err)
+	}
+	return resp.StatusCode, v
+}
+
+func TestLocalServesHealthAndRegistry(t *testing.T) {
+	l, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
+		StateDir: t.TempDir(), Listen: "127.0.0.1:0", Kafka: testkit.Kafka(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	if code, _ := getJSON(t, l.URL+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, v := getJSON(t, l.URL+"/readyz"); code != http.StatusOK || v["ready"] != true {
+		t.Fatalf("/readyz with Kafka and NATS up: %d %v", code, v)
+	}
+	resp, err := http.Get(l.URL + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/v2/ (OCI distribution API base): %d, want 200", resp.StatusCode)
+	}
+}
+
+// /readyz means something: with Kafka unreachable it answers 503 and names Kafka.
+func TestReadyzNamesAnUnreachableKafka(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	l, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
+		StateDir: t.TempDir(), Listen: "127.0.0.1:0", Kafka: []string{dead},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	code, v := getJSON(t, l.URL+"/readyz")
+	checks, _ := v["checks"].(map[string]any)
+	if code != http.StatusServiceUnavailable || checks["nats"] != "ok" || checks["kafka"] == "ok" {
+		t.Fatalf("/readyz with Kafka down: %d %v; want 503 naming kafka", code, v)
+	}
+}
+
+func TestLocalReportsABusyPort(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	_, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
+		StateDir: t.TempDir(), Listen: ln.Addr().String(), Kafka: []string{"127.0.0.1:1"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "--listen") {
+		t.Fatalf("busy port: err = %v, want one that suggests --listen", err)
+	}
+}

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# setup.sh — installs and verifies everything diplip needs on a Debian 12 machine.
+#
+# Idempotent: every step checks what is already there (by sha256 where the source
+# publishes something stable) and prints "cached" instead of doing the work again.
+# Everything downloaded lives under one git-ignored directory, $DIPLIP_CACHE
+# (default: .cache/ in the repository root).
+#
+# Usage: scripts/setup.sh [step ...]      steps: apt ort kafka models media (default: all)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${DIPLIP_CACHE:-$ROOT/.cache}
+SHARED=${DIPLIP_SHARED:-$ROOT/../shared}
+
+# Pins. Change a version and its sha256 together.
+ORT_VERSION=1.24.1
+ORT_NPM_SHA256=57181cf6e6e711b155c5b942d591fd63ded0b5de5c4922d51fd994e7f6ac2772 # onnxruntime-node-1.24.1.tgz
+ORT_LIB_SHA256=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4 # bin/napi-v6/linux/x64/libonnxruntime.so.1
+KAFKA_VERSION=4.1.2 # must match scripts/kafka/pom.xml
+YOLOX_SHA256=695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14
+YOLOX_URL=https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx
+VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
+# Debian packages the build and the tests need. gocv v0.31.0 is the newest gocv that
+# builds against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
+APT_PACKAGES=(libopencv-dev pkg-config ffmpeg openjdk-17-jre-headless maven)
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+need_sha() { sha_ok "$1" "$2" || die "$1: sha256 is $(sha256sum "$1" | cut -d' ' -f1), want $2"; }
+
+step_apt() {
+	local missing=()
+	for p in "${APT_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+	done
+	# Java and Maven may come from elsewhere (a JDK on PATH); then Debian's are not needed.
+	if command -v java >/dev/null && command -v mvn >/dev/null; then
+		local keep=()
+		for p in "${missing[@]}"; do case $p in openjdk-*|maven) ;; *) keep+=("$p");; esac; done
+		missing=("${keep[@]}")
+	fi
+	if [ ${#missing[@]} -eq 0 ]; then
+		say "debian packages: ${APT_PACKAGES[*]}: cached"
+		return
+	fi
+	say "debian packages: installing ${missing[*]} (apt-get)"
+	local sudo=""
+	[ "$(id -u)" = 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	say "debian packages: installed ${missing[*]}"
+}
+
+step_ort() {
+	local dir=$CACHE/onnxruntime/$ORT_VERSION lib
+	lib=$dir/libonnxruntime.so.1
+	if sha_ok "$lib" "$ORT_LIB_SHA256"; then
+		say "onnxruntime $ORT_VERSION: cached at $lib"
+		return
+	fi
+	say "onnxruntime $ORT_VERSION: fetching npm package onnxruntime-node@$ORT_VERSION (about 85 MB)"
+	local dl=$CACHE/downloads
+	mkdir -p "$dl" "$dir"
+	local tgz=$dl/onnxruntime-node-$ORT_VERSION.tgz
+	if ! sha_ok "$tgz" "$ORT_NPM_SHA256"; then
+		(cd "$dl" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+	fi
+	need_sha "$tgz" "$ORT_NPM_SHA256"
+	local tmp
+	tmp=$(mktemp -d)
+	tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+	need_sha "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_LIB_SHA256"
+	mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$lib"
+	rm -rf "$tmp" "$tgz"
+	ln -sf libonnxruntime.so.1 "$dir/libonnxruntime.so"
+	say "onnxruntime $ORT_VERSION: installed $lib (sha256 verified)"
+}
+
+step_kafka() {
+	local dir=$CACHE/kafka/$KAFKA_VERSION pom=$ROOT/scripts/kafka/pom.xml stamp
+	stamp=$(sha256sum "$pom" | cut -d' ' -f1)
+	if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$stamp" ]; then
+		say "kafka $KAFKA_VERSION: cached at $dir/lib ($(ls "$dir/lib" | wc -l) jars)"
+		return
+	fi
+	command -v mvn >/dev/null || die "mvn not found; run: scripts/setup.sh apt"
+	say "kafka $KAFKA_VERSION: resolving the broker classpath from Maven Central (checksums enforced)"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	# --strict-checksums fails the build on a jar whose published checksum does not match.
+	mvn -q -B --strict-checksums -f "$pom" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$dir/lib" >"$dir/maven.log" 2>&1 ||
+		{ tail -20 "$dir/maven.log" >&2; die "maven could not resolve the Kafka classpath (log: $dir/maven.log)"; }
+	[ -f "$dir/lib/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka_2.13-$KAFKA_VERSION.jar missing after maven; does scripts/kafka/pom.xml pin $KAFKA_VERSION?"
+	echo "$stamp" >"$dir/.complete"
+	say "kafka $KAFKA_VERSION: installed $(ls "$dir/lib" | wc -l) jars in $dir/lib"
+}
+
+step_models() {
+	local dir=$CACHE/models
+	mkdir -p "$dir"
+	if sha_ok "$dir/yolox_nano.onnx" "$YOLOX_SHA256"; then
+		say "model yolox_nano.onnx: cached"
+	elif [ -f "$SHARED/models/yolox_nano.onnx" ]; then
+		need_sha "$SHARED/models/yolox_nano.onnx" "$YOLOX_SHA256"
+		cp "$SHARED/models/yolox_nano.onnx" "$dir/yolox_nano.onnx"
+		say "model yolox_nano.onnx: copied from $SHARED/models (sha256 verified)"
+	elif [ ! -f "$dir/yolox_nano.onnx" ]; then
+		# The official release asset is the same network and export recipe, but not a
+		# byte-identical file, so it cannot be held to the sha256 above.
+		say "model yolox_nano.onnx: downloading the official YOLOX 0.1.1rc0 release asset"
+		curl -fsSL --retry 3 -o "$dir/yolox_nano.onnx.part" "$YOLOX_URL" ||
+			die "could not download $YOLOX_URL; put yolox_nano.onnx in $SHARED/models or $dir"
+		mv "$dir/yolox_nano.onnx.part" "$dir/yolox_nano.onnx"
+		say "model yolox_nano.onnx: sha256 $(sha256sum "$dir/yolox_nano.onnx" | cut -d' ' -f1) (release asset; not the pinned file)"
+	else
+		say "model yolox_nano.onnx: cached (not the pinned file: sha256 differs)"
+	fi
+}
+
+step_media() {
+	local dir=$CACHE/media
+	mkdir -p "$dir"
+	if [ -d "$SHARED/media" ]; then
+		local f
+		for f in "$SHARED"/media/*.{png,jpg,avi,mp4,mjpeg}; do
+			[ -f "$f" ] || continue
+			cmp -s "$f" "$dir/$(basename "$f")" || cp "$f" "$dir/"
+		done
+		need_sha "$dir/vtest.avi" "$VTEST_SHA256"
+		say "media: $(ls "$dir" | wc -l) files from $SHARED/media (vtest.avi sha256 verified)"
+		return
+	fi
+	if ! sha_ok "$dir/vtest.avi" "$VTEST_SHA256"; then
+		say "media: extracting the sample video and photos from Debian's opencv-doc and python3-skimage"
+		local tmp
+		tmp=$(mktemp -d)
+		(cd "$tmp" && apt-get download -qq opencv-doc python3-skimage >/dev/null &&
+			for d in ./*.deb; do dpkg-deb -x "$d" x; done)
+		local name src
+		for name in vtest.avi messi5.jpg astronaut.png chelsea.png; do
+			src=$(find "$tmp/x" -name "$name" -o -name "$name.gz" | head -1)
+			[ -n "$src" ] || die "$name not found in opencv-doc or python3-skimage"
+			case $src in *.gz) gunzip -c "$src" >"$dir/$name" ;; *) cp "$src" "$dir/$name" ;; esac
+		done
+		rm -rf "$tmp"
+		need_sha "$dir/vtest.avi" "$VTEST_SHA256"
+	fi
+	# The derived files, made with the commands recorded in shared/media/SOURCE.md.
+	[ -f "$dir/vtest_h264.mp4" ] || ffmpeg -loglevel error -y -i "$dir/vtest.avi" -c:v libx264 -preset slow -crf 26 \
+		-pix_fmt yuv420p -profile:v main -movflags +faststart -an "$dir/vtest_h264.mp4"
+	[ -f "$dir/vtest_10s.mjpeg" ] || ffmpeg -loglevel error -y -i "$dir/vtest.avi" -t 10 -c:v mjpeg -q:v 5 -an -f mjpeg "$dir/vtest_10s.mjpeg"
+	[ -f "$dir/vtest_frame600.jpg" ] || ffmpeg -loglevel error -y -i "$dir/vtest.avi" -vf "select=eq(n\,600)" -vsync 0 -frames:v 1 -q:v 2 "$dir/vtest_frame600.jpg"
+	say "media: vtest.avi and derived files ready in $dir"
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(apt ort kafka models media)
+for s in "${steps[@]}"; do
+	case $s in
+	apt | ort | kafka | models | media) "step_$s" ;;
+	*) die "unknown step \"$s\" (steps: apt ort kafka models media)" ;;
+	esac
+done
