@@ -118,6 +118,13 @@ step_models() {
 	else
 		say "model yolox_nano.onnx: cached (not the pinned file: sha256 differs)"
 	fi
+	link_example_models
+}
+
+# link_example_models puts the models into the example function directories, where
+# `diplip fn build functions/examples/NAME` expects them.
+link_example_models() {
+	ln -sfn "$CACHE/models/yolox_nano.onnx" "$ROOT/functions/examples/yolox-nano/yolox_nano.onnx"
 }
 
 step_media() {

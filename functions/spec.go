@@ -1,0 +1,294 @@
+package functions
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// SpecFile is the name of the spec inside a function directory.
+const SpecFile = "function.yaml"
+
+// maxSpecBytes bounds a spec file; a real one is a few hundred bytes.
+const maxSpecBytes = 64 << 10
+
+// Spec describes a function: which model to run and how to feed it and read it. It is
+// written as function.yaml beside the model; unknown fields are an error, not ignored.
+type Spec struct {
+	// Name identifies the function: lowercase letters, digits and '-', at most 63.
+	Name string `yaml:"name" json:"name"`
+	// Runtime runs the model. Only "onnx" (ONNX Runtime). Default "onnx".
+	Runtime string `yaml:"runtime" json:"runtime"`
+	// Model is the model file, relative to the function directory. Required.
+	Model string `yaml:"model" json:"model"`
+	// Labels is a text file of class names, one per line, relative to the function
+	// directory. Optional; without it detections carry class ids only.
+	Labels    string    `yaml:"labels,omitempty" json:"labels,omitempty"`
+	Input     Input     `yaml:"input" json:"input"`
+	Output    Output    `yaml:"output" json:"output"`
+	Batch     Batch     `yaml:"batch" json:"batch"`
+	Resources Resources `yaml:"resources" json:"resources"`
+}
+
+// Input describes the model's image input and how a frame becomes that tensor.
+type Input struct {
+	// Tensor is the model's input name. Required.
+	Tensor string `yaml:"tensor" json:"tensor"`
+	// Width and Height of the tensor's image, in pixels. Required.
+	Width  int `yaml:"width" json:"width"`
+	Height int `yaml:"height" json:"height"`
+	// Layout is NCHW (default) or NHWC.
+	Layout string `yaml:"layout" json:"layout"`
+	// Channels is the channel order the model was trained on: RGB (default) or BGR.
+	Channels string `yaml:"channels" json:"channels"`
+	// Resize is "letterbox" (default: keep aspect ratio, pad) or "stretch".
+	Resize string `yaml:"resize" json:"resize"`
+	// Anchor places a letterboxed image: "top-left" (default; YOLOX) or "center".
+	Anchor string `yaml:"anchor" json:"anchor"`
+	// Pad is the value, 0..255, of letterbox padding. Default 114.
+	Pad *float32 `yaml:"pad,omitempty" json:"pad,omitempty"`
+	// Scale multiplies 0..255 pixel values first. Default 1 (raw pixels).
+	Scale *float32 `yaml:"scale,omitempty" json:"scale,omitempty"`
+	// Mean and Std, per channel in the spec's channel order and in scaled units, give
+	// value = (pixel*scale - mean) / std. Defaults 0 and 1.
+	Mean []float32 `yaml:"mean,omitempty" json:"mean,omitempty"`
+	Std  []float32 `yaml:"std,omitempty" json:"std,omitempty"`
+}
+
+// Output describes how the model's outputs become results.
+type Output struct {
+	// Decoder turns output tensors into results: "yolox" (boxes, with NMS) or "raw" (the
+	// named tensors as they are). Required.
+	Decoder string `yaml:"decoder" json:"decoder"`
+	// Tensors are the output names the decoder reads. Required; yolox reads exactly one.
+	Tensors []string `yaml:"tensors" json:"tensors"`
+	// ScoreThreshold drops detections scoring below it. Default 0.3.
+	ScoreThreshold *float32 `yaml:"score_threshold,omitempty" json:"score_threshold,omitempty"`
+	// NMSThreshold is the IoU above which NMS suppresses the weaker box. Default 0.45.
+	NMSThreshold *float32 `yaml:"nms_threshold,omitempty" json:"nms_threshold,omitempty"`
+	// ClassAgnostic runs NMS across classes instead of within each. Default false.
+	ClassAgnostic bool `yaml:"class_agnostic,omitempty" json:"class_agnostic,omitempty"`
+}
+
+// Batch bounds how many frames a runner collects into one inference run.
+type Batch struct {
+	// Max frames per batch. Default 8.
+	Max int `yaml:"max" json:"max"`
+	// MaxDelay is the longest a frame waits for its batch to fill. Default 20ms.
+	MaxDelay Duration `yaml:"max_delay" json:"max_delay"`
+}
+
+// Resources says where the function may run.
+type Resources struct {
+	// Device is "cpu", "gpu" or "any" (default).
+	Device string `yaml:"device" json:"device"`
+	// MemoryMB a runner should have free to load the function. Default 512.
+	MemoryMB int `yaml:"memory_mb" json:"memory_mb"`
+}
+
+// Duration is a time.Duration written as "20ms" in YAML and JSON.
+type Duration time.Duration
+
+// UnmarshalYAML parses "20ms"-style strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 20ms", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// MarshalText writes the duration as a string (JSON).
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses the duration (JSON).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 20ms", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ErrInvalidSpec is wrapped by every spec parsing and validation error.
+var ErrInvalidSpec = errors.New("invalid function spec")
+
+// ParseSpec reads a spec, fills defaults and validates it. Errors name the field.
+func ParseSpec(r io.Reader) (*Spec, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxSpecBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
+	}
+	if len(b) > maxSpecBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidSpec, maxSpecBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty", ErrInvalidSpec)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	s.fillDefaults()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// LoadSpec reads DIR/function.yaml.
+func LoadSpec(dir string) (*Spec, error) {
+	f, err := os.Open(filepath.Join(dir, SpecFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
+	}
+	defer f.Close()
+	s, err := ParseSpec(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return s, nil
+}
+
+func ptr(v float32) *float32 { return &v }
+
+func (s *Spec) fillDefaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&s.Runtime, "onnx")
+	def(&s.Input.Layout, "NCHW")
+	def(&s.Input.Channels, "RGB")
+	def(&s.Input.Resize, "letterbox")
+	def(&s.Input.Anchor, "top-left")
+	def(&s.Resources.Device, "any")
+	if s.Input.Pad == nil {
+		s.Input.Pad = ptr(114)
+	}
+	if s.Input.Scale == nil {
+		s.Input.Scale = ptr(1)
+	}
+	if s.Input.Mean == nil {
+		s.Input.Mean = []float32{0, 0, 0}
+	}
+	if s.Input.Std == nil {
+		s.Input.Std = []float32{1, 1, 1}
+	}
+	if s.Output.ScoreThreshold == nil {
+		s.Output.ScoreThreshold = ptr(0.3)
+	}
+	if s.Output.NMSThreshold == nil {
+		s.Output.NMSThreshold = ptr(0.45)
+	}
+	if s.Batch.Max == 0 {
+		s.Batch.Max = 8
+	}
+	if s.Batch.MaxDelay == 0 {
+		s.Batch.MaxDelay = Duration(20 * time.Millisecond)
+	}
+	if s.Resources.MemoryMB == 0 {
+		s.Resources.MemoryMB = 512
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate checks a spec whose defaults are filled. The error names every wrong field.
+func (s *Spec) Validate() error {
+	var errs []string
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+	}
+	oneOf := func(field, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		}
+	}
+	if !nameRE.MatchString(s.Name) {
+		bad("name", "%q: want lowercase letters, digits and '-', 1 to 63 characters", s.Name)
+	}
+	oneOf("runtime", s.Runtime, "onnx")
+	localFile := func(field, p string) {
+		if !filepath.IsLocal(p) {
+			bad(field, "%q: want a file name relative to the function directory", p)
+		}
+	}
+	localFile("model", s.Model)
+	if s.Labels != "" {
+		localFile("labels", s.Labels)
+	}
+	in := s.Input
+	if in.Tensor == "" {
+		bad("input.tensor", "required: the model's input name")
+	}
+	if in.Width < 1 || in.Width > 8192 || in.Height < 1 || in.Height > 8192 {
+		bad("input.width/height", "%dx%d: want 1..8192 each", in.Width, in.Height)
+	}
+	oneOf("input.layout", in.Layout, "NCHW", "NHWC")
+	oneOf("input.channels", in.Channels, "RGB", "BGR")
+	oneOf("input.resize", in.Resize, "letterbox", "stretch")
+	oneOf("input.anchor", in.Anchor, "top-left", "center")
+	if *in.Pad < 0 || *in.Pad > 255 {
+		bad("input.pad", "%v: want 0..255", *in.Pad)
+	}
+	if *in.Scale <= 0 {
+		bad("input.scale", "%v: want > 0", *in.Scale)
+	}
+	if len(in.Mean) != 3 {
+		bad("input.mean", "%d values: want 3, one per channel", len(in.Mean))
+	}
+	if len(in.Std) != 3 {
+		bad("input.std", "%d values: want 3, one per channel", len(in.Std))
+	}
+	for i, v := range in.Std {
+		if v == 0 {
+			bad(fmt.Sprintf("input.std[%d]", i), "0 would divide by zero")
+		}
+	}
+	out := s.Output
+	oneOf("output.decoder", out.Decoder, "yolox", "raw")
+	switch {
+	case len(out.Tensors) == 0:
+		bad("output.tensors", "required: the model's output names the decoder reads")
+	case out.Decoder == "yolox" && len(out.Tensors) != 1:
+		bad("output.tensors", "the yolox decoder reads exactly one tensor, got %d", len(out.Tensors))
+	}
+	if t := *out.ScoreThreshold; t < 0 || t > 1 {
+		bad("output.score_threshold", "%v: want 0..1", t)
+	}
+	if t := *out.NMSThreshold; t <= 0 || t > 1 {
+		bad("output.nms_threshold", "%v: want greater than 0, at most 1", t)
+	}
+	if s.Batch.Max < 1 || s.Batch.Max > 256 {
+		bad("batch.max", "%d: want 1..256", s.Batch.Max)
+	}
+	if d := time.Duration(s.Batch.MaxDelay); d < 0 || d > 10*time.Second {
+		bad("batch.max_delay", "%v: want 0..10s", d)
+	}
+	oneOf("resources.device", s.Resources.Device, "cpu", "gpu", "any")
+	if s.Resources.MemoryMB < 0 {
+		bad("resources.memory_mb", "%d: want ≥ 0", s.Resources.MemoryMB)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(errs, "; "))
+	}
+	return nil
+}
