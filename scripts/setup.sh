@@ -21,9 +21,10 @@ KAFKA_VERSION=4.1.2 # must match scripts/kafka/pom.xml
 YOLOX_SHA256=695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14
 YOLOX_URL=https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx
 VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
-# Debian packages the build and the tests need. gocv v0.31.0 is the newest gocv that
+# Debian packages the build and the tests need (skopeo: a third-party OCI client the
+# registry tests check compatibility with). gocv v0.31.0 is the newest gocv that
 # builds against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
-APT_PACKAGES=(libopencv-dev pkg-config ffmpeg openjdk-17-jre-headless maven)
+APT_PACKAGES=(libopencv-dev pkg-config ffmpeg skopeo openjdk-17-jre-headless maven)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -48,8 +49,11 @@ step_apt() {
 	say "debian packages: installing ${missing[*]} (apt-get)"
 	local sudo=""
 	[ "$(id -u)" = 0 ] || sudo="sudo"
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	local log
+	log=$(mktemp)
+	{ $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1 ||
+		{ tail -20 "$log" >&2; die "apt-get could not install ${missing[*]}"; }
+	rm -f "$log"
 	say "debian packages: installed ${missing[*]}"
 }
 

@@ -1,0 +1,151 @@
+package registry
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/diplip/diplip/functions"
+)
+
+// Labels and annotations a function image carries, so that `inspect` reads the spec from
+// the config blob without downloading the model layer.
+const (
+	LabelSpec = "io.diplip.function.spec" // the spec as JSON, defaults filled
+	LabelName = "io.diplip.function.name"
+	// AnnotationTitle is the OCI standard title annotation, set to the function's name.
+	AnnotationTitle = "org.opencontainers.image.title"
+)
+
+// A function image is a plain OCI image (OCI manifest, standard config), which every
+// registry accepts: one layer holding function.yaml, the model and the labels file.
+// Building is deterministic: the same files give the same digest.
+
+// CheckFunc checks a function directory's model against its spec (package functions/onnx
+// does it with ONNX Runtime). Build calls it so that a broken function never becomes an
+// image; it is a parameter because this package does not run models.
+type CheckFunc func(dir string, spec *functions.Spec) error
+
+// Build packs the function in dir into an OCI image, after validating its spec and, when
+// check is not nil, checking the model against it.
+func Build(dir string, check CheckFunc) (v1.Image, *functions.Spec, error) {
+	spec, err := functions.LoadSpec(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := []string{functions.SpecFile, spec.Model}
+	if spec.Labels != "" {
+		files = append(files, spec.Labels)
+	}
+	for _, f := range files {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("function %s: %w", spec.Name, err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("function %s: %s is not a regular file", spec.Name, f)
+		}
+	}
+	if check != nil {
+		if err := check(dir, spec); err != nil {
+			return nil, nil, fmt.Errorf("function %s: %w", spec.Name, err)
+		}
+	}
+	layerTar, err := tarFiles(dir, files)
+	if err != nil {
+		return nil, nil, fmt.Errorf("function %s: %w", spec.Name, err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, nil, fmt.Errorf("function %s: layer: %w", spec.Name, err)
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err = mutate.Append(img, mutate.Addendum{
+		Layer:     layer,
+		History:   v1.History{CreatedBy: "diplip fn build", Comment: "function " + spec.Name},
+		MediaType: types.OCILayer,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64" // models are portable; registries want a platform
+	cf.Config.Labels = map[string]string{LabelSpec: string(specJSON), LabelName: spec.Name}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	img = mutate.Annotations(img, map[string]string{AnnotationTitle: spec.Name, LabelSpec: string(specJSON)}).(v1.Image)
+	return img, spec, nil
+}
+
+// tarFiles writes the named files of dir into a tar with fixed metadata (no times, no
+// owners, mode 0644), in sorted order, so that the same content gives the same bytes.
+func tarFiles(dir string, names []string) ([]byte, error) {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return nil, err
+		}
+		hdr := &tar.Header{Name: filepath.ToSlash(n), Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// SpecOf reads the function spec from an image's config labels (no layer download).
+func SpecOf(img v1.Image) (*functions.Spec, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading image config: %w", err)
+	}
+	raw, ok := cf.Config.Labels[LabelSpec]
+	if !ok {
+		return nil, fmt.Errorf("not a diplip function image: its config has no %s label", LabelSpec)
+	}
+	return specFromJSON([]byte(raw))
+}
+
+// specFromJSON parses a spec stored as JSON. YAML is a superset of JSON and the spec's
+// YAML and JSON field names are the same, so the one strict parser serves both.
+func specFromJSON(b []byte) (*functions.Spec, error) {
+	s, err := functions.ParseSpec(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("function spec in image: %w", err)
+	}
+	return s, nil
+}
