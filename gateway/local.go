@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkanode"
 	"github.com/diplip/diplip/internal/natsnode"
 	"github.com/diplip/diplip/registry"
@@ -24,6 +27,8 @@ type LocalConfig struct {
 	Listen string
 	// Kafka, when set, is an existing cluster to use instead of a managed local broker.
 	Kafka []string
+	// Token, when set, is required by the API and the registry.
+	Token string
 	// KafkaHeapMB is the managed broker's heap. Default 768.
 	KafkaHeapMB int
 	Logger      *slog.Logger
@@ -95,7 +100,16 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 		l.Brokers = l.Kafka.Addrs()
 	}
 
-	l.Gateway = NewServer(l.Brokers, l.nc, l.Registry, cfg.Logger)
+	store, err := controlplane.Open(ctx, l.nc)
+	if err != nil {
+		return l, err
+	}
+	if l.Gateway, err = NewServer(Config{
+		Kafka: l.Brokers, NATS: l.nc, Store: store, Registry: l.Registry, Token: cfg.Token, Logger: cfg.Logger,
+		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(selfKeychain{host: l.ln.Addr().String(), token: cfg.Token})},
+	}); err != nil {
+		return l, err
+	}
 	sctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	go func() { l.serveErr <- l.Gateway.Serve(sctx, l.ln) }()
@@ -132,4 +146,17 @@ func (l *Local) Stop() {
 	if l.NATS != nil {
 		l.NATS.Shutdown()
 	}
+}
+
+// selfKeychain gives the gateway's own token to its own registry and defers to the docker
+// config keychain for every other registry.
+type selfKeychain struct {
+	host, token string
+}
+
+func (k selfKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if k.token != "" && r.RegistryStr() == k.host {
+		return &authn.Basic{Username: "diplip", Password: k.token}, nil
+	}
+	return authn.DefaultKeychain.Resolve(r)
 }

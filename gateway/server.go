@@ -11,35 +11,61 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 )
 
-// Server serves the gateway's HTTP listener.
-type Server struct {
-	kafka    []string
-	nc       *nats.Conn
-	registry http.Handler
-	log      *slog.Logger
-	mux      *http.ServeMux
+// Config is what a gateway serves and talks to.
+type Config struct {
+	// Kafka is the cluster's bootstrap addresses. Required.
+	Kafka []string
+	// NATS is the control plane connection. Required.
+	NATS *nats.Conn
+	// Store holds the control-plane records (on NATS JetStream). Required.
+	Store *controlplane.Store
+	// Registry, when not nil, is served under /v2/.
+	Registry http.Handler
+	// Token, when set, is required on /v1/ and /v2/ (bearer, or basic auth password).
+	Token string
+	// RegistryOptions are used when the gateway reads function images from registries.
+	RegistryOptions []remote.Option
+	Logger          *slog.Logger
 }
 
-// NewServer returns a gateway for the given Kafka cluster and NATS connection. registry,
-// when not nil, is served under /v2/.
-func NewServer(kafka []string, nc *nats.Conn, registry http.Handler, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.Default()
+// Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry),
+// /healthz and /readyz.
+type Server struct {
+	kafka        []string
+	nc           *nats.Conn
+	store        *controlplane.Store
+	token        string
+	registryOpts []remote.Option
+	log          *slog.Logger
+	mux          *http.ServeMux
+}
+
+// NewServer returns a gateway serving cfg.
+func NewServer(cfg Config) (*Server, error) {
+	if len(cfg.Kafka) == 0 || cfg.NATS == nil || cfg.Store == nil {
+		return nil, errors.New("gateway: Config needs Kafka, NATS and Store")
 	}
-	s := &Server{kafka: kafka, nc: nc, registry: registry, log: logger.With("component", "gateway"), mux: http.NewServeMux()}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{kafka: cfg.Kafka, nc: cfg.NATS, store: cfg.Store, token: cfg.Token, registryOpts: cfg.RegistryOptions,
+		log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	if registry != nil {
-		s.mux.Handle("/v2/", registry)
+	if cfg.Registry != nil {
+		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))
 	}
-	return s
+	s.routes()
+	return s, nil
 }
 
 // ServeHTTP implements http.Handler.

@@ -19,7 +19,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/internal/testkit"
@@ -72,7 +74,9 @@ func TestBuildRefusesBrokenFunctions(t *testing.T) {
 		t.Fatalf("missing labels file: %v", err)
 	}
 	dir = copyDir(t, example)
-	check := func(string, *functions.Spec) error { return errors.New("input \"images\": the model wants [1 3 416 416]") }
+	check := func(string, *functions.Spec) error {
+		return errors.New("input \"images\": the model wants [1 3 416 416]")
+	}
 	if _, _, err := registry.Build(dir, check); err == nil || !strings.Contains(err.Error(), "the model wants") {
 		t.Fatalf("failing model check: %v", err)
 	}
@@ -337,4 +341,39 @@ func mustHash(t *testing.T, s string) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// A malicious function image (a valid function plus a layer that reaches for
+// ../../etc/x) is refused on pull, and nothing is written outside the cache.
+func TestPullRefusesMaliciousImage(t *testing.T) {
+	host := testkit.Registry(t, "")
+	evilTar := tarOf(t, []*tar.Header{reg("../../etc/x", 4)})
+	evilLayer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(evilTar)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(build(t, example), evilLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := registry.ParseReference(host+"/fn/evil:v1", false)
+	pinned, err := registry.Push(context.Background(), img, ref, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	cache := &registry.Cache{Dir: filepath.Join(root, "a", "b", "cache")}
+	_, _, err = cache.Pull(context.Background(), pinned)
+	if !errors.Is(err, registry.ErrUnsafeLayer) || !strings.Contains(err.Error(), `"../../etc/x"`) {
+		t.Fatalf("err = %v; want ErrUnsafeLayer naming ../../etc/x", err)
+	}
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if !d.IsDir() {
+			t.Errorf("pull left a file behind: %s", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

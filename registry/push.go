@@ -30,6 +30,8 @@ func ParseReference(s string, insecure bool) (name.Reference, error) {
 
 // RemoteOptions are the options every remote call uses: credentials from the docker
 // config keychain ($DOCKER_CONFIG, ~/.docker/config.json) and the caller's context.
+// Extra credentials must come as a keychain (remote.WithAuthFromKeychain, which replaces
+// the default one); go-containerregistry refuses remote.WithAuth beside a keychain.
 func RemoteOptions(ctx context.Context, extra ...remote.Option) []remote.Option {
 	return append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, extra...)
 }

@@ -1,0 +1,254 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/registry"
+)
+
+func startLocal(t *testing.T, token string) (*gateway.Local, *apiclient.Client) {
+	t.Helper()
+	l, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
+		StateDir: t.TempDir(), Listen: "127.0.0.1:0", Kafka: testkit.Kafka(t), Token: token,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Stop)
+	c, err := apiclient.New(l.URL, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, c
+}
+
+// pushExample builds the example function and pushes it to the gateway's registry.
+func pushExample(t *testing.T, l *gateway.Local, tag string, opts ...remote.Option) string {
+	t.Helper()
+	img, _, err := registry.Build("../functions/examples/yolox-nano", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/yolox-nano:"+tag, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.Push(context.Background(), img, ref, nil, opts...); err != nil {
+		t.Fatal(err)
+	}
+	return ref.String()
+}
+
+func wantAPIError(t *testing.T, err error, status int, msg string) {
+	t.Helper()
+	ae, ok := err.(*apiclient.Error)
+	if !ok || ae.Status != status || !strings.Contains(ae.Message, msg) {
+		t.Fatalf("err = %#v; want %d mentioning %q", err, status, msg)
+	}
+}
+
+// The paper's steps 3, 6 and 7 through the API: a stream (two Kafka topics), a function
+// image in the embedded registry, and a deployment recorded against its digest.
+func TestStreamFunctionDeployLifecycle(t *testing.T) {
+	ctx := context.Background()
+	l, c := startLocal(t, "")
+
+	st, err := c.CreateStream(ctx, gateway.StreamRequest{Name: "lobby", Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sarama.NewClusterAdmin(l.Brokers, kafkaclient.NewConfig("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	// Topic metadata reaches the brokers asynchronously after creation.
+	testkit.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		topics, err := admin.ListTopics()
+		if err != nil {
+			return err
+		}
+		if d, ok := topics[st.Topic]; !ok || d.NumPartitions != 4 {
+			return fmt.Errorf("frames topic %s: %+v (exists %v)", st.Topic, d, ok)
+		}
+		if _, ok := topics[st.ResultsTopic]; !ok {
+			return fmt.Errorf("results topic %s missing", st.ResultsTopic)
+		}
+		return nil
+	})
+	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: "lobby", Partitions: 4})
+	wantAPIError(t, err, http.StatusConflict, "already exists")
+
+	ref := pushExample(t, l, "v1")
+	_, err = c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "hall"})
+	wantAPIError(t, err, http.StatusNotFound, "diplip stream create hall")
+
+	d, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "lobby", Max: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Function != "yolox-nano" || !strings.Contains(d.Digest, "@sha256:") || d.Batch != 8 || d.Policy != "live" ||
+		d.Device != "any" || d.Generation != 1 || d.Group() != "diplip.yolox-nano.lobby" {
+		t.Fatalf("deployment %+v", d)
+	}
+	fn, err := c.Function(ctx, "yolox-nano")
+	if err != nil || fn.Digest != d.Digest || fn.Size < 3_000_000 {
+		t.Fatalf("function record %+v, %v", fn, err)
+	}
+
+	// Deploying again is a rolling update of the same record.
+	d2, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "lobby", Max: 4, Policy: "replay"})
+	if err != nil || d2.Generation != 2 || d2.Max != 4 || d2.Policy != "replay" {
+		t.Fatalf("update: %+v, %v", d2, err)
+	}
+
+	err = c.DeleteFunction(ctx, "yolox-nano")
+	wantAPIError(t, err, http.StatusConflict, "diplip fn undeploy yolox-nano --stream lobby")
+	err = c.DeleteStream(ctx, "lobby")
+	wantAPIError(t, err, http.StatusConflict, "has deployment")
+
+	if err := c.Undeploy(ctx, "yolox-nano", "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError(t, c.Undeploy(ctx, "yolox-nano", "lobby"), http.StatusNotFound, "not deployed")
+	if err := c.DeleteFunction(ctx, "yolox-nano"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteStream(ctx, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		topics, err := admin.ListTopics()
+		if _, ok := topics[st.Topic]; ok || err != nil {
+			return fmt.Errorf("frames topic still listed after stream rm (%v)", err)
+		}
+		return nil
+	})
+}
+
+func TestAPIBadInput(t *testing.T) {
+	ctx := context.Background()
+	l, c := startLocal(t, "")
+	_, err := c.CreateStream(ctx, gateway.StreamRequest{Name: "Bad Name", Partitions: 1})
+	wantAPIError(t, err, http.StatusBadRequest, `stream name "Bad Name"`)
+	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: "ok", Partitions: 0})
+	wantAPIError(t, err, http.StatusBadRequest, "partitions 0")
+
+	host := strings.TrimPrefix(l.URL, "http://")
+	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: host + "/fn/missing:v9"})
+	wantAPIError(t, err, http.StatusNotFound, "not found in its registry; push it first with: diplip fn push")
+	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: "127.0.0.1:1/fn/x:v1"})
+	wantAPIError(t, err, http.StatusBadGateway, "connection refused")
+	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: "UPPER/Case::"})
+	wantAPIError(t, err, http.StatusBadRequest, "image reference")
+
+	// An image that is not a function.
+	plain := host + "/fn/plain:v1"
+	if err := pushPlain(plain); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: plain})
+	wantAPIError(t, err, http.StatusBadRequest, "not a diplip function image")
+
+	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: "s1", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := pushExample(t, l, "v1")
+	for _, tc := range []struct {
+		req  gateway.DeployRequest
+		want string
+	}{
+		{gateway.DeployRequest{Ref: ref, Stream: "s1", Device: "tpu"}, `device "tpu"`},
+		{gateway.DeployRequest{Ref: ref, Stream: "s1", Min: 3, Max: 2}, "min 3, max 2"},
+		{gateway.DeployRequest{Ref: ref, Stream: "s1", Policy: "whenever"}, `policy "whenever"`},
+		{gateway.DeployRequest{Ref: ref, Stream: "s1", MaxAge: "soon"}, `max_age "soon"`},
+		{gateway.DeployRequest{Stream: "s1"}, "ref: required"},
+	} {
+		_, err := c.Deploy(ctx, tc.req)
+		wantAPIError(t, err, http.StatusBadRequest, tc.want)
+	}
+	if ds, err := c.Deployments(ctx); err != nil || len(ds) != 0 {
+		t.Fatalf("rejected deploys left records: %+v, %v", ds, err)
+	}
+
+	resp, err := http.Post(l.URL+"/v1/streams", "application/json", strings.NewReader(`{"name":"x","partitions":1,"colour":"red"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unknown JSON field: %d, want 400", resp.StatusCode)
+	}
+}
+
+// With a token, the API and the registry refuse requests without it, and accept it as a
+// bearer token or as a registry client's basic-auth password.
+func TestTokenGuardsAPIAndRegistry(t *testing.T) {
+	ctx := context.Background()
+	l, c := startLocal(t, "s3cret")
+	for _, path := range []string{"/v1/streams", "/v2/"} {
+		resp, err := http.Get(l.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s without a token: %d, want 401", path, resp.StatusCode)
+		}
+	}
+	wrong, _ := apiclient.New(l.URL, "guess")
+	_, err := wrong.Streams(ctx)
+	wantAPIError(t, err, http.StatusUnauthorized, "DIPLIP_TOKEN")
+	if _, err := c.Streams(ctx); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	if resp, _ := http.Get(l.URL + "/healthz"); resp == nil || resp.StatusCode != http.StatusOK {
+		t.Fatal("/healthz must stay open for probes")
+	}
+
+	// A registry client with the token as password can push; the gateway reads its own
+	// registry with it when resolving the deployment.
+	ref := pushExample(t, l, "v1", remote.WithAuthFromKeychain(tokenKeychain("s3cret")))
+	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: "cam", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "cam"}); err != nil {
+		t.Fatalf("deploying from the token-guarded registry: %v", err)
+	}
+}
+
+func pushPlain(refStr string) error {
+	img, err := random.Image(256, 1)
+	if err != nil {
+		return err
+	}
+	ref, err := registry.ParseReference(refStr, false)
+	if err != nil {
+		return err
+	}
+	_, err = registry.Push(context.Background(), img, ref, nil)
+	return err
+}
+
+// tokenKeychain answers every registry with the token as a basic-auth password, as
+// `docker login -p TOKEN` would.
+type tokenKeychain string
+
+func (k tokenKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return &authn.Basic{Username: "ci", Password: string(k)}, nil
+}

@@ -1,0 +1,152 @@
+// Package apiclient is a small client of the gateway's /v1 API, used by the CLI and by
+// tests. Errors carry the gateway's own message, which says what to do next.
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/internal/controlplane"
+)
+
+// Client talks to one gateway.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client of the gateway at base (e.g. http://127.0.0.1:8080) that sends
+// token, when not empty, as a bearer token.
+func New(base, token string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("gateway address %q: want http://HOST:PORT or https://HOST:PORT", base)
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+// Error is an error answer from the gateway.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// IsNotFound reports whether err is the gateway's 404.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("gateway at %s is unreachable (%v); start one with: diplip up, or point --gateway / DIPLIP_GATEWAY at it", c.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading the gateway's answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("the gateway's answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// CreateStream creates a stream.
+func (c *Client) CreateStream(ctx context.Context, req gateway.StreamRequest) (controlplane.Stream, error) {
+	var st controlplane.Stream
+	return st, c.do(ctx, http.MethodPost, "/v1/streams", req, &st)
+}
+
+// Streams lists the streams.
+func (c *Client) Streams(ctx context.Context) ([]controlplane.Stream, error) {
+	var st []controlplane.Stream
+	return st, c.do(ctx, http.MethodGet, "/v1/streams", nil, &st)
+}
+
+// DeleteStream deletes a stream and its topics.
+func (c *Client) DeleteStream(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/streams/"+url.PathEscape(name), nil, nil)
+}
+
+// RegisterFunction records the function image ref, pinned to its digest.
+func (c *Client) RegisterFunction(ctx context.Context, req gateway.FunctionRequest) (controlplane.Function, error) {
+	var fn controlplane.Function
+	return fn, c.do(ctx, http.MethodPost, "/v1/functions", req, &fn)
+}
+
+// Functions lists the functions.
+func (c *Client) Functions(ctx context.Context) ([]controlplane.Function, error) {
+	var fns []controlplane.Function
+	return fns, c.do(ctx, http.MethodGet, "/v1/functions", nil, &fns)
+}
+
+// Function returns one function.
+func (c *Client) Function(ctx context.Context, name string) (controlplane.Function, error) {
+	var fn controlplane.Function
+	return fn, c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name), nil, &fn)
+}
+
+// DeleteFunction removes a function record (not its image).
+func (c *Client) DeleteFunction(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, nil)
+}
+
+// Deploy creates or updates the deployment of a function image on a stream.
+func (c *Client) Deploy(ctx context.Context, req gateway.DeployRequest) (controlplane.Deployment, error) {
+	var d controlplane.Deployment
+	return d, c.do(ctx, http.MethodPost, "/v1/deployments", req, &d)
+}
+
+// Deployments lists the deployments.
+func (c *Client) Deployments(ctx context.Context) ([]controlplane.Deployment, error) {
+	var ds []controlplane.Deployment
+	return ds, c.do(ctx, http.MethodGet, "/v1/deployments", nil, &ds)
+}
+
+// Undeploy removes the deployment of function on stream.
+func (c *Client) Undeploy(ctx context.Context, function, stream string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(function)+"/"+url.PathEscape(stream), nil, nil)
+}
