@@ -155,6 +155,10 @@ func ParseSpec(r io.Reader) (*Spec, error) {
 // LoadSpec reads DIR/function.yaml.
 func LoadSpec(dir string) (*Spec, error) {
 	f, err := os.Open(filepath.Join(dir, SpecFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no %s (a function directory holds %s, the model and its labels file)",
+			ErrInvalidSpec, dir, SpecFile, SpecFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}

@@ -12,7 +12,19 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	app := newApp()
+	if err := app.Run(interspersed(app, os.Args)); err != nil {
+		fmt.Fprintln(os.Stderr, "diplip:", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "diplip",
 		Usage: "deep-learning inference on live camera streams, on Kafka and NATS",
 		Description: "diplip bridges camera streams into Kafka topics, runs trained models packaged as OCI\n" +
@@ -21,15 +33,11 @@ func main() {
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			upCommand(),
+			streamCommand(),
+			fnCommand(),
 			versionCommand(),
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "diplip:", err)
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
+		// main prints errors and picks exit codes, once, for every command.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

@@ -41,6 +41,7 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "kafka", EnvVars: []string{"DIPLIP_KAFKA"}, Usage: "an existing Kafka cluster (host:port,...) instead of a managed local broker"},
 			&cli.BoolFlag{Name: "demo", Usage: "run the demo on the sample video"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (0: run until interrupted)"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "require this token on the API and the registry"},
 		},
 		Action: runUp,
 	}
@@ -48,7 +49,7 @@ func upCommand() *cli.Command {
 
 func runUp(c *cli.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Logger: logger}
+	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"), Logger: logger}
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
 		if err != nil {
@@ -83,7 +84,11 @@ func runUp(c *cli.Context) error {
 	fmt.Fprintf(w, "  registry  %s/v2/\n", l.URL)
 	fmt.Fprintf(w, "  nats      %s\n", l.NATS.ClientURL())
 	fmt.Fprintf(w, "  kafka     %v (%s)\n", l.Brokers, kafkaKind)
-	fmt.Fprintln(w, "  auth      none: the gateway listens without a token")
+	if cfg.Token == "" {
+		fmt.Fprintln(w, "  auth      none: the gateway accepts requests without a token (set --token to require one)")
+	} else {
+		fmt.Fprintln(w, "  auth      token required on /v1 and /v2")
+	}
 	if c.Bool("demo") {
 		fmt.Fprintln(w, "diplip: demo: the services above are running; the detector pipeline (function images,\n"+
 			"        runners, camera ingest) is not built yet, so no video is processed")

@@ -1,0 +1,436 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/registry"
+)
+
+func fnCommand() *cli.Command {
+	insecure := &cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to a registry that is not on loopback"}
+	store := &cli.StringFlag{Name: "store", Value: filepath.Join(defaultStateDir(), "images"), EnvVars: []string{"DIPLIP_IMAGE_STORE"},
+		Usage: "where built images are kept until pushed (an OCI image layout)"}
+	return &cli.Command{
+		Name:  "fn",
+		Usage: "build, publish and deploy functions (a model packaged as an OCI image)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "build",
+				Usage:     "validate a function directory, check its model with ONNX Runtime, and pack it as an OCI image",
+				ArgsUsage: "DIR",
+				UsageText: "diplip fn build DIR -t REF [--push]\n\n" +
+					"DIR holds function.yaml, the model and its labels file. The image is kept in --store\n" +
+					"until pushed; the same files always give the same digest.\n\n" +
+					"Example:\n   diplip fn build functions/examples/yolox-nano -t 127.0.0.1:8080/fn/yolox-nano:v1 --push",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "tag", Aliases: []string{"t"}, Required: true, Usage: "the image reference, e.g. 127.0.0.1:8080/fn/NAME:TAG"},
+					&cli.BoolFlag{Name: "push", Usage: "push after building"},
+					insecure, store,
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json"},
+				},
+				Action: fnBuild,
+			},
+			{
+				Name:      "push",
+				Usage:     "push a built function image to its registry",
+				ArgsUsage: "REF",
+				UsageText: "diplip fn push REF\n\nCredentials come from the docker config ($DOCKER_CONFIG or ~/.docker/config.json).\n\n" +
+					"Example:\n   diplip fn push 127.0.0.1:8080/fn/yolox-nano:v1",
+				Flags:  []cli.Flag{insecure, store, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json"}},
+				Action: fnPush,
+			},
+			{
+				Name:      "inspect",
+				Usage:     "show a function image's digest, size and spec (reads no layer)",
+				ArgsUsage: "REF",
+				UsageText: "diplip fn inspect REF [-o json]\n\nExample:\n   diplip fn inspect 127.0.0.1:8080/fn/yolox-nano:v1",
+				Flags:     []cli.Flag{insecure, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json"}},
+				Action:    fnInspect,
+			},
+			{
+				Name:      "pull",
+				Usage:     "pull a function image by digest into a cache directory, as a runner does",
+				ArgsUsage: "REF",
+				UsageText: "diplip fn pull REF [--cache DIR]\n\nA tag is resolved to its digest first; a digest already in the cache is not fetched again.\n\n" +
+					"Example:\n   diplip fn pull 127.0.0.1:8080/fn/yolox-nano:v1",
+				Flags: []cli.Flag{insecure,
+					&cli.StringFlag{Name: "cache", Value: filepath.Join(defaultStateDir(), "cache"), Usage: "the content-addressed function cache"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json"}},
+				Action: fnPull,
+			},
+			{
+				Name:      "deploy",
+				Usage:     "run a function image on a stream (deploying again updates it in place)",
+				ArgsUsage: "REF",
+				UsageText: "diplip fn deploy REF --stream S [--min 0] [--max N] [--batch B] [--device cpu|cuda:0|any] [--policy live|replay]\n\n" +
+					"The tag is resolved to a digest now; runners pull exactly that digest.\n\n" +
+					"Example:\n   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --max 2",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "stream", Required: true, Usage: "the stream to process"},
+					&cli.IntFlag{Name: "min", Value: 0, Usage: "runners kept when the stream is idle (0: scale to zero)"},
+					&cli.IntFlag{Name: "max", Value: 1, Usage: "most runners"},
+					&cli.IntFlag{Name: "batch", Usage: "frames per inference run (default: the spec's batch.max)"},
+					&cli.StringFlag{Name: "device", Usage: "cpu, cuda:N or any (default: the spec's resources.device)"},
+					&cli.StringFlag{Name: "policy", Value: "live", Usage: "live (skip frames older than --max-age) or replay (process all)"},
+					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing"},
+					insecure,
+				}, globalFlags...),
+				Action: fnDeploy,
+			},
+			{
+				Name:      "undeploy",
+				Usage:     "stop running a function on a stream",
+				ArgsUsage: "NAME",
+				UsageText: "diplip fn undeploy NAME --stream S\n\nExample:\n   diplip fn undeploy yolox-nano --stream lobby",
+				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "stream", Required: true}}, globalFlags...),
+				Action:    fnUndeploy,
+			},
+			{
+				Name:      "ls",
+				Usage:     "list the functions the gateway knows and where they are deployed",
+				UsageText: "diplip fn ls [-o json]",
+				Flags:     globalFlags,
+				Action:    fnList,
+			},
+			{
+				Name:      "rm",
+				Usage:     "forget a function (it must not be deployed; its image stays in the registry)",
+				ArgsUsage: "NAME",
+				UsageText: "diplip fn rm NAME",
+				Flags:     globalFlags,
+				Action:    fnRemove,
+			},
+		},
+	}
+}
+
+func oneArg(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", cli.Exit(fmt.Sprintf("want exactly one %s, got %d arguments (see: %s --help)", what, c.NArg(), c.Command.HelpName), exitUsage)
+	}
+	return c.Args().First(), nil
+}
+
+func parseRef(c *cli.Context, s string) (name.Reference, error) {
+	ref, err := registry.ParseReference(s, c.Bool("insecure"))
+	if err != nil {
+		return nil, cli.Exit(err.Error(), exitUsage)
+	}
+	return ref, nil
+}
+
+// checkWithONNXRuntime loads the model with ONNX Runtime and checks it against the spec.
+func checkWithONNXRuntime(dir string, spec *functions.Spec) error {
+	fn, err := onnx.Open(dir, spec, onnx.Options{IntraOpThreads: 1})
+	if err != nil {
+		return err
+	}
+	return fn.Close()
+}
+
+type builtImage struct {
+	Ref    string          `json:"ref"`
+	Digest string          `json:"digest"`
+	Pushed bool            `json:"pushed"`
+	Spec   *functions.Spec `json:"spec"`
+}
+
+func fnBuild(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	dir, err := oneArg(c, "function directory")
+	if err != nil {
+		return err
+	}
+	ref, err := parseRef(c, c.String("tag"))
+	if err != nil {
+		return err
+	}
+	img, spec, err := registry.Build(dir, checkWithONNXRuntime)
+	if err != nil {
+		if errors.Is(err, functions.ErrInvalidSpec) {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	st := &registry.Store{Dir: c.String("store")}
+	if err := st.Put(ref, img); err != nil {
+		return err
+	}
+	d, _ := img.Digest()
+	out := builtImage{Ref: ref.String(), Digest: ref.Context().Digest(d.String()).String(), Spec: spec}
+	if c.Bool("push") {
+		if _, err := push(c, img, ref); err != nil {
+			return err
+		}
+		out.Pushed = true
+	}
+	return render(c, out, func(w *tabwriter.Writer) {
+		verb := "built"
+		if out.Pushed {
+			verb = "built and pushed"
+		}
+		fmt.Fprintf(w, "%s %s\n%s\n", verb, out.Ref, out.Digest)
+	})
+}
+
+func fnPush(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	arg, err := oneArg(c, "image reference")
+	if err != nil {
+		return err
+	}
+	ref, err := parseRef(c, arg)
+	if err != nil {
+		return err
+	}
+	img, err := (&registry.Store{Dir: c.String("store")}).Get(ref)
+	if errors.Is(err, registry.ErrNotBuilt) {
+		return cli.Exit(err.Error(), exitNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	pinned, err := push(c, img, ref)
+	if err != nil {
+		return err
+	}
+	return render(c, map[string]string{"ref": ref.String(), "digest": pinned.String()}, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "pushed %s\n%s\n", ref, pinned)
+	})
+}
+
+// push pushes img, with a progress bar on a terminal.
+func push(c *cli.Context, img v1.Image, ref name.Reference) (name.Digest, error) {
+	var progress chan v1.Update
+	done := make(chan struct{})
+	if interactive() {
+		progress = make(chan v1.Update, 16)
+		go func() {
+			defer close(done)
+			var bar *progressbar.ProgressBar
+			for u := range progress {
+				if bar == nil && u.Total > 0 {
+					bar = progressbar.DefaultBytes(u.Total, "pushing "+ref.Context().RepositoryStr())
+				}
+				if bar != nil {
+					_ = bar.Set64(u.Complete)
+				}
+			}
+			if bar != nil {
+				_ = bar.Finish()
+				fmt.Fprintln(os.Stderr)
+			}
+		}()
+	} else {
+		close(done)
+	}
+	pinned, err := registry.Push(c.Context, img, ref, progress)
+	<-done
+	if err != nil {
+		return pinned, cli.Exit(err.Error(), exitFailed)
+	}
+	return pinned, nil
+}
+
+type inspected struct {
+	Ref    string          `json:"ref"`
+	Digest string          `json:"digest"`
+	Size   int64           `json:"size"`
+	Spec   *functions.Spec `json:"spec"`
+}
+
+func fnInspect(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	arg, err := oneArg(c, "image reference")
+	if err != nil {
+		return err
+	}
+	ref, err := parseRef(c, arg)
+	if err != nil {
+		return err
+	}
+	desc, err := remote.Get(ref, registry.RemoteOptions(c.Context)...)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
+	}
+	spec, err := registry.SpecOf(img)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	out := inspected{Ref: ref.String(), Digest: ref.Context().Digest(desc.Digest.String()).String(), Size: m.Config.Size, Spec: spec}
+	for _, l := range m.Layers {
+		out.Size += l.Size
+	}
+	return render(c, out, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "ref\t%s\ndigest\t%s\nsize\t%s\nfunction\t%s (%s, %s)\n", out.Ref, out.Digest, humanBytes(out.Size), spec.Name, spec.Runtime, spec.Model)
+		fmt.Fprintf(w, "input\t%s %dx%d %s %s %s\n", spec.Input.Tensor, spec.Input.Width, spec.Input.Height, spec.Input.Layout, spec.Input.Channels, spec.Input.Resize)
+		fmt.Fprintf(w, "output\t%s %v (score ≥ %.2f, nms %.2f)\n", spec.Output.Decoder, spec.Output.Tensors, *spec.Output.ScoreThreshold, *spec.Output.NMSThreshold)
+		fmt.Fprintf(w, "batch\tmax %d, max delay %v\nresources\t%s, %d MB\n", spec.Batch.Max, time.Duration(spec.Batch.MaxDelay), spec.Resources.Device, spec.Resources.MemoryMB)
+	})
+}
+
+func fnPull(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	arg, err := oneArg(c, "image reference")
+	if err != nil {
+		return err
+	}
+	ref, err := parseRef(c, arg)
+	if err != nil {
+		return err
+	}
+	pinned, err := registry.Resolve(c.Context, ref)
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	cache := &registry.Cache{Dir: c.String("cache")}
+	dir, spec, err := cache.Pull(c.Context, pinned)
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	return render(c, map[string]string{"digest": pinned.String(), "dir": dir, "function": spec.Name}, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "%s\n%s\n", pinned, dir)
+	})
+}
+
+func fnDeploy(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	arg, err := oneArg(c, "image reference")
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	req := gateway.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
+		Max: c.Int("max"), Batch: c.Int("batch"), Device: c.String("device"), Policy: c.String("policy")}
+	if d := c.Duration("max-age"); d > 0 {
+		req.MaxAge = d.String()
+	}
+	d, err := cl.Deploy(c.Context, req)
+	if err != nil {
+		return apiExit(err)
+	}
+	return render(c, d, func(w *tabwriter.Writer) {
+		verb := "deployed"
+		if d.Generation > 1 {
+			verb = fmt.Sprintf("updated (generation %d)", d.Generation)
+		}
+		fmt.Fprintf(w, "%s %s on stream %s\n%s\nrunners %d..%d, batch %d, device %s, policy %s\n",
+			verb, d.Function, d.Stream, d.Digest, d.Min, d.Max, d.Batch, d.Device, d.Policy)
+	})
+}
+
+func fnUndeploy(c *cli.Context) error {
+	fn, err := oneArg(c, "function name")
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	if err := cl.Undeploy(c.Context, fn, c.String("stream")); err != nil {
+		return apiExit(err)
+	}
+	fmt.Fprintf(c.App.Writer, "undeployed %s from stream %s\n", fn, c.String("stream"))
+	return nil
+}
+
+type fnRow struct {
+	controlplane.Function
+	Deployments []controlplane.Deployment `json:"deployments"`
+}
+
+func fnList(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	fns, err := cl.Functions(c.Context)
+	if err != nil {
+		return apiExit(err)
+	}
+	deps, err := cl.Deployments(c.Context)
+	if err != nil {
+		return apiExit(err)
+	}
+	rows := []fnRow{}
+	for _, f := range fns {
+		r := fnRow{Function: f, Deployments: []controlplane.Deployment{}}
+		for _, d := range deps {
+			if d.Function == f.Name {
+				r.Deployments = append(r.Deployments, d)
+			}
+		}
+		rows = append(rows, r)
+	}
+	return render(c, rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tDIGEST\tSIZE\tDEPLOYED ON")
+		for _, r := range rows {
+			var on []string
+			for _, d := range r.Deployments {
+				on = append(on, fmt.Sprintf("%s (%d..%d, %s)", d.Stream, d.Min, d.Max, d.Policy))
+			}
+			digest := r.Digest
+			if i := strings.LastIndex(digest, "@sha256:"); i >= 0 && len(digest) > i+20 {
+				digest = digest[i+1 : i+20]
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Name, digest, humanBytes(r.Size), strings.Join(on, ", "))
+		}
+	})
+}
+
+func fnRemove(c *cli.Context) error {
+	fn, err := oneArg(c, "function name")
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	if err := cl.DeleteFunction(c.Context, fn); err != nil {
+		return apiExit(err)
+	}
+	fmt.Fprintf(c.App.Writer, "removed function %s\n", fn)
+	return nil
+}

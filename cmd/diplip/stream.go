@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/diplip/diplip/gateway"
+)
+
+func streamCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "stream",
+		Usage: "manage streams: the Kafka topics cameras write frames to",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a stream (a frames topic and a results topic with P partitions)",
+				ArgsUsage: "NAME",
+				UsageText: "diplip stream create NAME --partitions P [--replication R] [--retention 1h] [--retention-bytes N]\n\n" +
+					"Partitions bound how many runners can share the stream.\n\n" +
+					"Example:\n   diplip stream create lobby --partitions 4 --retention 1h",
+				Flags: append([]cli.Flag{
+					&cli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Value: 1, Usage: "Kafka partitions"},
+					&cli.IntFlag{Name: "replication", Usage: "replication factor (default: min(3, brokers))"},
+					&cli.DurationFlag{Name: "retention", Usage: "how long frames are kept (default: the broker's)"},
+					&cli.Int64Flag{Name: "retention-bytes", Usage: "bytes kept per partition (default: the broker's)"},
+				}, globalFlags...),
+				Action: func(c *cli.Context) error {
+					if err := checkOutput(c); err != nil {
+						return err
+					}
+					name, err := oneArg(c, "stream name")
+					if err != nil {
+						return err
+					}
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					st, err := cl.CreateStream(c.Context, gateway.StreamRequest{
+						Name: name, Partitions: int32(c.Int("partitions")), Replication: int16(c.Int("replication")),
+						RetentionMs: c.Duration("retention").Milliseconds(), RetentionBytes: c.Int64("retention-bytes"),
+					})
+					if err != nil {
+						return apiExit(err)
+					}
+					return render(c, st, func(w *tabwriter.Writer) {
+						fmt.Fprintf(w, "created stream %s: topic %s, %d partitions, replication %d\n", st.Name, st.Topic, st.Partitions, st.Replication)
+					})
+				},
+			},
+			{
+				Name:      "ls",
+				Usage:     "list streams",
+				UsageText: "diplip stream ls [-o json]",
+				Flags:     globalFlags,
+				Action: func(c *cli.Context) error {
+					if err := checkOutput(c); err != nil {
+						return err
+					}
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					sts, err := cl.Streams(c.Context)
+					if err != nil {
+						return apiExit(err)
+					}
+					return render(c, sts, func(w *tabwriter.Writer) {
+						fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tTOPIC")
+						for _, s := range sts {
+							ret := "broker default"
+							if s.RetentionMs > 0 {
+								ret = (time.Duration(s.RetentionMs) * time.Millisecond).String()
+							}
+							fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Topic)
+						}
+					})
+				},
+			},
+			{
+				Name:      "rm",
+				Usage:     "delete a stream and its topics (no function may be deployed on it)",
+				ArgsUsage: "NAME",
+				UsageText: "diplip stream rm NAME",
+				Flags:     globalFlags,
+				Action: func(c *cli.Context) error {
+					name, err := oneArg(c, "stream name")
+					if err != nil {
+						return err
+					}
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					if err := cl.DeleteStream(c.Context, name); err != nil {
+						return apiExit(err)
+					}
+					fmt.Fprintf(c.App.Writer, "deleted stream %s\n", name)
+					return nil
+				},
+			},
+		},
+	}
+}
