@@ -54,19 +54,20 @@ func (s *Spec) CheckModel(inputs, outputs []TensorInfo) (dynamicBatch bool, err 
 	if got[0] > 1 {
 		return false, fmt.Errorf("input %q: the model's batch axis is fixed at %d; diplip needs 1 or dynamic", s.Input.Tensor, got[0])
 	}
+	var named []TensorInfo
 	for _, name := range s.Output.Tensors {
 		j := slices.IndexFunc(outputs, func(t TensorInfo) bool { return t.Name == name })
 		if j < 0 {
 			return false, fmt.Errorf("output.tensors: %q: the model has no such output; it has %s", name, names(outputs))
 		}
-		if s.Output.Decoder == "yolox" {
-			sh := outputs[j].Shape
-			rows := int64(YOLOXRows(s.Input.Width, s.Input.Height))
-			if len(sh) != 3 || (sh[1] >= 0 && sh[1] != rows) || (sh[2] >= 0 && sh[2] < 6) {
-				return false, fmt.Errorf("output %q: the yolox decoder wants [N %d 5+classes] for a %dx%d input; the model gives %v",
-					name, rows, s.Input.Width, s.Input.Height, sh)
-			}
-		}
+		named = append(named, outputs[j])
+	}
+	dec, ok := DecoderFor(s.Output.Decoder)
+	if !ok {
+		return false, fmt.Errorf("output.decoder %q is not registered", s.Output.Decoder)
+	}
+	if err := dec.CheckOutputs(s, named); err != nil {
+		return false, err
 	}
 	return got[0] < 0, nil
 }

@@ -67,7 +67,7 @@ type Input struct {
 // Output describes how the model's outputs become results.
 type Output struct {
 	// Decoder turns output tensors into results: "yolox" (boxes, with NMS) or "raw" (the
-	// named tensors as they are). Required.
+	// named tensors as they are). Required. New model families register a Decoder.
 	Decoder string `yaml:"decoder" json:"decoder"`
 	// Tensors are the output names the decoder reads. Required; yolox reads exactly one.
 	Tensors []string `yaml:"tensors" json:"tensors"`
@@ -268,7 +268,7 @@ func (s *Spec) Validate() error {
 		}
 	}
 	out := s.Output
-	oneOf("output.decoder", out.Decoder, "yolox", "raw")
+	oneOf("output.decoder", out.Decoder, DecoderNames()...)
 	switch {
 	case len(out.Tensors) == 0:
 		bad("output.tensors", "required: the model's output names the decoder reads")

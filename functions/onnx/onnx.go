@@ -7,7 +7,6 @@
 package onnx
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,6 +64,7 @@ type Function struct {
 	Device string
 
 	labels  []string
+	decoder functions.Decoder
 	session *ort.DynamicAdvancedSession
 }
 
@@ -96,6 +96,7 @@ func Open(dir string, spec *functions.Spec, opts Options) (*Function, error) {
 	if err != nil {
 		return nil, err
 	}
+	fn.decoder, _ = functions.DecoderFor(spec.Output.Decoder) // CheckModel fails for an unknown one
 	if fn.DynamicBatch, err = spec.CheckModel(ins, outs); err != nil {
 		return nil, fmt.Errorf("%s does not match %s: %w", spec.Model, functions.SpecFile, err)
 	}
@@ -224,7 +225,13 @@ func (f *Function) Run(frames [][]byte) ([]functions.FrameResult, functions.Batc
 	}
 	t0 = time.Now()
 	for k, i := range ok {
-		results[i].Detections, results[i].Raw, results[i].Err = f.decode(outs, k, geoms[k])
+		tensors := make([]functions.Tensor, len(outs))
+		for j, o := range outs {
+			tensors[j] = o.frame(k)
+		}
+		r, err := f.decoder.Decode(f.Spec, tensors, geoms[k], f.labels)
+		r.Width, r.Height, r.Err = results[i].Width, results[i].Height, err
+		results[i] = r
 	}
 	tm.Postprocess = time.Since(t0)
 	return results, tm, nil
@@ -232,6 +239,7 @@ func (f *Function) Run(frames [][]byte) ([]functions.FrameResult, functions.Batc
 
 // output is one output tensor's values for the whole batch and its per-frame shape.
 type output struct {
+	name  string
 	data  []float32
 	shape []int64 // without the batch axis
 }
@@ -270,6 +278,7 @@ func (f *Function) infer(input []float32, n int) ([]output, error) {
 				v.Destroy()
 				return nil, fmt.Errorf("output %q is not a float32 tensor", f.Spec.Output.Tensors[j])
 			}
+			outs[j].name = f.Spec.Output.Tensors[j]
 			outs[j].data = append(outs[j].data, ft.GetData()...)
 			outs[j].shape = slicesInt64(ft.GetShape()[1:])
 			v.Destroy()
@@ -278,39 +287,11 @@ func (f *Function) infer(input []float32, n int) ([]output, error) {
 	return outs, nil
 }
 
-// decode turns frame k's slice of the outputs into detections (yolox) or raw tensors.
-func (f *Function) decode(outs []output, k int, g functions.Geometry) ([]functions.Detection, map[string][]float32, error) {
-	per := func(o output) []float32 {
-		n := 1
-		for _, d := range o.shape {
-			n *= int(d)
-		}
-		return o.data[k*n : (k+1)*n]
+// frame returns frame k's slice of the output.
+func (o output) frame(k int) functions.Tensor {
+	n := 1
+	for _, d := range o.shape {
+		n *= int(d)
 	}
-	switch f.Spec.Output.Decoder {
-	case "yolox":
-		o := outs[0]
-		if len(o.shape) != 2 {
-			return nil, nil, fmt.Errorf("yolox output shape %v: want [rows cols]", o.shape)
-		}
-		in := f.Spec.Input
-		dets, err := functions.DecodeYOLOX(per(o), int(o.shape[1]), in.Width, in.Height, *f.Spec.Output.ScoreThreshold)
-		if err != nil {
-			return nil, nil, err
-		}
-		for i := range dets {
-			dets[i].Box = g.ToSource(dets[i].Box)
-			if dets[i].ClassID < len(f.labels) {
-				dets[i].Label = f.labels[dets[i].ClassID]
-			}
-		}
-		return functions.NMS(dets, *f.Spec.Output.NMSThreshold, f.Spec.Output.ClassAgnostic), nil, nil
-	case "raw":
-		raw := make(map[string][]float32, len(outs))
-		for j, name := range f.Spec.Output.Tensors {
-			raw[name] = append([]float32(nil), per(outs[j])...)
-		}
-		return nil, raw, nil
-	}
-	return nil, nil, errors.New("unknown decoder " + f.Spec.Output.Decoder)
+	return functions.Tensor{Name: o.name, Shape: o.shape, Data: o.data[k*n : (k+1)*n]}
 }

@@ -3,6 +3,7 @@ package onnx_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,4 +170,43 @@ func BenchmarkRunOneFrame(b *testing.B) {
 	b.ReportMetric(float64(tm.Decode.Microseconds())/n/1000, "decode-ms")
 	b.ReportMetric(float64(tm.Preprocess.Microseconds())/n/1000, "preprocess-ms")
 	b.ReportMetric(float64(tm.Infer.Microseconds())/n/1000, "infer-ms")
+}
+
+// The raw decoder hands back the named outputs untouched: one frame's [3549 85] here.
+func TestRawDecoderReturnsTheTensor(t *testing.T) {
+	dir := t.TempDir()
+	model, err := assets.Model("yolox_nano.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(model, filepath.Join(dir, "m.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := functions.ParseSpec(strings.NewReader(`
+name: raw
+model: m.onnx
+input: {tensor: images, width: 416, height: 416, channels: BGR}
+output: {decoder: raw, tensors: [output]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := onnx.Open(dir, spec, onnx.Options{IntraOpThreads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	res, _, err := fn.Run([][]byte{media(t, "chelsea.png"), media(t, "astronaut.png")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		out := r.Raw["output"]
+		if r.Err != nil || len(out) != 3549*85 || r.Detections != nil {
+			t.Fatalf("frame %d: err %v, %d values, %d detections; want 3549×85 raw values", i, r.Err, len(out), len(r.Detections))
+		}
+	}
+	if slices.Equal(res[0].Raw["output"], res[1].Raw["output"]) {
+		t.Fatal("two different photos gave the same raw output")
+	}
 }
