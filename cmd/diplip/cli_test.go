@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,8 +45,26 @@ func TestMain(m *testing.M) {
 
 type upProcess struct {
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *syncBuffer
 	listen string
+}
+
+// syncBuffer is a bytes.Buffer the process's output copier and the test can share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startUp runs `diplip up` against the test run's Kafka and waits until /readyz is 200.
@@ -53,12 +72,12 @@ func startUp(t *testing.T, stateDir, listen string) *upProcess {
 	t.Helper()
 	kafka := strings.Join(testkit.Kafka(t), ",")
 	cmd := exec.Command(diplipBinary(t), "up", "--state-dir", stateDir, "--listen", listen, "--kafka", kafka)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &upProcess{cmd: cmd, out: &out, listen: listen}
+	p := &upProcess{cmd: cmd, out: out, listen: listen}
 	t.Cleanup(func() { p.stop(t) })
 	testkit.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + listen + "/readyz")

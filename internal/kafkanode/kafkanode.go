@@ -59,6 +59,8 @@ type Config struct {
 	Java string
 	// StartTimeout bounds how long Start waits for the brokers to serve metadata. Default 2m.
 	StartTimeout time.Duration
+	// StopTimeout bounds a graceful stop; then the JVM is killed. Default 30s.
+	StopTimeout time.Duration
 	// Properties are extra server.properties entries, applied after the defaults.
 	Properties map[string]string
 	// Logger receives life-cycle events. Default: slog.Default().
@@ -158,6 +160,9 @@ func (cfg *Config) fill() error {
 	}
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 2 * time.Minute
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -277,6 +282,12 @@ func (c *Cluster) serverProperties(i int) string {
 	if c.cfg.Nodes == 3 {
 		rf = 3
 	}
+	// Fault tests kill nodes: the controller should fence a dead broker (and move its
+	// partition leaders) in about 3 s rather than the default 9.
+	heartbeat, session := "2000", "9000"
+	if c.cfg.Nodes == 3 {
+		heartbeat, session = "500", "3000"
+	}
 	minISR := (rf + 1) / 2 // 1 of 1, 2 of 3
 	props := map[string]string{
 		"process.roles":                                    "broker,controller",
@@ -304,6 +315,8 @@ func (c *Cluster) serverProperties(i int) string {
 		// A stopped node should not wait minutes for a controlled shutdown that cannot happen
 		// (e.g. the last node of a cluster whose quorum is gone).
 		"controlled.shutdown.max.retries": "1",
+		"broker.heartbeat.interval.ms":    heartbeat,
+		"broker.session.timeout.ms":       session,
 	}
 	for k, v := range c.cfg.Properties {
 		props[k] = v
@@ -449,8 +462,8 @@ func (c *Cluster) PID(i int) int {
 }
 
 // StopNode shuts node i down gracefully (SIGTERM), killing it if it takes longer than
-// 30 s. Stopping a stopped node does nothing.
-func (c *Cluster) StopNode(i int) error { return c.stopNode(i, syscall.SIGTERM, 30*time.Second) }
+// Config.StopTimeout. Stopping a stopped node does nothing.
+func (c *Cluster) StopNode(i int) error { return c.stopNode(i, syscall.SIGTERM, c.cfg.StopTimeout) }
 
 // KillNode kills node i at once (SIGKILL), as a crash or power loss would.
 func (c *Cluster) KillNode(i int) error { return c.stopNode(i, syscall.SIGKILL, 10*time.Second) }

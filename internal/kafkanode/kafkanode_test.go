@@ -23,6 +23,7 @@ import (
 func start(t *testing.T, cfg kafkanode.Config) *kafkanode.Cluster {
 	t.Helper()
 	cfg.FastStart = true
+	cfg.StopTimeout = 10 * time.Second // test data need no careful shutdown
 	if cfg.HeapMB == 0 {
 		cfg.HeapMB = 256
 	}
@@ -36,7 +37,11 @@ func start(t *testing.T, cfg kafkanode.Config) *kafkanode.Cluster {
 
 func produce(t *testing.T, addrs []string, topic string, values ...string) {
 	t.Helper()
-	p, err := sarama.NewSyncProducer(addrs, kafkaclient.NewConfig("test-producer"))
+	cfg := kafkaclient.NewConfig("test-producer")
+	// Long enough to ride out a leader election after a node is killed.
+	cfg.Producer.Retry.Max, cfg.Producer.Retry.Backoff = 40, 250*time.Millisecond
+	cfg.Metadata.Retry.Max, cfg.Metadata.Retry.Backoff = 40, 250*time.Millisecond
+	p, err := sarama.NewSyncProducer(addrs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
