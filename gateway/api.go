@@ -94,6 +94,8 @@ func (s *Server) routes() {
 	api.HandleFunc("POST /v1/streams", s.handler(s.createStream))
 	api.HandleFunc("GET /v1/streams/{name}", s.handler(s.getStream))
 	api.HandleFunc("DELETE /v1/streams/{name}", s.handler(s.deleteStream))
+	api.HandleFunc("POST /v1/streams/{stream}/frames", s.push.Frames)
+	api.HandleFunc("POST /v1/streams/{stream}/mjpeg", s.push.MJPEG)
 	api.HandleFunc("GET /v1/functions", s.handler(s.listFunctions))
 	api.HandleFunc("POST /v1/functions", s.handler(s.registerFunction))
 	api.HandleFunc("GET /v1/functions/{name}", s.handler(s.getFunction))

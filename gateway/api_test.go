@@ -66,8 +66,9 @@ func wantAPIError(t *testing.T, err error, status int, msg string) {
 func TestStreamFunctionDeployLifecycle(t *testing.T) {
 	ctx := context.Background()
 	l, c := startLocal(t, "")
+	lobby := testkit.Name("lobby")
 
-	st, err := c.CreateStream(ctx, gateway.StreamRequest{Name: "lobby", Partitions: 4})
+	st, err := c.CreateStream(ctx, gateway.StreamRequest{Name: lobby, Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,19 +91,19 @@ func TestStreamFunctionDeployLifecycle(t *testing.T) {
 		}
 		return nil
 	})
-	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: "lobby", Partitions: 4})
+	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: lobby, Partitions: 4})
 	wantAPIError(t, err, http.StatusConflict, "already exists")
 
 	ref := pushExample(t, l, "v1")
 	_, err = c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "hall"})
 	wantAPIError(t, err, http.StatusNotFound, "diplip stream create hall")
 
-	d, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "lobby", Max: 2})
+	d, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: lobby, Max: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Function != "yolox-nano" || !strings.Contains(d.Digest, "@sha256:") || d.Batch != 8 || d.Policy != "live" ||
-		d.Device != "any" || d.Generation != 1 || d.Group() != "diplip.yolox-nano.lobby" {
+		d.Device != "any" || d.Generation != 1 || d.Group() != "diplip.yolox-nano."+lobby {
 		t.Fatalf("deployment %+v", d)
 	}
 	fn, err := c.Function(ctx, "yolox-nano")
@@ -111,24 +112,24 @@ func TestStreamFunctionDeployLifecycle(t *testing.T) {
 	}
 
 	// Deploying again is a rolling update of the same record.
-	d2, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "lobby", Max: 4, Policy: "replay"})
+	d2, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: lobby, Max: 4, Policy: "replay"})
 	if err != nil || d2.Generation != 2 || d2.Max != 4 || d2.Policy != "replay" {
 		t.Fatalf("update: %+v, %v", d2, err)
 	}
 
 	err = c.DeleteFunction(ctx, "yolox-nano")
-	wantAPIError(t, err, http.StatusConflict, "diplip fn undeploy yolox-nano --stream lobby")
-	err = c.DeleteStream(ctx, "lobby")
+	wantAPIError(t, err, http.StatusConflict, "diplip fn undeploy yolox-nano --stream "+lobby)
+	err = c.DeleteStream(ctx, lobby)
 	wantAPIError(t, err, http.StatusConflict, "has deployment")
 
-	if err := c.Undeploy(ctx, "yolox-nano", "lobby"); err != nil {
+	if err := c.Undeploy(ctx, "yolox-nano", lobby); err != nil {
 		t.Fatal(err)
 	}
-	wantAPIError(t, c.Undeploy(ctx, "yolox-nano", "lobby"), http.StatusNotFound, "not deployed")
+	wantAPIError(t, c.Undeploy(ctx, "yolox-nano", lobby), http.StatusNotFound, "not deployed")
 	if err := c.DeleteFunction(ctx, "yolox-nano"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteStream(ctx, "lobby"); err != nil {
+	if err := c.DeleteStream(ctx, lobby); err != nil {
 		t.Fatal(err)
 	}
 	testkit.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
@@ -164,7 +165,8 @@ func TestAPIBadInput(t *testing.T) {
 	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: plain})
 	wantAPIError(t, err, http.StatusBadRequest, "not a diplip function image")
 
-	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: "s1", Partitions: 1})
+	s1 := testkit.Name("s1")
+	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: s1, Partitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,11 +175,11 @@ func TestAPIBadInput(t *testing.T) {
 		req  gateway.DeployRequest
 		want string
 	}{
-		{gateway.DeployRequest{Ref: ref, Stream: "s1", Device: "tpu"}, `device "tpu"`},
-		{gateway.DeployRequest{Ref: ref, Stream: "s1", Min: 3, Max: 2}, "min 3, max 2"},
-		{gateway.DeployRequest{Ref: ref, Stream: "s1", Policy: "whenever"}, `policy "whenever"`},
-		{gateway.DeployRequest{Ref: ref, Stream: "s1", MaxAge: "soon"}, `max_age "soon"`},
-		{gateway.DeployRequest{Stream: "s1"}, "ref: required"},
+		{gateway.DeployRequest{Ref: ref, Stream: s1, Device: "tpu"}, `device "tpu"`},
+		{gateway.DeployRequest{Ref: ref, Stream: s1, Min: 3, Max: 2}, "min 3, max 2"},
+		{gateway.DeployRequest{Ref: ref, Stream: s1, Policy: "whenever"}, `policy "whenever"`},
+		{gateway.DeployRequest{Ref: ref, Stream: s1, MaxAge: "soon"}, `max_age "soon"`},
+		{gateway.DeployRequest{Stream: s1}, "ref: required"},
 	} {
 		_, err := c.Deploy(ctx, tc.req)
 		wantAPIError(t, err, http.StatusBadRequest, tc.want)
@@ -224,10 +226,11 @@ func TestTokenGuardsAPIAndRegistry(t *testing.T) {
 	// A registry client with the token as password can push; the gateway reads its own
 	// registry with it when resolving the deployment.
 	ref := pushExample(t, l, "v1", remote.WithAuthFromKeychain(tokenKeychain("s3cret")))
-	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: "cam", Partitions: 1}); err != nil {
+	cam := testkit.Name("cam")
+	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: cam, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "cam"}); err != nil {
+	if _, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: cam}); err != nil {
 		t.Fatalf("deploying from the token-guarded registry: %v", err)
 	}
 }

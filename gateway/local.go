@@ -134,6 +134,9 @@ func (l *Local) Stop() {
 	} else if l.ln != nil {
 		l.ln.Close()
 	}
+	if l.Gateway != nil {
+		_ = l.Gateway.Close()
+	}
 	if l.Kafka != nil {
 		_ = l.Kafka.Stop()
 	}

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 )
@@ -32,7 +34,9 @@ type Config struct {
 	Token string
 	// RegistryOptions are used when the gateway reads function images from registries.
 	RegistryOptions []remote.Option
-	Logger          *slog.Logger
+	// MaxFrameBytes bounds one pushed frame. Default ingest.DefaultMaxFrameBytes.
+	MaxFrameBytes int64
+	Logger        *slog.Logger
 }
 
 // Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry),
@@ -45,6 +49,8 @@ type Server struct {
 	registryOpts []remote.Option
 	log          *slog.Logger
 	mux          *http.ServeMux
+	producer     *lazyProducer
+	push         *ingest.HTTPPush
 }
 
 // NewServer returns a gateway serving cfg.
@@ -64,8 +70,69 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Registry != nil {
 		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))
 	}
+	s.producer = &lazyProducer{brokers: cfg.Kafka}
+	push, err := ingest.NewHTTPPush(ingest.PushConfig{
+		Producer: s.producer, Topic: s.framesTopic, MaxFrameBytes: cfg.MaxFrameBytes, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.push = push
 	s.routes()
 	return s, nil
+}
+
+// framesTopic resolves a stream to its frames topic for ingest.
+func (s *Server) framesTopic(ctx context.Context, stream string) (string, error) {
+	st, err := s.store.Stream(ctx, stream)
+	if errors.Is(err, controlplane.ErrNotFound) {
+		return "", fmt.Errorf("%w: %s", ingest.ErrUnknownStream, stream)
+	}
+	return st.Topic, err
+}
+
+// Close releases the gateway's Kafka producer.
+func (s *Server) Close() error { return s.producer.Close() }
+
+// lazyProducer connects its Kafka producer on first use, and again after a failed
+// connect, so the gateway starts (and answers /readyz) while Kafka is still down.
+type lazyProducer struct {
+	brokers []string
+	mu      sync.Mutex
+	p       sarama.SyncProducer
+}
+
+func (l *lazyProducer) get() (sarama.SyncProducer, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.p != nil {
+		return l.p, nil
+	}
+	p, err := sarama.NewSyncProducer(l.brokers, kafkaclient.NewConfig("diplip-gateway"))
+	if err != nil {
+		return nil, err
+	}
+	l.p = p
+	return p, nil
+}
+
+func (l *lazyProducer) SendMessage(m *sarama.ProducerMessage) (int32, int64, error) {
+	p, err := l.get()
+	if err != nil {
+		return 0, 0, err
+	}
+	return p.SendMessage(m)
+}
+
+func (l *lazyProducer) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.p == nil {
+		return nil
+	}
+	err := l.p.Close()
+	l.p = nil
+	return err
 }
 
 // ServeHTTP implements http.Handler.

@@ -161,8 +161,9 @@ func TestFunctionImageLifecycleAcrossRestart(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &built); err != nil || !strings.Contains(built.Digest, "@sha256:") {
 		t.Fatalf("fn build -o json: %q (%v)", out, err)
 	}
-	run(t, 0, "stream", "create", "lobby", "--partitions", "2", gw)
-	run(t, 0, "fn", "deploy", ref, "--stream", "lobby", "--max", "2", gw)
+	lobby := testkit.Name("lobby")
+	run(t, 0, "stream", "create", lobby, "--partitions", "2", gw)
+	run(t, 0, "fn", "deploy", ref, "--stream", lobby, "--max", "2", gw)
 
 	up.stop(t)
 	startUp(t, state, addr)
@@ -201,11 +202,11 @@ func TestFunctionImageLifecycleAcrossRestart(t *testing.T) {
 	if err := json.Unmarshal([]byte(run(t, 0, "fn", "ls", "-o", "json", gw)), &fns); err != nil {
 		t.Fatal(err)
 	}
-	if len(fns) != 1 || len(fns[0].Deployments) != 1 || fns[0].Deployments[0].Stream != "lobby" {
+	if len(fns) != 1 || len(fns[0].Deployments) != 1 || fns[0].Deployments[0].Stream != lobby {
 		t.Fatalf("fn ls after restart: %+v", fns)
 	}
-	run(t, 0, "fn", "undeploy", "yolox-nano", "--stream", "lobby", gw)
-	run(t, 0, "stream", "rm", "lobby", gw)
+	run(t, 0, "fn", "undeploy", "yolox-nano", "--stream", lobby, gw)
+	run(t, 0, "stream", "rm", lobby, gw)
 }
 
 // Bad input gets a clear message and an exit code scripts can branch on.

@@ -147,3 +147,9 @@ func CheckFor(t testing.TB, total, sleep time.Duration, f func() error) {
 		time.Sleep(sleep)
 	}
 }
+
+// Name returns prefix with a random suffix, a valid stream or function name. Tests share
+// the run's Kafka broker, so streams (whose topics are named after them) need unique names.
+func Name(prefix string) string {
+	return fmt.Sprintf("%s-%x", prefix, time.Now().UnixNano()&0xffffffff)
+}

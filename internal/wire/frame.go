@@ -1,0 +1,132 @@
+// Package wire is the one place diplip's records on Kafka and NATS are defined: the frame
+// record cameras' images travel in, and the result record runners answer with. Ingest,
+// runners and tools encode and decode them only through this package.
+//
+// A frame is a plain Kafka record, readable by any Kafka tool:
+//
+//	key     the camera id (so each camera keeps one partition, in order)
+//	value   the image bytes exactly as received when JPEG (never re-encoded)
+//	headers diplip-camera     camera id
+//	        diplip-seq        per-camera sequence number, decimal
+//	        diplip-capture-ms capture time, Unix milliseconds, decimal
+//	        diplip-ingest-ms  time the gateway accepted it, Unix milliseconds, decimal
+//	        content-type      image/jpeg
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Header names of a frame record.
+const (
+	HeaderCamera      = "diplip-camera"
+	HeaderSeq         = "diplip-seq"
+	HeaderCaptureMs   = "diplip-capture-ms"
+	HeaderIngestMs    = "diplip-ingest-ms"
+	HeaderContentType = "content-type"
+)
+
+// ContentJPEG is the only content type frames are stored in.
+const ContentJPEG = "image/jpeg"
+
+// Frame is one camera image with its metadata.
+type Frame struct {
+	Camera      string
+	Seq         uint64
+	CaptureTime time.Time
+	IngestTime  time.Time
+	ContentType string
+	Data        []byte
+}
+
+var cameraRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidCamera checks a camera id. It becomes a Kafka key and a NATS subject token, so it
+// is kept to letters, digits, '_' and '-'.
+func ValidCamera(id string) error {
+	if !cameraRE.MatchString(id) {
+		return fmt.Errorf("camera id %q: want 1 to 64 letters, digits, '_' or '-'", id)
+	}
+	return nil
+}
+
+// ErrBadFrame is wrapped by every error about a record that is not a valid frame.
+var ErrBadFrame = errors.New("not a diplip frame record")
+
+// ProducerMessage encodes f as a record for topic.
+func (f *Frame) ProducerMessage(topic string) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{
+		Topic: topic,
+		Key:   sarama.StringEncoder(f.Camera),
+		Value: sarama.ByteEncoder(f.Data),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(HeaderCamera), Value: []byte(f.Camera)},
+			{Key: []byte(HeaderSeq), Value: []byte(strconv.FormatUint(f.Seq, 10))},
+			{Key: []byte(HeaderCaptureMs), Value: []byte(strconv.FormatInt(f.CaptureTime.UnixMilli(), 10))},
+			{Key: []byte(HeaderIngestMs), Value: []byte(strconv.FormatInt(f.IngestTime.UnixMilli(), 10))},
+			{Key: []byte(HeaderContentType), Value: []byte(f.ContentType)},
+		},
+	}
+}
+
+// DecodeFrame reads a frame from a consumed record. Its Data aliases the record's value.
+func DecodeFrame(m *sarama.ConsumerMessage) (Frame, error) {
+	hs := make([]header, len(m.Headers))
+	for i, h := range m.Headers {
+		if h != nil {
+			hs[i] = header{string(h.Key), string(h.Value)}
+		}
+	}
+	return decode(string(m.Key), hs, m.Value)
+}
+
+type header struct{ k, v string }
+
+func decode(key string, hs []header, value []byte) (Frame, error) {
+	f := Frame{Data: value}
+	var seen int
+	for _, h := range hs {
+		var err error
+		switch h.k {
+		case HeaderCamera:
+			f.Camera = h.v
+		case HeaderSeq:
+			f.Seq, err = strconv.ParseUint(h.v, 10, 64)
+		case HeaderCaptureMs:
+			f.CaptureTime, err = parseMs(h.v)
+		case HeaderIngestMs:
+			f.IngestTime, err = parseMs(h.v)
+		case HeaderContentType:
+			f.ContentType = h.v
+		default:
+			continue
+		}
+		if err != nil {
+			return f, fmt.Errorf("%w: header %s=%q: %v", ErrBadFrame, h.k, h.v, err)
+		}
+		seen++
+	}
+	switch {
+	case seen < 5:
+		return f, fmt.Errorf("%w: %d of the 5 diplip headers present", ErrBadFrame, seen)
+	case f.Camera != key:
+		return f, fmt.Errorf("%w: key %q and camera header %q differ", ErrBadFrame, key, f.Camera)
+	case ValidCamera(f.Camera) != nil:
+		return f, fmt.Errorf("%w: %v", ErrBadFrame, ValidCamera(f.Camera))
+	}
+	return f, nil
+}
+
+func parseMs(s string) (time.Time, error) {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms), nil
+}

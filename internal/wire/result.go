@@ -1,0 +1,68 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/diplip/diplip/functions"
+)
+
+// Result statuses.
+const (
+	StatusOK      = "ok"      // the function ran on the frame
+	StatusSkipped = "skipped" // live policy: the frame was older than the deployment's max age
+	StatusError   = "error"   // the frame could not be processed (e.g. a corrupt JPEG)
+)
+
+// Result is what a runner made of one frame. It is JSON on the stream's results topic
+// (key: camera) and on NATS subject ResultSubject(stream, camera). ID is stable for a
+// given frame and function digest, so consumers can drop duplicates (delivery is at least
+// once).
+type Result struct {
+	ID          string                `json:"id"`
+	Stream      string                `json:"stream"`
+	Camera      string                `json:"camera"`
+	Seq         uint64                `json:"seq"`
+	CaptureTime time.Time             `json:"capture_time"`
+	Function    string                `json:"function"`
+	Digest      string                `json:"digest"`
+	Status      string                `json:"status"`
+	Error       string                `json:"error,omitempty"`
+	Width       int                   `json:"width,omitempty"`
+	Height      int                   `json:"height,omitempty"`
+	Detections  []functions.Detection `json:"detections,omitempty"`
+	Raw         map[string][]float32  `json:"raw,omitempty"`
+	Timings     Timings               `json:"timings_ms"`
+	Source      Source                `json:"source"`
+}
+
+// Timings of one frame, in milliseconds. Batch stages are shared by the frames of a batch
+// and reported per frame as the batch's time divided by its size.
+type Timings struct {
+	Queue      float64 `json:"queue"`      // ingest to the start of its batch
+	Decode     float64 `json:"decode"`     // per frame
+	Preprocess float64 `json:"preprocess"` // per frame
+	Infer      float64 `json:"infer"`      // the batch's inference / batch size
+	EndToEnd   float64 `json:"end_to_end"` // capture to result produced
+	Batch      int     `json:"batch_size"`
+}
+
+// Source locates the frame record the result answers.
+type Source struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+// ResultID is the stable identity of the result of frame (camera, seq) on stream by the
+// function image digest.
+func ResultID(stream, camera string, seq uint64, digest string) string {
+	if i := strings.LastIndex(digest, "sha256:"); i >= 0 && len(digest) >= i+19 {
+		digest = digest[i+7 : i+19]
+	}
+	return fmt.Sprintf("%s/%s/%d/%s", stream, camera, seq, digest)
+}
+
+// ResultSubject is the NATS subject live results of a camera are published on;
+// subscribe to ResultSubject(stream, "*") for a whole stream.
+func ResultSubject(stream, camera string) string { return "diplip.results." + stream + "." + camera }
