@@ -63,6 +63,12 @@ func ResultID(stream, camera string, seq uint64, digest string) string {
 	return fmt.Sprintf("%s/%s/%d/%s", stream, camera, seq, digest)
 }
 
+// ResultIDAt is the identity of the result of a record that carries no usable frame
+// identity (it is not a valid frame): its position in the stream's topic.
+func ResultIDAt(stream string, partition int32, offset int64, digest string) string {
+	return ResultID(stream, fmt.Sprintf("p%d", partition), uint64(offset), digest)
+}
+
 // ResultSubject is the NATS subject live results of a camera are published on;
 // subscribe to ResultSubject(stream, "*") for a whole stream.
 func ResultSubject(stream, camera string) string { return "diplip.results." + stream + "." + camera }

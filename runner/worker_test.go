@@ -1,0 +1,291 @@
+package runner_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/internal/assets"
+	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/runner"
+)
+
+// stream creates a frames and a results topic with the given partitions.
+func stream(t *testing.T, partitions int32) ([]string, controlplane.Stream) {
+	t.Helper()
+	addrs, frames := testkit.Topic(t, partitions)
+	_, results := testkit.Topic(t, partitions)
+	return addrs, controlplane.Stream{Name: testkit.Name("s"), Topic: frames, ResultsTopic: results, Partitions: partitions}
+}
+
+func deployment(st controlplane.Stream, batch int) controlplane.Deployment {
+	return controlplane.Deployment{Function: "det", Stream: st.Name, Digest: "r/fn@sha256:0123456789abcdef0123", Max: 2,
+		Batch: batch, Device: "cpu", Policy: "replay"}
+}
+
+func produceFrames(t *testing.T, addrs []string, topic string, frames ...wire.Frame) {
+	t.Helper()
+	p, err := sarama.NewSyncProducer(addrs, kafkaclient.NewConfig("test-camera"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, f := range frames {
+		if _, _, err := p.SendMessage(f.ProducerMessage(topic)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func frame(camera string, seq uint64, data []byte) wire.Frame {
+	now := time.Now()
+	return wire.Frame{Camera: camera, Seq: seq, CaptureTime: now, IngestTime: now, ContentType: wire.ContentJPEG, Data: data}
+}
+
+// results reads results from the results topic until want distinct ids are seen.
+func results(t *testing.T, addrs []string, topic string, want int) map[string]wire.Result {
+	t.Helper()
+	c, err := sarama.NewConsumer(addrs, kafkaclient.NewConfig("test-results"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	parts, _ := c.Partitions(topic)
+	ch := make(chan *sarama.ConsumerMessage, 64)
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			for m := range pc.Messages() {
+				ch <- m
+			}
+		}()
+	}
+	got := map[string]wire.Result{}
+	deadline := time.After(90 * time.Second)
+	for len(got) < want {
+		select {
+		case m := <-ch:
+			var r wire.Result
+			if err := json.Unmarshal(m.Value, &r); err != nil {
+				t.Fatalf("result is not JSON: %v", err)
+			}
+			got[r.ID] = r
+		case <-deadline:
+			t.Fatalf("%d of %d results arrived", len(got), want)
+		}
+	}
+	return got
+}
+
+func media(t *testing.T, name string) []byte {
+	t.Helper()
+	p, err := assets.Media(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func byCameraSeq(rs map[string]wire.Result, camera string, seq uint64) wire.Result {
+	for _, r := range rs {
+		if r.Camera == camera && r.Seq == seq {
+			return r
+		}
+	}
+	return wire.Result{}
+}
+
+// The runner with the real YOLOX-Nano function: the detections on frame 600 match those
+// observed in shared/media/SOURCE.md (IoU ≥ 0.7), the astronaut is one person, and a
+// corrupt JPEG gets an error result without stopping the frames after it.
+func TestWorkerRunsTheDetector(t *testing.T) {
+	addrs, st := stream(t, 2)
+	fn, err := onnx.Load("../functions/examples/yolox-nano", onnx.Options{IntraOpThreads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: deployment(st, 4), Stream: st, Model: fn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	street, astro := media(t, "vtest_frame600.jpg"), media(t, "astronaut.png")
+	produceFrames(t, addrs, st.Topic,
+		frame("street", 1, street), frame("street", 2, []byte("\xff\xd8\xff garbage")), frame("street", 3, street),
+		frame("space", 1, astro))
+	rs := results(t, addrs, st.ResultsTopic, 4)
+
+	for _, seq := range []uint64{1, 3} {
+		r := byCameraSeq(rs, "street", seq)
+		if r.Status != wire.StatusOK || r.Width != 768 || r.Height != 576 || r.Timings.Infer <= 0 || r.Timings.EndToEnd <= 0 {
+			t.Fatalf("street #%d: %+v", seq, r)
+		}
+		for _, want := range []struct {
+			label string
+			box   functions.Box
+		}{
+			{"person", functions.Box{X1: 567, Y1: 197, X2: 598, Y2: 284}},
+			{"person", functions.Box{X1: 282, Y1: 431, X2: 340, Y2: 576}},
+			{"car", functions.Box{X1: 732, Y1: 52, X2: 767, Y2: 94}},
+			{"truck", functions.Box{X1: 652, Y1: 42, X2: 723, Y2: 99}},
+		} {
+			best := float32(0)
+			for _, d := range r.Detections {
+				if d.Label == want.label {
+					best = max(best, functions.IoU(d.Box, want.box))
+				}
+			}
+			if best < 0.7 {
+				t.Errorf("street #%d: best IoU with the observed %s %v is %.2f, want ≥ 0.7", seq, want.label, want.box, best)
+			}
+		}
+	}
+	if r := byCameraSeq(rs, "street", 2); r.Status != wire.StatusError || r.Error == "" {
+		t.Fatalf("corrupt frame: %+v, want an error result", r)
+	}
+	a := byCameraSeq(rs, "space", 1)
+	persons := 0
+	for _, d := range a.Detections {
+		if d.Label == "person" {
+			persons++
+		}
+	}
+	if a.Status != wire.StatusOK || persons != 1 {
+		t.Fatalf("astronaut: %d persons in %+v, want 1", persons, a)
+	}
+}
+
+// fixedModel is a simulated accelerator: every batch takes a fixed time, every frame
+// gets one detection whose score encodes the frame's first byte.
+type fixedModel struct {
+	service time.Duration
+	mu      sync.Mutex
+	batches []int
+}
+
+func (m *fixedModel) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	time.Sleep(m.service)
+	m.mu.Lock()
+	m.batches = append(m.batches, len(frames))
+	m.mu.Unlock()
+	out := make([]functions.FrameResult, len(frames))
+	for i, f := range frames {
+		out[i].Detections = []functions.Detection{{Label: "x", Score: float32(f[0]) / 255}}
+	}
+	return out, functions.BatchTimings{Infer: m.service}, nil
+}
+
+// Live policy: frames older than the deployment's max age are answered "skipped"
+// without inference; fresh ones are processed, in batches of up to the batch size.
+func TestWorkerLivePolicySkipsStaleFrames(t *testing.T) {
+	addrs, st := stream(t, 1)
+	d := deployment(st, 8)
+	d.Policy, d.MaxAge = "live", controlplane.Duration(5*time.Second)
+	model := &fixedModel{service: 5 * time.Millisecond}
+	var frames []wire.Frame
+	for i := range 20 {
+		f := frame("cam", uint64(i+1), []byte{byte(i)})
+		if i < 5 {
+			f.CaptureTime = time.Now().Add(-time.Minute)
+		}
+		frames = append(frames, f)
+	}
+	produceFrames(t, addrs, st.Topic, frames...)
+	w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: d, Stream: st, Model: model, MaxDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := results(t, addrs, st.ResultsTopic, 20)
+	w.Stop()
+	for i := range 20 {
+		r := byCameraSeq(rs, "cam", uint64(i+1))
+		want := wire.StatusOK
+		if i < 5 {
+			want = wire.StatusSkipped
+		}
+		if r.Status != want {
+			t.Fatalf("frame %d: status %q, want %q (%+v)", i+1, r.Status, want, r)
+		}
+		if want == wire.StatusOK && (len(r.Detections) != 1 || r.Detections[0].Score != float32(i)/255) {
+			t.Fatalf("frame %d: result of another frame: %+v", i+1, r.Detections)
+		}
+	}
+	if w.Stats.Skipped.Load() != 5 || w.Stats.OK.Load() != 15 {
+		t.Fatalf("stats: %d ok, %d skipped", w.Stats.OK.Load(), w.Stats.Skipped.Load())
+	}
+	for _, n := range model.batches {
+		if n > 8 {
+			t.Fatalf("a batch of %d frames exceeds the batch size 8", n)
+		}
+	}
+}
+
+// Two workers share four partitions; one leaves mid-stream and the survivor takes its
+// partitions: every frame gets a result (duplicates allowed, same id).
+func TestWorkersSharePartitionsAndSurviveALeaver(t *testing.T) {
+	addrs, st := stream(t, 4)
+	d := deployment(st, 4)
+	start := func(id string) *runner.Worker {
+		w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: d, Stream: st, ClientID: id,
+			Model: &fixedModel{service: 10 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	a, b := start("runner-a"), start("runner-b")
+	defer b.Stop()
+	// The group protocol splits the four partitions between the two, two each (with
+	// cooperative-sticky, the first to join may hold all four until a follow-up rebalance).
+	testkit.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if len(a.Partitions()) != 2 || len(b.Partitions()) != 2 {
+			return fmt.Errorf("a holds %v, b holds %v", a.Partitions(), b.Partitions())
+		}
+		return nil
+	})
+	var frames []wire.Frame
+	for i := range 200 {
+		frames = append(frames, frame(fmt.Sprintf("cam-%d", i%8), uint64(i+1), []byte{byte(i)}))
+	}
+	produceFrames(t, addrs, st.Topic, frames[:100]...)
+	testkit.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if a.Stats.Frames.Load() == 0 || b.Stats.Frames.Load() == 0 {
+			return fmt.Errorf("work not shared yet: a %d, b %d", a.Stats.Frames.Load(), b.Stats.Frames.Load())
+		}
+		return nil
+	})
+	a.Stop()
+	produceFrames(t, addrs, st.Topic, frames[100:]...)
+	testkit.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if len(b.Partitions()) != 4 {
+			return fmt.Errorf("the survivor holds %v, want all four", b.Partitions())
+		}
+		return nil
+	})
+	rs := results(t, addrs, st.ResultsTopic, 200)
+	for _, f := range frames {
+		if r := byCameraSeq(rs, f.Camera, f.Seq); r.Status != wire.StatusOK {
+			t.Fatalf("frame %s/%d: %+v", f.Camera, f.Seq, r)
+		}
+	}
+}
