@@ -95,8 +95,8 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		cfg.Logger = slog.Default()
 	}
 	w := &Worker{
-		cfg:  cfg,
-		log:  cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key()),
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key()),
 		in:      make(chan item, 2*cfg.Deployment.Batch),
 		done:    make(chan struct{}),
 		claimed: map[int32]bool{},
