@@ -19,6 +19,7 @@ import (
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/registry"
+	"github.com/diplip/diplip/runner"
 )
 
 // maxRequestBytes bounds a JSON request body on the API.
@@ -103,6 +104,7 @@ func (s *Server) routes() {
 	api.HandleFunc("GET /v1/deployments", s.handler(s.listDeployments))
 	api.HandleFunc("POST /v1/deployments", s.handler(s.deploy))
 	api.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
+	api.HandleFunc("GET /v1/resources", s.handler(s.resources))
 	api.HandleFunc("/v1/", s.handler(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -474,4 +476,21 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// Resources is the answer of GET /v1/resources: DiPLIP's step 1, which resources are
+// available and what each is running.
+type Resources struct {
+	Runners     []runner.Heartbeat `json:"runners"`
+	Deployments []DeploymentStatus `json:"deployments"`
+}
+
+func (s *Server) resources(w http.ResponseWriter, r *http.Request) error {
+	res := Resources{Runners: []runner.Heartbeat{}, Deployments: []DeploymentStatus{}}
+	if s.scaler != nil {
+		res.Runners = nonNil(s.scaler.Runners())
+		res.Deployments = nonNil(s.scaler.Status())
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -29,6 +30,11 @@ type LocalConfig struct {
 	Kafka []string
 	// Token, when set, is required by the API and the registry.
 	Token string
+	// RunnerCommand starts a runner process (e.g. [diplip runner]); the driver adds
+	// --nats, --cache and --id. Empty: no local runners, only ones registered by hand.
+	RunnerCommand []string
+	// IdleTimeout before a deployment scales to its min. Default 30s.
+	IdleTimeout time.Duration
 	// KafkaHeapMB is the managed broker's heap. Default 768.
 	KafkaHeapMB int
 	Logger      *slog.Logger
@@ -43,12 +49,15 @@ type Local struct {
 	Registry *registry.Embedded
 	Gateway  *Server
 	URL      string // the gateway's base URL, e.g. http://127.0.0.1:8080
+	Scaler   *Autoscaler
+	Driver   *LocalDriver // nil without LocalConfig.RunnerCommand
 
-	nc       *nats.Conn
-	ln       net.Listener
-	cancel   context.CancelFunc
-	serveErr chan error
-	log      *slog.Logger
+	nc         *nats.Conn
+	ln         net.Listener
+	scalerDone chan struct{}
+	cancel     context.CancelFunc
+	serveErr   chan error
+	log        *slog.Logger
 }
 
 // StartLocal starts every service in order and returns once they are all ready. On error
@@ -104,8 +113,23 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	if err != nil {
 		return l, err
 	}
+	var driver Driver
+	if len(cfg.RunnerCommand) > 0 {
+		cmd := append(append([]string{}, cfg.RunnerCommand...), "--nats", l.NATS.ClientURL(),
+			"--cache", filepath.Join(cfg.StateDir, "cache"))
+		l.Driver = &LocalDriver{Command: cmd, LogDir: filepath.Join(cfg.StateDir, "runners"), Logger: cfg.Logger}
+		if cfg.Token != "" {
+			l.Driver.Env = []string{"DIPLIP_TOKEN=" + cfg.Token}
+		}
+		driver = l.Driver
+	}
+	if l.Scaler, err = NewAutoscaler(AutoscalerConfig{
+		Store: store, NATS: l.nc, Brokers: l.Brokers, Driver: driver, IdleTimeout: cfg.IdleTimeout, Logger: cfg.Logger,
+	}); err != nil {
+		return l, err
+	}
 	if l.Gateway, err = NewServer(Config{
-		Kafka: l.Brokers, NATS: l.nc, Store: store, Registry: l.Registry, Token: cfg.Token, Logger: cfg.Logger,
+		Kafka: l.Brokers, NATS: l.nc, Store: store, Registry: l.Registry, Token: cfg.Token, Logger: cfg.Logger, Scaler: l.Scaler,
 		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(selfKeychain{host: l.ln.Addr().String(), token: cfg.Token})},
 	}); err != nil {
 		return l, err
@@ -113,6 +137,11 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	go func() { l.serveErr <- l.Gateway.Serve(sctx, l.ln) }()
+	l.scalerDone = make(chan struct{})
+	go func() {
+		defer close(l.scalerDone)
+		l.Scaler.Run(sctx)
+	}()
 	l.log.Info("diplip is up", "gateway", l.URL, "registry", l.ln.Addr().String()+"/v2/",
 		"nats", l.NATS.ClientURL(), "kafka", strings.Join(l.Brokers, ","), "state", cfg.StateDir)
 	return l, nil
@@ -123,7 +152,8 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 func (l *Local) Done() <-chan error { return l.serveErr }
 
 // Stop shuts everything down in the reverse order of StartLocal: the gateway (no new
-// requests), then Kafka, then the registry and NATS.
+// frames), the runners (each finishes its batch and commits), then Kafka, the registry
+// and NATS.
 func (l *Local) Stop() {
 	if l.cancel != nil {
 		l.cancel()
@@ -131,8 +161,12 @@ func (l *Local) Stop() {
 			l.log.Warn("gateway stopped with an error", "err", err)
 		}
 		l.serveErr <- nil // keep Done readable after Stop
+		<-l.scalerDone
 	} else if l.ln != nil {
 		l.ln.Close()
+	}
+	if l.Driver != nil {
+		l.Driver.Close()
 	}
 	if l.Gateway != nil {
 		_ = l.Gateway.Close()

@@ -36,7 +36,9 @@ type Config struct {
 	RegistryOptions []remote.Option
 	// MaxFrameBytes bounds one pushed frame. Default ingest.DefaultMaxFrameBytes.
 	MaxFrameBytes int64
-	Logger        *slog.Logger
+	// Scaler, when not nil, reports runners and deployment status on /v1/resources.
+	Scaler *Autoscaler
+	Logger *slog.Logger
 }
 
 // Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry),
@@ -50,6 +52,7 @@ type Server struct {
 	log          *slog.Logger
 	mux          *http.ServeMux
 	producer     *lazyProducer
+	scaler       *Autoscaler
 	push         *ingest.HTTPPush
 }
 
@@ -62,7 +65,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{kafka: cfg.Kafka, nc: cfg.NATS, store: cfg.Store, token: cfg.Token, registryOpts: cfg.RegistryOptions,
-		log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux()}
+		log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux(), scaler: cfg.Scaler}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

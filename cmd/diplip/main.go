@@ -35,6 +35,7 @@ func newApp() *cli.App {
 			upCommand(),
 			streamCommand(),
 			fnCommand(),
+			runnerCommand(),
 			versionCommand(),
 		},
 		// main prints errors and picks exit codes, once, for every command.

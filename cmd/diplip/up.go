@@ -42,6 +42,7 @@ func upCommand() *cli.Command {
 			&cli.BoolFlag{Name: "demo", Usage: "run the demo on the sample video"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (0: run until interrupted)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "require this token on the API and the registry"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 30 * time.Second, Usage: "an idle deployment scales to its min after this long"},
 		},
 		Action: runUp,
 	}
@@ -49,7 +50,12 @@ func upCommand() *cli.Command {
 
 func runUp(c *cli.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"), Logger: logger}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
+		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout")}
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
 		if err != nil {

@@ -295,3 +295,21 @@ func (o output) frame(k int) functions.Tensor {
 	}
 	return functions.Tensor{Name: o.name, Shape: o.shape, Data: o.data[k*n : (k+1)*n]}
 }
+
+// Devices lists where this process can run models: "cpu", then "cuda:0" when the ONNX
+// Runtime library has a working CUDA provider.
+func Devices() []string {
+	devs := []string{"cpu"}
+	if Init() != nil {
+		return devs
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return devs
+	}
+	defer so.Destroy()
+	if appendCUDA(so, "cuda:0") == nil {
+		devs = append(devs, "cuda:0")
+	}
+	return devs
+}

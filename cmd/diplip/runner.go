@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go"
+	"github.com/urfave/cli/v2"
+
+	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/registry"
+	"github.com/diplip/diplip/runner"
+)
+
+func runnerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "runner",
+		Usage: "run a runner: it announces itself over NATS and runs the functions the gateway activates on it",
+		UsageText: "diplip runner --nats URL [--id ID] [--cache DIR] [--threads N]\n\n" +
+			"An idle runner holds no model and no Kafka group membership; the gateway's autoscaler\n" +
+			"activates it when a deployment has work. `diplip up` starts runners itself; start them by hand\n" +
+			"on other machines to add capacity.\n\n" +
+			"Example (a second machine):\n   diplip runner --nats nats://gateway-host:4222",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "nats", Required: true, EnvVars: []string{"DIPLIP_NATS"}, Usage: "the control plane's NATS URL"},
+			&cli.StringFlag{Name: "id", Usage: "this runner's id (default: HOST-PID)"},
+			&cli.StringFlag{Name: "cache", Value: filepath.Join(defaultStateDir(), "cache"), Usage: "the function image cache"},
+			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token, for its registry"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		},
+		Action: runRunner,
+	}
+}
+
+func runRunner(c *cli.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return cli.Exit(fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.String("log-level")), exitUsage)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	nc, err := nats.Connect(c.String("nats"), nats.Name("diplip-runner"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("connecting to NATS at %s: %v", c.String("nats"), err), exitFailed)
+	}
+	defer nc.Close()
+	cache := &registry.Cache{Dir: c.String("cache")}
+	if t := c.String("token"); t != "" {
+		cache.Options = []remote.Option{remote.WithAuthFromKeychain(staticKeychain(t))}
+	}
+	threads := c.Int("threads")
+	load := func(dir, device string) (runner.Model, func() error, error) {
+		fn, err := onnx.Load(dir, onnx.Options{Device: device, IntraOpThreads: threads})
+		if err != nil {
+			return nil, nil, err
+		}
+		return fn, fn.Close, nil
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	agent, err := runner.StartAgent(ctx, runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
+		Devices: onnx.Devices(), Logger: logger})
+	if err != nil {
+		return err
+	}
+	logger.Info("runner ready", "runner", agent.ID(), "nats", c.String("nats"))
+	<-ctx.Done()
+	agent.Close()
+	logger.Info("runner stopped", "runner", agent.ID())
+	return nil
+}
+
+// staticKeychain offers the gateway's token (as a basic-auth password) to registries.
+type staticKeychain string
+
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return &authn.Basic{Username: "diplip", Password: string(k)}, nil
+}

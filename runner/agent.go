@@ -1,0 +1,268 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/nats-io/nats.go"
+
+	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/registry"
+)
+
+// NATS subjects of the runner protocol. The gateway listens to heartbeats and sends
+// activation and deactivation requests to one runner.
+const (
+	SubjectHeartbeat = "diplip.runners.heartbeat"
+)
+
+// ActivateSubject is where runner id takes activation requests.
+func ActivateSubject(id string) string { return "diplip.runner." + id + ".activate" }
+
+// DeactivateSubject is where runner id takes deactivation requests.
+func DeactivateSubject(id string) string { return "diplip.runner." + id + ".deactivate" }
+
+// Heartbeat is what a runner announces every HeartbeatInterval.
+type Heartbeat struct {
+	ID         string   `json:"id"`
+	Host       string   `json:"host"`
+	PID        int      `json:"pid"`
+	CPUs       int      `json:"cpus"`
+	MemoryMB   int64    `json:"memory_mb"`
+	Devices    []string `json:"devices"` // "cpu", and "cuda:N" where the CUDA provider works
+	State      string   `json:"state"`   // idle or active
+	Deployment string   `json:"deployment,omitempty"`
+	Digest     string   `json:"digest,omitempty"`
+	Partitions []int32  `json:"partitions,omitempty"`
+	Frames     int64    `json:"frames"`
+	// RateFPS is frames per second over the last heartbeat interval.
+	RateFPS float64   `json:"rate_fps"`
+	Sent    time.Time `json:"sent"`
+}
+
+// Activation asks a runner to work a deployment.
+type Activation struct {
+	Deployment controlplane.Deployment `json:"deployment"`
+	Stream     controlplane.Stream     `json:"stream"`
+	Brokers    []string                `json:"brokers"`
+}
+
+// Reply answers an activation or deactivation.
+type Reply struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// ColdStart is how long pulling and loading took, in milliseconds.
+	ColdStartMs float64 `json:"cold_start_ms,omitempty"`
+}
+
+// LoadFunc loads the function in dir for device, returning the model and a way to free it.
+// functions/onnx provides it; it is a parameter so this package stays free of cgo.
+type LoadFunc func(dir, device string) (Model, func() error, error)
+
+// AgentConfig configures a runner process's agent.
+type AgentConfig struct {
+	ID       string
+	NATS     *nats.Conn
+	Cache    *registry.Cache
+	Load     LoadFunc
+	Devices  []string // default ["cpu"]
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// Agent is a runner: it announces itself, and on activation pulls the function image by
+// digest, loads it and runs a Worker; on deactivation it stops the worker and frees the
+// model, going back to idle (no model, no group membership).
+type Agent struct {
+	cfg AgentConfig
+	log *slog.Logger
+
+	mu      sync.Mutex // guards the fields below
+	active  *Activation
+	worker  *Worker
+	free    func() error
+	lastN   int64
+	lastAt  time.Time
+	stopped bool
+}
+
+// StartAgent subscribes to the runner's subjects and starts heartbeats. Close stops it.
+func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
+	if cfg.NATS == nil || cfg.Cache == nil || cfg.Load == nil {
+		return nil, errors.New("runner: AgentConfig needs NATS, Cache and Load")
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if len(cfg.Devices) == 0 {
+		cfg.Devices = []string{"cpu"}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "runner", "runner", cfg.ID), lastAt: time.Now()}
+	if _, err := cfg.NATS.Subscribe(ActivateSubject(cfg.ID), a.onActivate); err != nil {
+		return nil, err
+	}
+	if _, err := cfg.NATS.Subscribe(DeactivateSubject(cfg.ID), a.onDeactivate); err != nil {
+		return nil, err
+	}
+	go a.heartbeats(ctx)
+	a.beat()
+	return a, nil
+}
+
+// ID is the runner's id.
+func (a *Agent) ID() string { return a.cfg.ID }
+
+func (a *Agent) heartbeats(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.beat()
+		}
+	}
+}
+
+func (a *Agent) beat() {
+	a.mu.Lock()
+	hb := Heartbeat{ID: a.cfg.ID, PID: os.Getpid(), CPUs: runtime.NumCPU(), MemoryMB: totalMemoryMB(),
+		Devices: a.cfg.Devices, State: "idle", Sent: time.Now()}
+	hb.Host, _ = os.Hostname()
+	if a.active != nil && a.worker != nil {
+		hb.State, hb.Deployment, hb.Digest = "active", a.active.Deployment.Key(), a.active.Deployment.Digest
+		hb.Partitions = a.worker.Partitions()
+		hb.Frames = a.worker.Stats.Frames.Load()
+		if dt := hb.Sent.Sub(a.lastAt).Seconds(); dt > 0 {
+			hb.RateFPS = float64(hb.Frames-a.lastN) / dt
+		}
+		a.lastN = hb.Frames
+	}
+	a.lastAt = hb.Sent
+	stopped := a.stopped
+	a.mu.Unlock()
+	if stopped {
+		return
+	}
+	b, _ := json.Marshal(hb)
+	_ = a.cfg.NATS.Publish(SubjectHeartbeat, b)
+}
+
+func respond(m *nats.Msg, r Reply) {
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+func (a *Agent) onActivate(m *nats.Msg) {
+	var act Activation
+	if err := json.Unmarshal(m.Data, &act); err != nil {
+		respond(m, Reply{Error: "activation is not valid JSON: " + err.Error()})
+		return
+	}
+	t0 := time.Now()
+	err := a.activate(act)
+	if err != nil {
+		a.log.Error("activation failed", "deployment", act.Deployment.Key(), "err", err)
+		respond(m, Reply{Error: err.Error()})
+		return
+	}
+	cold := time.Since(t0)
+	a.log.Info("activated", "deployment", act.Deployment.Key(), "digest", act.Deployment.Digest, "cold_start", cold)
+	respond(m, Reply{OK: true, ColdStartMs: float64(cold.Microseconds()) / 1000})
+	a.beat()
+}
+
+func (a *Agent) activate(act Activation) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.active != nil {
+		if a.active.Deployment.Key() == act.Deployment.Key() && a.active.Deployment.Digest == act.Deployment.Digest {
+			return nil // already doing exactly this
+		}
+		return fmt.Errorf("runner %s is busy with %s", a.cfg.ID, a.active.Deployment.Key())
+	}
+	ref, err := name.NewDigest(act.Deployment.Digest)
+	if err != nil {
+		return fmt.Errorf("deployment digest %q: %w", act.Deployment.Digest, err)
+	}
+	dir, spec, err := a.cfg.Cache.Pull(context.Background(), ref)
+	if err != nil {
+		return err
+	}
+	device := act.Deployment.Device
+	if device == "any" || device == "" {
+		device = a.cfg.Devices[len(a.cfg.Devices)-1] // the last listed is the best (GPU after cpu)
+	}
+	model, free, err := a.cfg.Load(dir, device)
+	if err != nil {
+		return fmt.Errorf("loading %s on %s: %w", spec.Name, device, err)
+	}
+	w, err := StartWorker(WorkerConfig{Brokers: act.Brokers, Deployment: act.Deployment, Stream: act.Stream, Model: model,
+		MaxDelay: time.Duration(spec.Batch.MaxDelay), NATS: a.cfg.NATS, ClientID: "diplip-runner-" + a.cfg.ID, Logger: a.cfg.Logger})
+	if err != nil {
+		_ = free()
+		return err
+	}
+	a.active, a.worker, a.free = &act, w, free
+	a.lastN = 0
+	return nil
+}
+
+func (a *Agent) onDeactivate(m *nats.Msg) {
+	a.Deactivate()
+	respond(m, Reply{OK: true})
+	a.beat()
+}
+
+// Deactivate stops the worker (finishing its batch, committing, leaving the group) and
+// frees the model. It does nothing on an idle runner.
+func (a *Agent) Deactivate() {
+	a.mu.Lock()
+	w, free, act := a.worker, a.free, a.active
+	a.worker, a.free, a.active = nil, nil, nil
+	a.mu.Unlock()
+	if w == nil {
+		return
+	}
+	w.Stop()
+	if err := free(); err != nil {
+		a.log.Warn("freeing the model", "err", err)
+	}
+	runtime.GC()
+	a.log.Info("deactivated", "deployment", act.Deployment.Key())
+}
+
+// Close deactivates and stops announcing.
+func (a *Agent) Close() {
+	a.Deactivate()
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+}
+
+// totalMemoryMB reads the machine's memory from /proc/meminfo (0 where unavailable).
+func totalMemoryMB() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int64
+	fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+	return kb / 1024
+}
