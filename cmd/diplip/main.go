@@ -36,6 +36,8 @@ func newApp() *cli.App {
 			streamCommand(),
 			fnCommand(),
 			runnerCommand(),
+			resourcesCommand(),
+			resultsCommand(),
 			versionCommand(),
 		},
 		// main prints errors and picks exit codes, once, for every command.

@@ -84,3 +84,10 @@ type staticKeychain string
 func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return &authn.Basic{Username: "diplip", Password: string(k)}, nil
 }
+
+type remoteOption = remote.Option
+
+// withToken offers the gateway's token to its registry.
+func withToken(token string) remote.Option {
+	return remote.WithAuthFromKeychain(staticKeychain(token))
+}

@@ -95,19 +95,25 @@ func runUp(c *cli.Context) error {
 	} else {
 		fmt.Fprintln(w, "  auth      token required on /v1 and /v2")
 	}
-	if c.Bool("demo") {
-		fmt.Fprintln(w, "diplip: demo: the services above are running; the detector pipeline (function images,\n"+
-			"        runners, camera ingest) is not built yet, so no video is processed")
-	}
 	fmt.Fprintln(w, "diplip: press Ctrl-C to stop")
 
+	demoErr := make(chan error, 1)
+	if c.Bool("demo") {
+		go func() { demoErr <- runDemo(ctx, w, l, cfg.Token) }()
+	}
 	select {
 	case <-ctx.Done():
+	case err := <-demoErr:
+		if err != nil {
+			l.Stop()
+			return err
+		}
+		<-ctx.Done()
 	case err := <-l.Done():
 		l.Stop()
 		return fmt.Errorf("gateway stopped: %w", err)
 	}
-	fmt.Fprintln(w, "diplip: stopping (gateway, kafka, registry, nats)")
+	fmt.Fprintln(w, "diplip: stopping (gateway, runners, kafka, registry, nats)")
 	l.Stop()
 	fmt.Fprintln(w, "diplip: stopped")
 	return nil

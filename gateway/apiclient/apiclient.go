@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/internal/wire"
 )
 
 // Client talks to one gateway.
@@ -149,4 +151,56 @@ func (c *Client) Deployments(ctx context.Context) ([]controlplane.Deployment, er
 // Undeploy removes the deployment of function on stream.
 func (c *Client) Undeploy(ctx context.Context, function, stream string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(function)+"/"+url.PathEscape(stream), nil, nil)
+}
+
+// Resources returns the runners and the deployments' status.
+func (c *Client) Resources(ctx context.Context) (gateway.Resources, error) {
+	var r gateway.Resources
+	return r, c.do(ctx, http.MethodGet, "/v1/resources", nil, &r)
+}
+
+// Results calls fn with each result of stream: the last n, then, with follow, new ones
+// as they come, until ctx ends or fn returns an error.
+func (c *Client) Results(ctx context.Context, stream string, last int, follow bool, fn func(wire.Result) error) error {
+	q := url.Values{"last": {strconv.Itoa(last)}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/streams/"+url.PathEscape(stream)+"/results?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := *c.http
+	hc.Timeout = 0 // a follow lasts as long as ctx
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("gateway at %s is unreachable (%v)", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var r wire.Result
+		if err := dec.Decode(&r); err != nil {
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading results: %w", err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
 }

@@ -61,6 +61,20 @@ func sourceRoot(dir string) (string, bool) {
 	}
 }
 
+// Example returns the directory of an example function in the source tree, e.g.
+// "yolox-nano" (functions/examples/yolox-nano).
+func Example(name string) (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(filepath.Dir(cache), "functions", "examples", name)
+	if _, err := os.Stat(filepath.Join(dir, "function.yaml")); err != nil {
+		return "", fmt.Errorf("example function %s: %w (looked in %s)", name, ErrNotInstalled, dir)
+	}
+	return dir, nil
+}
+
 // ORTLibrary returns the path of the ONNX Runtime shared library.
 func ORTLibrary() (string, error) {
 	if p := os.Getenv("DIPLIP_ORT_LIB"); p != "" {

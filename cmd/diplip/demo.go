@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/ingest"
+	"github.com/diplip/diplip/internal/assets"
+	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/registry"
+)
+
+const (
+	demoStream = "demo"
+	demoCamera = "vtest"
+	demoFPS    = 10
+)
+
+// runDemo is the paper's scenario on the sample video: a stream, the YOLOX-Nano function
+// built and pushed to the embedded registry, deployed with min 0 (so the first frame wakes
+// a runner), and a camera pushing the video at 10 fps. It prints one status line a second
+// until ctx ends.
+func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) error {
+	cl, err := apiclient.New(l.URL, token)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.CreateStream(ctx, gateway.StreamRequest{Name: demoStream, Partitions: 2}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return fmt.Errorf("demo: creating stream: %w", err)
+	}
+	dir, err := assets.Example("yolox-nano")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	img, spec, err := registry.Build(dir, checkWithONNXRuntime)
+	if err != nil {
+		return fmt.Errorf("demo: building the function: %w", err)
+	}
+	ref, err := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/"+spec.Name+":demo", false)
+	if err != nil {
+		return err
+	}
+	var opts []remoteOption
+	if token != "" {
+		opts = append(opts, withToken(token))
+	}
+	pinned, err := registry.Push(ctx, img, ref, nil, opts...)
+	if err != nil {
+		return fmt.Errorf("demo: pushing the function: %w", err)
+	}
+	d, err := cl.Deploy(ctx, gateway.DeployRequest{Ref: ref.String(), Stream: demoStream, Min: 0, Max: 1, MaxAge: "3s"})
+	if err != nil {
+		return fmt.Errorf("demo: deploying: %w", err)
+	}
+	fmt.Fprintf(w, "demo: stream %q, function %s\n      (%s) deployed with min 0, max 1\n", demoStream, spec.Name, pinned.DigestStr()[:19])
+
+	p, err := assets.Media("vtest_10s.mjpeg")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	frames := ingest.SplitJPEGs(b)
+	fmt.Fprintf(w, "demo: camera %q pushes %d frames of the sample video in a loop at %d fps (HTTP push)\n", demoCamera, len(frames), demoFPS)
+	fmt.Fprintf(w, "demo: follow results with: diplip results %s --follow --gateway %s\n\n", demoStream, l.URL)
+
+	st := &demoStats{}
+	nc, err := l.NATS.Connect("diplip-demo")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe(wire.ResultSubject(demoStream, "*"), func(m *nats.Msg) {
+		var r wire.Result
+		if json.Unmarshal(m.Data, &r) == nil {
+			st.result(r)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
+	go func() {
+		_ = ingest.PushLoop(ctx, l.URL, token, demoStream, demoCamera, frames, demoFPS, func(status int, err error) { st.pushed(status, err) })
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			fmt.Fprintln(w, st.line(l, d))
+		}
+	}
+}
+
+// demoStats keeps the last seconds of the demo for its status line.
+type demoStats struct {
+	mu        sync.Mutex
+	in, out   int // in the current second
+	rejected  int
+	latencies []float64 // end-to-end ms, last 10 s
+	at        []time.Time
+	latest    wire.Result
+	coldStart time.Duration
+	firstPush time.Time
+}
+
+func (s *demoStats) pushed(status int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.firstPush.IsZero() {
+		s.firstPush = time.Now()
+	}
+	if err == nil && status == 201 {
+		s.in++
+	} else {
+		s.rejected++
+	}
+}
+
+func (s *demoStats) result(r wire.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.coldStart == 0 && !s.firstPush.IsZero() {
+		s.coldStart = now.Sub(s.firstPush)
+	}
+	s.out++
+	if r.Status == wire.StatusOK {
+		s.latencies = append(s.latencies, r.Timings.EndToEnd)
+		s.at = append(s.at, now)
+		s.latest = r
+	}
+}
+
+func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cut := time.Now().Add(-10 * time.Second)
+	i := 0
+	for i < len(s.at) && s.at[i].Before(cut) {
+		i++
+	}
+	s.at, s.latencies = s.at[i:], s.latencies[i:]
+	p50, p99 := percentile(s.latencies, 0.5), percentile(s.latencies, 0.99)
+	runners, lag := 0, int64(0)
+	for _, ds := range l.Scaler.Status() {
+		if ds.Key == d.Key() {
+			runners, lag = len(ds.Runners), ds.Lag
+		}
+	}
+	what := "waiting for the first result (a runner is starting)"
+	if s.latest.ID != "" {
+		what = functions.Summarize(s.latest.Detections)
+	}
+	line := fmt.Sprintf("in %2d fps  out %2d fps  e2e p50 %5.0f ms  p99 %5.0f ms  runners %d  lag %3d  latest: %s",
+		s.in, s.out, p50, p99, runners, lag, what)
+	if s.rejected > 0 {
+		line += fmt.Sprintf("  (%d pushes refused)", s.rejected)
+	}
+	if s.coldStart > 0 {
+		line += fmt.Sprintf("  [cold start %.1fs]", s.coldStart.Seconds())
+		s.coldStart = -1 // print once
+	}
+	s.in, s.out, s.rejected = 0, 0, 0
+	return line
+}
+
+func percentile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/internal/wire"
+)
+
+func resultsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "results",
+		Usage:     "show a stream's results: the latest ones, and new ones live with --follow",
+		ArgsUsage: "STREAM",
+		UsageText: "diplip results STREAM [--last N] [--follow] [-o json]\n\n" +
+			"Results come from the stream's durable results topic, then live over NATS.\n" +
+			"With -o json each result is one JSON line (NDJSON).\n\n" +
+			"Example:\n   diplip results lobby --follow",
+		Flags: append([]cli.Flag{
+			&cli.IntFlag{Name: "last", Value: 10, Usage: "how many past results to show first"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep showing new results until interrupted"},
+		}, globalFlags...),
+		Action: func(c *cli.Context) error {
+			if err := checkOutput(c); err != nil {
+				return err
+			}
+			stream, err := oneArg(c, "stream name")
+			if err != nil {
+				return err
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			enc := json.NewEncoder(c.App.Writer)
+			err = cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), func(r wire.Result) error {
+				if c.String("output") == "json" {
+					return enc.Encode(r)
+				}
+				_, err := fmt.Fprintln(c.App.Writer, resultLine(r))
+				return err
+			})
+			return apiExit(err)
+		},
+	}
+}
+
+// resultLine is one result for a terminal.
+func resultLine(r wire.Result) string {
+	what := functions.Summarize(r.Detections)
+	if r.Status != wire.StatusOK {
+		what = r.Status + ": " + r.Error
+	}
+	return fmt.Sprintf("%s  %-10s #%-6d %-8s %6.1f ms  %s", r.CaptureTime.Local().Format("15:04:05.000"), r.Camera,
+		r.Seq%1_000_000, r.Function, r.Timings.EndToEnd, what)
+}
+
+func resourcesCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "resources",
+		Usage:     "show the runners (CPUs, memory, devices) and what each runs: DiPLIP's step 1",
+		UsageText: "diplip resources [-o json]",
+		Flags:     globalFlags,
+		Action: func(c *cli.Context) error {
+			if err := checkOutput(c); err != nil {
+				return err
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Resources(c.Context)
+			if err != nil {
+				return apiExit(err)
+			}
+			return render(c, res, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "RUNNER\tHOST\tCPUS\tMEMORY\tDEVICES\tSTATE\tDEPLOYMENT\tPARTITIONS\tFPS")
+				for _, r := range res.Runners {
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%v\t%.1f\n", r.ID, r.Host, r.CPUs, humanBytes(r.MemoryMB<<20),
+						strings.Join(r.Devices, ","), r.State, r.Deployment, r.Partitions, r.RateFPS)
+				}
+				if len(res.Runners) == 0 {
+					fmt.Fprintln(w, "(no runners: deployments wake them on the first frame)")
+				}
+				fmt.Fprintln(w, "\nDEPLOYMENT\tLAG\tRUNNERS\tDESIRED\tFPS\tCOLD STARTS\tLAST ERROR")
+				for _, d := range res.Deployments {
+					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%d\t%s\n", d.Key, d.Lag, len(d.Runners), d.Desired, d.RateFPS, d.ColdStarts, d.LastError)
+				}
+			})
+		},
+	}
+}
