@@ -68,10 +68,10 @@ func (s *syncBuffer) String() string {
 }
 
 // startUp runs `diplip up` against the test run's Kafka and waits until /readyz is 200.
-func startUp(t *testing.T, stateDir, listen string) *upProcess {
+func startUp(t *testing.T, stateDir, listen string, extra ...string) *upProcess {
 	t.Helper()
 	kafka := strings.Join(testkit.Kafka(t), ",")
-	cmd := exec.Command(diplipBinary(t), "up", "--state-dir", stateDir, "--listen", listen, "--kafka", kafka)
+	cmd := exec.Command(diplipBinary(t), append([]string{"up", "--state-dir", stateDir, "--listen", listen, "--kafka", kafka}, extra...)...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
