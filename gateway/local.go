@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ type LocalConfig struct {
 	StateDir string
 	// Listen is the gateway's HTTP address (API, registry, UI). Default 127.0.0.1:8080.
 	Listen string
+	// NATSListen is the embedded NATS server's address. Default 127.0.0.1:0 (a free port);
+	// runners on other machines need an address they can reach.
+	NATSListen string
 	// Kafka, when set, is an existing cluster to use instead of a managed local broker.
 	Kafka []string
 	// Token, when set, is required by the API and the registry.
@@ -89,7 +93,18 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	}
 	l.URL = "http://" + l.ln.Addr().String()
 
-	if l.NATS, err = natsnode.Start(natsnode.Config{StoreDir: filepath.Join(cfg.StateDir, "nats"), Logger: cfg.Logger}); err != nil {
+	natsCfg := natsnode.Config{StoreDir: filepath.Join(cfg.StateDir, "nats"), Logger: cfg.Logger, Token: cfg.Token}
+	if cfg.NATSListen != "" {
+		host, port, err := net.SplitHostPort(cfg.NATSListen)
+		if err != nil {
+			return l, fmt.Errorf("NATS listen address %q: %w", cfg.NATSListen, err)
+		}
+		natsCfg.Host = host
+		if natsCfg.Port, err = strconv.Atoi(port); err != nil {
+			return l, fmt.Errorf("NATS listen address %q: bad port", cfg.NATSListen)
+		}
+	}
+	if l.NATS, err = natsnode.Start(natsCfg); err != nil {
 		return l, err
 	}
 	if l.nc, err = l.NATS.Connect("diplip-gateway"); err != nil {

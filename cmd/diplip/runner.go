@@ -34,7 +34,7 @@ func runnerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "this runner's id (default: HOST-PID)"},
 			&cli.StringFlag{Name: "cache", Value: filepath.Join(defaultStateDir(), "cache"), Usage: "the function image cache"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
-			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token, for its registry"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token (for NATS and its registry)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		},
 		Action: runRunner,
@@ -47,7 +47,11 @@ func runRunner(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.String("log-level")), exitUsage)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	nc, err := nats.Connect(c.String("nats"), nats.Name("diplip-runner"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	natsOpts := []nats.Option{nats.Name("diplip-runner"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if t := c.String("token"); t != "" {
+		natsOpts = append(natsOpts, nats.Token(t))
+	}
+	nc, err := nats.Connect(c.String("nats"), natsOpts...)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("connecting to NATS at %s: %v", c.String("nats"), err), exitFailed)
 	}

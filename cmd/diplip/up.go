@@ -38,6 +38,7 @@ func upCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "state-dir", Value: defaultStateDir(), EnvVars: []string{"DIPLIP_STATE_DIR"}, Usage: "where all durable state lives"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: []string{"DIPLIP_LISTEN"}, Usage: "the gateway's address (API, registry, UI)"},
+			&cli.StringFlag{Name: "nats-listen", Value: "127.0.0.1:0", Usage: "the embedded NATS server's address (runners on other machines connect here)"},
 			&cli.StringFlag{Name: "kafka", EnvVars: []string{"DIPLIP_KAFKA"}, Usage: "an existing Kafka cluster (host:port,...) instead of a managed local broker"},
 			&cli.BoolFlag{Name: "demo", Usage: "run the demo on the sample video"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (0: run until interrupted)"},
@@ -55,7 +56,7 @@ func runUp(c *cli.Context) error {
 		return err
 	}
 	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
-		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout")}
+		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout"), NATSListen: c.String("nats-listen")}
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
 		if err != nil {
