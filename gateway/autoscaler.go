@@ -55,15 +55,17 @@ type runnerState struct {
 
 // DeploymentStatus is the autoscaler's view of one deployment.
 type DeploymentStatus struct {
-	Key        string    `json:"key"`
-	Lag        int64     `json:"lag"`
-	Runners    []string  `json:"runners"`
-	Desired    int       `json:"desired"`
-	RateFPS    float64   `json:"rate_fps"`
-	ColdStarts int       `json:"cold_starts"`
-	LastCold   float64   `json:"last_cold_start_ms,omitempty"`
-	LastError  string    `json:"last_error,omitempty"`
-	Updated    time.Time `json:"updated"`
+	Key        string   `json:"key"`
+	Lag        int64    `json:"lag"`
+	Runners    []string `json:"runners"`
+	Desired    int      `json:"desired"`
+	RateFPS    float64  `json:"rate_fps"`
+	ColdStarts int      `json:"cold_starts"`
+	LastCold   float64  `json:"last_cold_start_ms,omitempty"`
+	LastError  string   `json:"last_error,omitempty"`
+	// Unhealthy carries a runner's reason when the function keeps failing there.
+	Unhealthy string    `json:"unhealthy,omitempty"`
+	Updated   time.Time `json:"updated"`
 }
 
 // Autoscaler keeps each deployment's runners between its min and max, following the
@@ -307,11 +309,15 @@ func (a *Autoscaler) scale(ctx context.Context, client sarama.Client, admin sara
 	a.mu.Lock()
 	var active, idle []string
 	var rate float64
+	var unhealthy string
 	for id, rs := range a.runners {
 		switch {
 		case rs.hb.State == "active" && rs.hb.Deployment == d.Key():
 			active = append(active, id)
 			rate += rs.hb.RateFPS
+			if rs.hb.Unhealthy != "" {
+				unhealthy = fmt.Sprintf("runner %s: %s", id, rs.hb.Unhealthy)
+			}
 		case rs.hb.State == "idle" && slices.ContainsFunc(rs.hb.Devices, func(dev string) bool { return deviceFits(d.Device, dev) }):
 			idle = append(idle, id)
 		}
@@ -336,7 +342,7 @@ func (a *Autoscaler) scale(ctx context.Context, client sarama.Client, admin sara
 	}
 	desired = min(max(desired, d.Min), limit)
 	s := a.statusOf(d.Key())
-	s.Lag, s.Runners, s.Desired, s.RateFPS, s.Updated = lag, active, desired, rate, now
+	s.Lag, s.Runners, s.Desired, s.RateFPS, s.Updated, s.Unhealthy = lag, active, desired, rate, now, unhealthy
 	a.mu.Unlock()
 
 	switch {

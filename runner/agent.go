@@ -44,8 +44,13 @@ type Heartbeat struct {
 	Partitions []int32  `json:"partitions,omitempty"`
 	Frames     int64    `json:"frames"`
 	// RateFPS is frames per second over the last heartbeat interval.
-	RateFPS float64   `json:"rate_fps"`
-	Sent    time.Time `json:"sent"`
+	RateFPS float64 `json:"rate_fps"`
+	// BatchMode says how the model runs a batch: "batch" (one run, dynamic batch axis)
+	// or "per-frame" (the model's batch axis is fixed at 1).
+	BatchMode string `json:"batch_mode,omitempty"`
+	// Unhealthy says why the active function keeps failing; empty when it does not.
+	Unhealthy string    `json:"unhealthy,omitempty"`
+	Sent      time.Time `json:"sent"`
 }
 
 // Activation asks a runner to work a deployment.
@@ -63,9 +68,10 @@ type Reply struct {
 	ColdStartMs float64 `json:"cold_start_ms,omitempty"`
 }
 
-// LoadFunc loads the function in dir for device, returning the model and a way to free it.
-// functions/onnx provides it; it is a parameter so this package stays free of cgo.
-type LoadFunc func(dir, device string) (Model, func() error, error)
+// LoadFunc loads the function in dir for device, returning the model, whether it runs a
+// batch in one run, and a way to free it. functions/onnx provides it; it is a parameter so
+// this package stays free of cgo.
+type LoadFunc func(dir, device string) (m Model, batched bool, free func() error, err error)
 
 // AgentConfig configures a runner process's agent.
 type AgentConfig struct {
@@ -85,13 +91,14 @@ type Agent struct {
 	cfg AgentConfig
 	log *slog.Logger
 
-	mu      sync.Mutex // guards the fields below
-	active  *Activation
-	worker  *Worker
-	free    func() error
-	lastN   int64
-	lastAt  time.Time
-	stopped bool
+	mu        sync.Mutex // guards the fields below
+	active    *Activation
+	worker    *Worker
+	free      func() error
+	batchMode string
+	lastN     int64
+	lastAt    time.Time
+	stopped   bool
 }
 
 // StartAgent subscribes to the runner's subjects and starts heartbeats. Close stops it.
@@ -148,6 +155,8 @@ func (a *Agent) beat() {
 	if a.active != nil && a.worker != nil {
 		hb.State, hb.Deployment, hb.Digest = "active", a.active.Deployment.Key(), a.active.Deployment.Digest
 		hb.Partitions = a.worker.Partitions()
+		hb.Unhealthy = a.worker.Unhealthy()
+		hb.BatchMode = a.batchMode
 		hb.Frames = a.worker.Stats.Frames.Load()
 		if dt := hb.Sent.Sub(a.lastAt).Seconds(); dt > 0 {
 			hb.RateFPS = float64(hb.Frames-a.lastN) / dt
@@ -209,7 +218,7 @@ func (a *Agent) activate(act Activation) error {
 	if device == "any" || device == "" {
 		device = a.cfg.Devices[len(a.cfg.Devices)-1] // the last listed is the best (GPU after cpu)
 	}
-	model, free, err := a.cfg.Load(dir, device)
+	model, batched, free, err := a.cfg.Load(dir, device)
 	if err != nil {
 		return fmt.Errorf("loading %s on %s: %w", spec.Name, device, err)
 	}
@@ -220,6 +229,10 @@ func (a *Agent) activate(act Activation) error {
 		return err
 	}
 	a.active, a.worker, a.free = &act, w, free
+	a.batchMode = "per-frame"
+	if batched {
+		a.batchMode = "batch"
+	}
 	a.lastN = 0
 	return nil
 }

@@ -49,6 +49,9 @@ type Stats struct {
 	LastResult atomic.Int64
 }
 
+// UnhealthyAfter is how many consecutive failed inference runs mark a function unhealthy.
+const UnhealthyAfter = 3
+
 // Worker consumes a deployment's stream as one member of its consumer group, runs the
 // model per batch across the partitions it holds, and produces one result per frame. An
 // offset is marked (and so committed) only after that frame's result is acknowledged
@@ -60,6 +63,10 @@ type Worker struct {
 
 	claimMu sync.Mutex
 	claimed map[int32]bool // partitions this worker holds now
+
+	healthMu     sync.Mutex
+	failedRuns   int    // consecutive batches whose inference failed
+	unhealthyWhy string // set after UnhealthyAfter consecutive failures
 
 	group    sarama.ConsumerGroup
 	producer sarama.SyncProducer
@@ -286,11 +293,31 @@ func (w *Worker) process(batch []item) {
 				r.Width, r.Height, r.Detections, r.Raw = out[k].Width, out[k].Height, out[k].Detections, out[k].Raw
 			}
 		}
-		if err != nil {
-			w.log.Error("inference failed for a whole batch", "frames", len(frames), "err", err)
-		}
+		w.recordRun(err)
 	}
 	w.produce(batch, results)
+}
+
+// recordRun tracks consecutive inference failures; a success clears them.
+func (w *Worker) recordRun(err error) {
+	w.healthMu.Lock()
+	defer w.healthMu.Unlock()
+	if err == nil {
+		w.failedRuns, w.unhealthyWhy = 0, ""
+		return
+	}
+	w.failedRuns++
+	w.log.Error("inference failed for a whole batch", "consecutive", w.failedRuns, "err", err)
+	if w.failedRuns >= UnhealthyAfter {
+		w.unhealthyWhy = fmt.Sprintf("%d inference runs in a row failed; last: %v", w.failedRuns, err)
+	}
+}
+
+// Unhealthy returns why the function is unhealthy, or "" when it is not.
+func (w *Worker) Unhealthy() string {
+	w.healthMu.Lock()
+	defer w.healthMu.Unlock()
+	return w.unhealthyWhy
 }
 
 // produce writes the batch's results and then marks its records, retrying until Kafka

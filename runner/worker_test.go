@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,5 +288,37 @@ func TestWorkersSharePartitionsAndSurviveALeaver(t *testing.T) {
 		if r := byCameraSeq(rs, f.Camera, f.Seq); r.Status != wire.StatusOK {
 			t.Fatalf("frame %s/%d: %+v", f.Camera, f.Seq, r)
 		}
+	}
+}
+
+// failingModel fails every run, as a broken session would.
+type failingModel struct{}
+
+func (failingModel) Run([][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	return nil, functions.BatchTimings{}, fmt.Errorf("CUDA error: out of memory")
+}
+
+// A function whose inference keeps failing answers every frame with an error result (the
+// stream goes on) and is marked unhealthy with the reason.
+func TestWorkerMarksAFailingFunctionUnhealthy(t *testing.T) {
+	addrs, st := stream(t, 1)
+	var frames []wire.Frame
+	for i := range 6 {
+		frames = append(frames, frame("cam", uint64(i+1), []byte{1}))
+	}
+	produceFrames(t, addrs, st.Topic, frames...)
+	w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: deployment(st, 1), Stream: st, Model: failingModel{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rs := results(t, addrs, st.ResultsTopic, 6)
+	for _, r := range rs {
+		if r.Status != wire.StatusError || !strings.Contains(r.Error, "out of memory") {
+			t.Fatalf("result %+v, want an error naming the failure", r)
+		}
+	}
+	if why := w.Unhealthy(); !strings.Contains(why, "in a row failed") || !strings.Contains(why, "out of memory") {
+		t.Fatalf("Unhealthy() = %q", why)
 	}
 }

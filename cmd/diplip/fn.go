@@ -375,6 +375,7 @@ func fnUndeploy(c *cli.Context) error {
 type fnRow struct {
 	controlplane.Function
 	Deployments []controlplane.Deployment `json:"deployments"`
+	Health      string                    `json:"health"` // ok, or why it keeps failing
 }
 
 func fnList(c *cli.Context) error {
@@ -393,18 +394,31 @@ func fnList(c *cli.Context) error {
 	if err != nil {
 		return apiExit(err)
 	}
+	res, err := cl.Resources(c.Context)
+	if err != nil {
+		return apiExit(err)
+	}
+	health := map[string]string{}
+	for _, s := range res.Deployments {
+		if s.Unhealthy != "" {
+			health[s.Key] = s.Unhealthy
+		}
+	}
 	rows := []fnRow{}
 	for _, f := range fns {
-		r := fnRow{Function: f, Deployments: []controlplane.Deployment{}}
+		r := fnRow{Function: f, Deployments: []controlplane.Deployment{}, Health: "ok"}
 		for _, d := range deps {
 			if d.Function == f.Name {
 				r.Deployments = append(r.Deployments, d)
+				if why, bad := health[d.Key()]; bad {
+					r.Health = "unhealthy on " + d.Stream + ": " + why
+				}
 			}
 		}
 		rows = append(rows, r)
 	}
 	return render(c, rows, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tDIGEST\tSIZE\tDEPLOYED ON")
+		fmt.Fprintln(w, "NAME\tDIGEST\tSIZE\tDEPLOYED ON\tHEALTH")
 		for _, r := range rows {
 			var on []string
 			for _, d := range r.Deployments {
@@ -414,7 +428,7 @@ func fnList(c *cli.Context) error {
 			if i := strings.LastIndex(digest, "@sha256:"); i >= 0 && len(digest) > i+20 {
 				digest = digest[i+1 : i+20]
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Name, digest, humanBytes(r.Size), strings.Join(on, ", "))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Name, digest, humanBytes(r.Size), strings.Join(on, ", "), r.Health)
 		}
 	})
 }

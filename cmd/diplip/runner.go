@@ -61,12 +61,12 @@ func runRunner(c *cli.Context) error {
 		cache.Options = []remote.Option{remote.WithAuthFromKeychain(staticKeychain(t))}
 	}
 	threads := c.Int("threads")
-	load := func(dir, device string) (runner.Model, func() error, error) {
+	load := func(dir, device string) (runner.Model, bool, func() error, error) {
 		fn, err := onnx.Load(dir, onnx.Options{Device: device, IntraOpThreads: threads})
 		if err != nil {
-			return nil, nil, err
+			return nil, false, nil, err
 		}
-		return fn, fn.Close, nil
+		return fn, fn.DynamicBatch, fn.Close, nil
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,9 +44,15 @@ func main() {
 	os.Exit(run(*heap, flag.Args()))
 }
 
+// runEnv marks every process of this run: children inherit it, so a broker JVM started
+// by any test of this run carries it, and one of another run (a second `task test` at the
+// same time) does not.
+const runEnv = "DIPLIP_TESTENV_RUN"
+
 func run(heapMB int, command []string) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	before := kafkanode.BrokerPIDs()
+	runID := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	os.Setenv(runEnv, runID) // before the broker starts, so it inherits it too
 
 	dir, err := os.MkdirTemp("", "diplip-testenv-")
 	if err != nil {
@@ -94,7 +101,7 @@ func run(heapMB int, command []string) int {
 	close(sigs)
 
 	_ = kafka.Stop()
-	if left := leftOver(before); len(left) > 0 {
+	if left := leftOver(runID); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "testenv: FAIL: broker JVMs started during the run are still alive: %v; killing them\n", left)
 		for _, pid := range left {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -111,14 +118,15 @@ func run(heapMB int, command []string) int {
 	return rc
 }
 
-// leftOver returns the broker JVMs alive now that were not alive before the run. A JVM
-// killed by its dying owner may take a moment to go, so it is given a few seconds.
-func leftOver(before []int) []int {
+// leftOver returns the broker JVMs of this run that are still alive. A JVM killed by
+// its dying owner may take a moment to go, so it is given a few seconds.
+func leftOver(runID string) []int {
 	var left []int
 	for range 20 {
 		left = left[:0]
 		for _, pid := range kafkanode.BrokerPIDs() {
-			if !slices.Contains(before, pid) {
+			env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+			if err == nil && slices.Contains(strings.Split(string(env), "\x00"), runEnv+"="+runID) {
 				left = append(left, pid)
 			}
 		}
