@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +14,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/registry"
@@ -254,4 +259,55 @@ type tokenKeychain string
 
 func (k tokenKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return &authn.Basic{Username: "ci", Password: string(k)}, nil
+}
+
+// /metrics is Prometheus text that the official parser reads, and the ingest counter
+// grows with every accepted frame.
+func TestMetricsCountIngest(t *testing.T) {
+	ctx := context.Background()
+	l, c := startLocal(t, "")
+	stream := testkit.Name("m")
+	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: stream, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := func() float64 {
+		resp, err := http.Get(l.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatalf("/metrics is not Prometheus text: %v", err)
+		}
+		for _, m := range fams["diplip_ingest_frames_total"].GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["stream"] == stream && labels["outcome"] == "accepted" {
+				return m.GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	p, err := assets.Media("vtest_frame600.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpg, _ := os.ReadFile(p)
+	for range 3 {
+		resp, err := http.Post(l.URL+"/v1/streams/"+stream+"/frames?camera=c", "image/jpeg", bytes.NewReader(jpg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("push: %d", resp.StatusCode)
+		}
+	}
+	if got := accepted(); got != 3 {
+		t.Fatalf("diplip_ingest_frames_total{outcome=accepted} = %v, want 3", got)
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/runner"
 )
 
@@ -284,6 +285,15 @@ func (a *Autoscaler) tick(ctx context.Context) error {
 		}
 	}
 	a.retireIdle(now)
+	a.mu.Lock()
+	byState := map[string]int{"idle": 0, "active": 0}
+	for _, rs := range a.runners {
+		byState[rs.hb.State]++
+	}
+	a.mu.Unlock()
+	for state, n := range byState {
+		metrics.Runners.WithLabelValues(state).Set(float64(n))
+	}
 	return nil
 }
 
@@ -343,6 +353,7 @@ func (a *Autoscaler) scale(ctx context.Context, client sarama.Client, admin sara
 	desired = min(max(desired, d.Min), limit)
 	s := a.statusOf(d.Key())
 	s.Lag, s.Runners, s.Desired, s.RateFPS, s.Updated, s.Unhealthy = lag, active, desired, rate, now, unhealthy
+	metrics.ConsumerLag.WithLabelValues(d.Key()).Set(float64(lag))
 	a.mu.Unlock()
 
 	switch {
@@ -397,6 +408,7 @@ func (a *Autoscaler) activate(id string, d controlplane.Deployment, st controlpl
 		}
 		s.ColdStarts++
 		s.LastCold = rep.ColdStartMs
+		metrics.ColdStarts.WithLabelValues(d.Key()).Observe(rep.ColdStartMs / 1000)
 		s.LastError = ""
 		a.log.Info("runner activated", "runner", id, "deployment", d.Key(), "cold_start_ms", rep.ColdStartMs)
 	}()

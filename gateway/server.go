@@ -18,6 +18,7 @@ import (
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/metrics"
 )
 
 // Config is what a gateway serves and talks to.
@@ -70,6 +71,7 @@ func NewServer(cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", requireToken(cfg.Token, metrics.Handler()))
 	if cfg.Registry != nil {
 		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
 
@@ -119,7 +120,7 @@ func (h *HTTPPush) answer(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (h *HTTPPush) answerError(w http.ResponseWriter, err error) {
+func (h *HTTPPush) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	pe, ok := err.(*pushError)
 	if !ok {
 		pe = fail(http.StatusInternalServerError, "%v", err)
@@ -129,8 +130,10 @@ func (h *HTTPPush) answerError(w http.ResponseWriter, err error) {
 	}
 	if pe.status >= 500 {
 		h.Failed.Add(1)
+		metrics.IngestFrames.WithLabelValues(r.PathValue("stream"), "failed").Inc()
 	} else {
 		h.Rejected.Add(1)
+		metrics.IngestFrames.WithLabelValues(r.PathValue("stream"), "rejected").Inc()
 	}
 	h.answer(w, pe.status, map[string]string{"error": pe.msg})
 }
@@ -195,8 +198,8 @@ func asJPEG(contentType string, b []byte) ([]byte, error) {
 	return nil, fail(http.StatusBadRequest, "body is a %s image but Content-Type says %s", format, contentType)
 }
 
-// send writes one frame and waits for Kafka's acknowledgement.
-func (h *HTTPPush) send(topic string, f *wire.Frame) (int32, int64, error) {
+// send writes one frame of stream and waits for Kafka's acknowledgement.
+func (h *HTTPPush) send(stream, topic string, f *wire.Frame) (int32, int64, error) {
 	part, off, err := h.cfg.Producer.SendMessage(f.ProducerMessage(topic))
 	if err != nil {
 		h.cfg.Logger.Warn("kafka did not take a frame", "topic", topic, "camera", f.Camera, "err", err)
@@ -204,6 +207,7 @@ func (h *HTTPPush) send(topic string, f *wire.Frame) (int32, int64, error) {
 			msg: fmt.Sprintf("kafka did not acknowledge the frame (%v); it was not stored, retry later", err)}
 	}
 	h.Accepted.Add(1)
+	metrics.IngestFrames.WithLabelValues(stream, "accepted").Inc()
 	return part, off, nil
 }
 
@@ -219,7 +223,7 @@ type FrameAck struct {
 // image/jpeg or image/png body. 201 means Kafka has the frame.
 func (h *HTTPPush) Frames(w http.ResponseWriter, r *http.Request) {
 	if err := h.frames(w, r); err != nil {
-		h.answerError(w, err)
+		h.answerError(w, r, err)
 	}
 }
 
@@ -266,7 +270,7 @@ func (h *HTTPPush) frames(w http.ResponseWriter, r *http.Request) error {
 		seq = h.nextSeq(camera)
 	}
 	f := &wire.Frame{Camera: camera, Seq: seq, CaptureTime: capture, IngestTime: now, ContentType: wire.ContentJPEG, Data: data}
-	part, off, err := h.send(topic, f)
+	part, off, err := h.send(r.PathValue("stream"), topic, f)
 	if err != nil {
 		return err
 	}
@@ -292,7 +296,7 @@ type MJPEGSummary struct {
 // stream ends the request with an error, keeping the frames before it.
 func (h *HTTPPush) MJPEG(w http.ResponseWriter, r *http.Request) {
 	if err := h.mjpeg(w, r); err != nil {
-		h.answerError(w, err)
+		h.answerError(w, r, err)
 	}
 }
 
@@ -317,6 +321,7 @@ func (h *HTTPPush) mjpeg(w http.ResponseWriter, r *http.Request) error {
 			sum.Error = fmt.Sprintf("malformed multipart stream after %d frames: %v", sum.Frames, err)
 			h.cfg.Logger.Warn("mjpeg push ended on a malformed stream", "camera", camera, "frames", sum.Frames, "err", err)
 			h.Rejected.Add(1)
+			metrics.IngestFrames.WithLabelValues(r.PathValue("stream"), "rejected").Inc()
 			h.answer(w, http.StatusBadRequest, sum)
 			return nil
 		}
@@ -342,11 +347,12 @@ func (h *HTTPPush) mjpeg(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			sum.Skipped++
 			h.Rejected.Add(1)
+			metrics.IngestFrames.WithLabelValues(r.PathValue("stream"), "rejected").Inc()
 			continue
 		}
 		now := time.Now()
 		f := &wire.Frame{Camera: camera, Seq: h.nextSeq(camera), CaptureTime: now, IngestTime: now, ContentType: wire.ContentJPEG, Data: jpg}
-		if _, _, err := h.send(topic, f); err != nil {
+		if _, _, err := h.send(r.PathValue("stream"), topic, f); err != nil {
 			sum.Error = err.Error()
 			w.Header().Set("Retry-After", "2")
 			h.answer(w, http.StatusServiceUnavailable, sum)

@@ -48,6 +48,8 @@ type Heartbeat struct {
 	// BatchMode says how the model runs a batch: "batch" (one run, dynamic batch axis)
 	// or "per-frame" (the model's batch axis is fixed at 1).
 	BatchMode string `json:"batch_mode,omitempty"`
+	// MetricsURL is where the runner serves Prometheus metrics.
+	MetricsURL string `json:"metrics_url,omitempty"`
 	// Unhealthy says why the active function keeps failing; empty when it does not.
 	Unhealthy string    `json:"unhealthy,omitempty"`
 	Sent      time.Time `json:"sent"`
@@ -75,13 +77,15 @@ type LoadFunc func(dir, device string) (m Model, batched bool, free func() error
 
 // AgentConfig configures a runner process's agent.
 type AgentConfig struct {
-	ID       string
-	NATS     *nats.Conn
-	Cache    *registry.Cache
-	Load     LoadFunc
-	Devices  []string // default ["cpu"]
-	Interval time.Duration
-	Logger   *slog.Logger
+	ID      string
+	NATS    *nats.Conn
+	Cache   *registry.Cache
+	Load    LoadFunc
+	Devices []string // default ["cpu"]
+	// MetricsURL is where this runner serves /metrics, announced in heartbeats.
+	MetricsURL string
+	Interval   time.Duration
+	Logger     *slog.Logger
 }
 
 // Agent is a runner: it announces itself, and on activation pulls the function image by
@@ -150,7 +154,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 func (a *Agent) beat() {
 	a.mu.Lock()
 	hb := Heartbeat{ID: a.cfg.ID, PID: os.Getpid(), CPUs: runtime.NumCPU(), MemoryMB: totalMemoryMB(),
-		Devices: a.cfg.Devices, State: "idle", Sent: time.Now()}
+		Devices: a.cfg.Devices, State: "idle", Sent: time.Now(), MetricsURL: a.cfg.MetricsURL}
 	hb.Host, _ = os.Hostname()
 	if a.active != nil && a.worker != nil {
 		hb.State, hb.Deployment, hb.Digest = "active", a.active.Deployment.Key(), a.active.Deployment.Digest

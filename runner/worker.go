@@ -18,6 +18,7 @@ import (
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
 
@@ -352,8 +353,19 @@ func (w *Worker) produce(batch []item, results []wire.Result) {
 		case <-time.After(time.Second):
 		}
 	}
+	key := w.cfg.Deployment.Key()
+	if n := len(results); n > 0 {
+		metrics.BatchSize.WithLabelValues(key).Observe(float64(results[0].Timings.Batch))
+		if results[0].Timings.Batch > 0 {
+			metrics.Inference.WithLabelValues(key).Observe(results[0].Timings.Infer * float64(results[0].Timings.Batch) / 1000)
+		}
+	}
 	for i, it := range batch {
 		it.session.MarkMessage(it.msg, "")
+		metrics.FramesProcessed.WithLabelValues(key, results[i].Status).Inc()
+		if results[i].Timings.EndToEnd > 0 {
+			metrics.EndToEnd.WithLabelValues(key).Observe(results[i].Timings.EndToEnd / 1000)
+		}
 		if w.cfg.NATS != nil {
 			_ = w.cfg.NATS.Publish(wire.ResultSubject(results[i].Stream, results[i].Camera), payloads[i])
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/registry"
 	"github.com/diplip/diplip/runner"
 )
@@ -36,6 +39,7 @@ func runnerCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token (for NATS and its registry)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:0", Usage: "where /metrics (Prometheus) is served; empty: nowhere"},
 		},
 		Action: runRunner,
 	}
@@ -70,12 +74,25 @@ func runRunner(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var metricsURL string
+	if addr := c.String("metrics-listen"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("--metrics-listen %s: %v", addr, err), exitUsage)
+		}
+		metricsURL = "http://" + ln.Addr().String() + "/metrics"
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
 	agent, err := runner.StartAgent(ctx, runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
-		Devices: onnx.Devices(), Logger: logger})
+		Devices: onnx.Devices(), Logger: logger, MetricsURL: metricsURL})
 	if err != nil {
 		return err
 	}
-	logger.Info("runner ready", "runner", agent.ID(), "nats", c.String("nats"))
+	logger.Info("runner ready", "runner", agent.ID(), "nats", c.String("nats"), "metrics", metricsURL)
 	<-ctx.Done()
 	agent.Close()
 	logger.Info("runner stopped", "runner", agent.ID())
