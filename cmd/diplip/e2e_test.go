@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,4 +120,96 @@ func TestEndToEndScaleFromAndToZero(t *testing.T) {
 	if r := resources(t, gw); r.Deployments[0].ColdStarts != 2 {
 		t.Fatalf("the second burst should have woken a runner again: %+v", r.Deployments)
 	}
+}
+
+// Two runner processes share four partitions; one is killed with SIGKILL mid-stream.
+// The group hands its partitions to the survivor, and every frame pushed gets a result
+// (duplicates allowed: they share an id).
+func TestKilledRunnerLosesNoFrame(t *testing.T) {
+	addr := freeAddr(t)
+	gw := "--gateway=http://" + addr
+	up := startUp(t, t.TempDir(), addr)
+	var natsURL string
+	for _, line := range strings.Split(up.out.String(), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "nats" {
+			natsURL = f[1]
+		}
+	}
+	if natsURL == "" {
+		t.Fatalf("no NATS URL in diplip up's output:\n%s", up.out.String())
+	}
+	var runners []*exec.Cmd
+	for i := range 2 {
+		cmd := exec.Command(diplipBinary(t), "runner", "--nats", natsURL, "--id", fmt.Sprintf("hand-%d", i),
+			"--cache", t.TempDir(), "--threads", "1")
+		cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		runners = append(runners, cmd)
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+	testkit.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		if n := len(resources(t, gw).Runners); n != 2 {
+			return fmt.Errorf("%d runners registered", n)
+		}
+		return nil
+	})
+
+	stream := testkit.Name("kill")
+	ref := addr + "/fn/yolox-nano:v1"
+	run(t, 0, "fn", "build", "../../functions/examples/yolox-nano", "-t", ref, "--push", "--store", t.TempDir())
+	run(t, 0, "stream", "create", stream, "--partitions", "4", gw)
+	run(t, 0, "fn", "deploy", ref, "--stream", stream, "--min", "2", "--max", "2", "--policy", "replay", gw)
+	testkit.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		active := 0
+		for _, r := range resources(t, gw).Runners {
+			if r.State == "active" && len(r.Partitions) == 2 {
+				active++
+			}
+		}
+		if active != 2 {
+			return fmt.Errorf("%d runners active with two partitions each", active)
+		}
+		return nil
+	})
+
+	p, _ := assets.Media("vtest_frame600.jpg")
+	jpg, _ := os.ReadFile(p)
+	const n = 80
+	for i := range n {
+		if i == n/3 {
+			if err := runners[0].Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+		url := fmt.Sprintf("http://%s/v1/streams/%s/frames?camera=cam-%d&seq=%d", addr, stream, i%8, i+1)
+		resp, err := http.Post(url, "image/jpeg", bytes.NewReader(jpg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("push %d: %d", i, resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := map[uint64]bool{}
+	testkit.CheckFor(t, 120*time.Second, time.Second, func() error {
+		out := run(t, 0, "results", stream, "--last", "1000", "-o", "json", gw)
+		dec := json.NewDecoder(strings.NewReader(out))
+		for {
+			var r wire.Result
+			if dec.Decode(&r) != nil {
+				break
+			}
+			if r.Status == wire.StatusOK {
+				seen[r.Seq] = true
+			}
+		}
+		if len(seen) < n {
+			return fmt.Errorf("%d of %d frames have a result", len(seen), n)
+		}
+		return nil
+	})
 }
