@@ -68,9 +68,14 @@ func requireToken(token string, next http.Handler) http.Handler {
 			_, got, ok = r.BasicAuth()
 		}
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			const msg = "missing or wrong token: pass --token or set DIPLIP_TOKEN (HTTP: Authorization: Bearer TOKEN; registry clients: the token as password)"
 			w.Header().Set("WWW-Authenticate", `Basic realm="diplip"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{
-				"error": "missing or wrong token: pass --token or set DIPLIP_TOKEN (HTTP: Authorization: Bearer TOKEN)"})
+			if strings.HasPrefix(r.URL.Path, "/v2/") {
+				// The OCI distribution error format, which registry clients print.
+				writeJSON(w, http.StatusUnauthorized, map[string]any{"errors": []map[string]string{{"code": "UNAUTHORIZED", "message": msg}}})
+				return
+			}
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": msg})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -228,6 +228,17 @@ func TestTokenGuardsAPIAndRegistry(t *testing.T) {
 		t.Fatal("/healthz must stay open for probes")
 	}
 
+	// A registry client with a wrong token is refused.
+	img, _, err := registry.Build("../functions/examples/yolox-nano", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, _ := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/yolox-nano:anon", false)
+	if _, err := registry.Push(ctx, img, anon, nil, remote.WithAuthFromKeychain(tokenKeychain("wrong"))); err == nil ||
+		!strings.Contains(err.Error(), "401") {
+		t.Fatalf("push with a wrong token: %v, want the registry's 401", err)
+	}
+
 	// A registry client with the token as password can push; the gateway reads its own
 	// registry with it when resolving the deployment.
 	ref := pushExample(t, l, "v1", remote.WithAuthFromKeychain(tokenKeychain("s3cret")))

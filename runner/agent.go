@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,17 +35,21 @@ func DeactivateSubject(id string) string { return "diplip.runner." + id + ".deac
 
 // Heartbeat is what a runner announces every HeartbeatInterval.
 type Heartbeat struct {
-	ID         string   `json:"id"`
-	Host       string   `json:"host"`
-	PID        int      `json:"pid"`
-	CPUs       int      `json:"cpus"`
-	MemoryMB   int64    `json:"memory_mb"`
-	Devices    []string `json:"devices"` // "cpu", and "cuda:N" where the CUDA provider works
-	State      string   `json:"state"`   // idle or active
-	Deployment string   `json:"deployment,omitempty"`
-	Digest     string   `json:"digest,omitempty"`
-	Partitions []int32  `json:"partitions,omitempty"`
-	Frames     int64    `json:"frames"`
+	ID       string   `json:"id"`
+	Host     string   `json:"host"`
+	PID      int      `json:"pid"`
+	CPUs     int      `json:"cpus"`
+	MemoryMB int64    `json:"memory_mb"`
+	Devices  []string `json:"devices"` // "cpu", and "cuda:N" where the CUDA provider works
+	// Providers are the ONNX Runtime execution providers that work here.
+	Providers []string `json:"providers"`
+	// GPUs are what nvidia-smi reports, where it exists.
+	GPUs       []GPU   `json:"gpus,omitempty"`
+	State      string  `json:"state"` // idle or active
+	Deployment string  `json:"deployment,omitempty"`
+	Digest     string  `json:"digest,omitempty"`
+	Partitions []int32 `json:"partitions,omitempty"`
+	Frames     int64   `json:"frames"`
 	// RateFPS is frames per second over the last heartbeat interval.
 	RateFPS float64 `json:"rate_fps"`
 	// BatchMode says how the model runs a batch: "batch" (one run, dynamic batch axis)
@@ -53,6 +60,34 @@ type Heartbeat struct {
 	// Unhealthy says why the active function keeps failing; empty when it does not.
 	Unhealthy string    `json:"unhealthy,omitempty"`
 	Sent      time.Time `json:"sent"`
+}
+
+// GPU is one accelerator as nvidia-smi reports it.
+type GPU struct {
+	Index    int    `json:"index"`
+	Name     string `json:"name"`
+	MemoryMB int64  `json:"memory_mb"`
+}
+
+// NvidiaGPUs asks nvidia-smi for the machine's GPUs; none when it is missing or fails.
+func NvidiaGPUs() []GPU {
+	out, err := exec.Command("nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits").Output()
+	if err != nil {
+		return nil
+	}
+	var gpus []GPU
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) != 3 {
+			continue
+		}
+		var g GPU
+		g.Index, _ = strconv.Atoi(strings.TrimSpace(f[0]))
+		g.Name = strings.TrimSpace(f[1])
+		g.MemoryMB, _ = strconv.ParseInt(strings.TrimSpace(f[2]), 10, 64)
+		gpus = append(gpus, g)
+	}
+	return gpus
 }
 
 // Activation asks a runner to work a deployment.
@@ -82,6 +117,9 @@ type AgentConfig struct {
 	Cache   *registry.Cache
 	Load    LoadFunc
 	Devices []string // default ["cpu"]
+	// GPUs and Providers are announced as they are (see NvidiaGPUs).
+	GPUs      []GPU
+	Providers []string
 	// MetricsURL is where this runner serves /metrics, announced in heartbeats.
 	MetricsURL string
 	Interval   time.Duration
@@ -154,7 +192,8 @@ func (a *Agent) heartbeats(ctx context.Context) {
 func (a *Agent) beat() {
 	a.mu.Lock()
 	hb := Heartbeat{ID: a.cfg.ID, PID: os.Getpid(), CPUs: runtime.NumCPU(), MemoryMB: totalMemoryMB(),
-		Devices: a.cfg.Devices, State: "idle", Sent: time.Now(), MetricsURL: a.cfg.MetricsURL}
+		Devices: a.cfg.Devices, Providers: a.cfg.Providers, GPUs: a.cfg.GPUs, State: "idle", Sent: time.Now(),
+		MetricsURL: a.cfg.MetricsURL}
 	hb.Host, _ = os.Hostname()
 	if a.active != nil && a.worker != nil {
 		hb.State, hb.Deployment, hb.Digest = "active", a.active.Deployment.Key(), a.active.Deployment.Digest

@@ -84,10 +84,17 @@ func resourcesCommand() *cli.Command {
 				return apiExit(err)
 			}
 			return render(c, res, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "RUNNER\tHOST\tCPUS\tMEMORY\tDEVICES\tSTATE\tDEPLOYMENT\tPARTITIONS\tFPS")
+				fmt.Fprintln(w, "RUNNER\tHOST\tCPUS\tMEMORY\tDEVICES\tGPUS\tSTATE\tDEPLOYMENT\tPARTITIONS\tBATCH\tFPS")
 				for _, r := range res.Runners {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%v\t%.1f\n", r.ID, r.Host, r.CPUs, humanBytes(r.MemoryMB<<20),
-						strings.Join(r.Devices, ","), r.State, r.Deployment, r.Partitions, r.RateFPS)
+					var gpus []string
+					for _, g := range r.GPUs {
+						gpus = append(gpus, fmt.Sprintf("%d:%s %s", g.Index, g.Name, humanBytes(g.MemoryMB<<20)))
+					}
+					if len(gpus) == 0 {
+						gpus = []string{"-"}
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%.1f\n", r.ID, r.Host, r.CPUs, humanBytes(r.MemoryMB<<20),
+						strings.Join(r.Devices, ","), strings.Join(gpus, ","), r.State, r.Deployment, r.Partitions, r.BatchMode, r.RateFPS)
 				}
 				if len(res.Runners) == 0 {
 					fmt.Fprintln(w, "(no runners: deployments wake them on the first frame)")

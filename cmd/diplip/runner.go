@@ -87,8 +87,13 @@ func runRunner(c *cli.Context) error {
 		go srv.Serve(ln)
 		defer srv.Close()
 	}
+	devices := onnx.Devices()
+	providers := []string{"CPUExecutionProvider"}
+	if len(devices) > 1 {
+		providers = append(providers, "CUDAExecutionProvider")
+	}
 	agent, err := runner.StartAgent(ctx, runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
-		Devices: onnx.Devices(), Logger: logger, MetricsURL: metricsURL})
+		Devices: devices, Providers: providers, GPUs: runner.NvidiaGPUs(), Logger: logger, MetricsURL: metricsURL})
 	if err != nil {
 		return err
 	}

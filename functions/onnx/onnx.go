@@ -180,45 +180,63 @@ func (f *Function) Close() error {
 	return err
 }
 
-// Run decodes, preprocesses and infers a batch of encoded frames (JPEG or PNG). A frame
-// that cannot be decoded gets a result with Err set; the others are processed. The error
-// return is for failures of the whole batch (the runtime failed).
+// Run decodes, preprocesses and infers a batch of encoded frames (JPEG or PNG). Frames
+// are decoded and laid out in parallel, one goroutine per CPU. A frame that cannot be
+// decoded gets a result with Err set; the others are processed. The error return is for
+// failures of the whole batch (the runtime failed). Timings are summed over frames.
 func (f *Function) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
 	var tm functions.BatchTimings
 	results := make([]functions.FrameResult, len(frames))
 	n := vision.TensorLen(f.Spec.Input)
-	input := make([]float32, 0, len(frames)*n)
-	var geoms []functions.Geometry
-	var ok []int // indexes of frames that made it into the tensor
+	input := make([]float32, len(frames)*n)
+	geoms := make([]functions.Geometry, len(frames))
+	decode := make([]time.Duration, len(frames))
+	prep := make([]time.Duration, len(frames))
 
-	for i, b := range frames {
-		t0 := time.Now()
-		m, err := vision.Decode(b)
-		tm.Decode += time.Since(t0)
-		if err != nil {
-			results[i].Err = err
-			continue
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.NumCPU(), len(frames)) {
+		wg.Go(func() {
+			for i := range next {
+				t0 := time.Now()
+				m, err := vision.Decode(frames[i])
+				decode[i] = time.Since(t0)
+				if err != nil {
+					results[i].Err = err
+					continue
+				}
+				t0 = time.Now()
+				results[i].Width, results[i].Height = m.Cols(), m.Rows()
+				geoms[i], results[i].Err = vision.Fill(m, f.Spec.Input, input[i*n:(i+1)*n])
+				m.Close()
+				prep[i] = time.Since(t0)
+			}
+		})
+	}
+	for i := range frames {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	// Close the gaps failed frames left, so the tensor holds only good ones, in order.
+	var ok []int
+	for i := range frames {
+		tm.Decode += decode[i]
+		tm.Preprocess += prep[i]
+		if results[i].Err == nil {
+			if k := len(ok); k != i {
+				copy(input[k*n:(k+1)*n], input[i*n:(i+1)*n])
+			}
+			ok = append(ok, i)
 		}
-		t0 = time.Now()
-		results[i].Width, results[i].Height = m.Cols(), m.Rows()
-		input = input[:len(input)+n]
-		g, err := vision.Fill(m, f.Spec.Input, input[len(input)-n:])
-		m.Close()
-		tm.Preprocess += time.Since(t0)
-		if err != nil {
-			input = input[:len(input)-n]
-			results[i].Err = err
-			continue
-		}
-		geoms = append(geoms, g)
-		ok = append(ok, i)
 	}
 	if len(ok) == 0 {
 		return results, tm, nil
 	}
 
 	t0 := time.Now()
-	outs, err := f.infer(input, len(ok))
+	outs, err := f.infer(input[:len(ok)*n], len(ok))
 	tm.Infer = time.Since(t0)
 	if err != nil {
 		return results, tm, err
@@ -229,7 +247,7 @@ func (f *Function) Run(frames [][]byte) ([]functions.FrameResult, functions.Batc
 		for j, o := range outs {
 			tensors[j] = o.frame(k)
 		}
-		r, err := f.decoder.Decode(f.Spec, tensors, geoms[k], f.labels)
+		r, err := f.decoder.Decode(f.Spec, tensors, geoms[i], f.labels)
 		r.Width, r.Height, r.Err = results[i].Width, results[i].Height, err
 		results[i] = r
 	}
