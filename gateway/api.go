@@ -96,17 +96,17 @@ func decodeJSON(r *http.Request, v any) error {
 
 func (s *Server) routes() {
 	api := http.NewServeMux()
-	api.HandleFunc("GET /v1/streams", s.handler(s.listStreams))
+	api.HandleFunc("GET /v1/streams", s.handler(listOf(s.store.Streams)))
 	api.HandleFunc("POST /v1/streams", s.handler(s.createStream))
-	api.HandleFunc("GET /v1/streams/{name}", s.handler(s.getStream))
+	api.HandleFunc("GET /v1/streams/{name}", s.handler(oneOf(s.stream)))
 	api.HandleFunc("DELETE /v1/streams/{name}", s.handler(s.deleteStream))
 	api.HandleFunc("POST /v1/streams/{stream}/frames", s.push.Frames)
 	api.HandleFunc("POST /v1/streams/{stream}/mjpeg", s.push.MJPEG)
-	api.HandleFunc("GET /v1/functions", s.handler(s.listFunctions))
+	api.HandleFunc("GET /v1/functions", s.handler(listOf(s.store.Functions)))
 	api.HandleFunc("POST /v1/functions", s.handler(s.registerFunction))
-	api.HandleFunc("GET /v1/functions/{name}", s.handler(s.getFunction))
+	api.HandleFunc("GET /v1/functions/{name}", s.handler(oneOf(s.function)))
 	api.HandleFunc("DELETE /v1/functions/{name}", s.handler(s.deleteFunction))
-	api.HandleFunc("GET /v1/deployments", s.handler(s.listDeployments))
+	api.HandleFunc("GET /v1/deployments", s.handler(listOf(s.store.Deployments)))
 	api.HandleFunc("POST /v1/deployments", s.handler(s.deploy))
 	api.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
 	api.HandleFunc("GET /v1/resources", s.handler(s.resources))
@@ -124,24 +124,6 @@ type StreamRequest struct {
 	Replication    int16  `json:"replication,omitempty"` // 0: min(3, brokers)
 	RetentionMs    int64  `json:"retention_ms,omitempty"`
 	RetentionBytes int64  `json:"retention_bytes,omitempty"`
-}
-
-func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.store.Streams(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, nonNil(st))
-	return nil
-}
-
-func (s *Server) getStream(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.stream(r.Context(), r.PathValue("name"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
 }
 
 func (s *Server) stream(ctx context.Context, name string) (controlplane.Stream, error) {
@@ -263,24 +245,6 @@ type FunctionRequest struct {
 	Insecure bool   `json:"insecure,omitempty"` // plain HTTP to a non-loopback registry
 }
 
-func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) error {
-	fns, err := s.store.Functions(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, nonNil(fns))
-	return nil
-}
-
-func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.function(r.Context(), r.PathValue("name"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, fn)
-	return nil
-}
-
 func (s *Server) function(ctx context.Context, name string) (controlplane.Function, error) {
 	fn, err := s.store.Function(ctx, name)
 	if errors.Is(err, controlplane.ErrNotFound) {
@@ -382,15 +346,6 @@ type DeployRequest struct {
 	MaxAge   string `json:"max_age,omitempty"`
 }
 
-func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
-	deps, err := s.store.Deployments(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, nonNil(deps))
-	return nil
-}
-
 // deploy resolves the image, checks the stream and the request against the function's
 // spec, records the function and then the deployment (a rolling update when the
 // function already runs on that stream).
@@ -472,6 +427,30 @@ func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// listOf answers a GET of a collection with what list returns ([] when empty).
+func listOf[T any](list func(context.Context) ([]T, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		v, err := list(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, nonNil(v))
+		return nil
+	}
+}
+
+// oneOf answers a GET of /.../{name} with what get returns for that name.
+func oneOf[T any](get func(context.Context, string) (T, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		v, err := get(r.Context(), r.PathValue("name"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

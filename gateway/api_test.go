@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/gateway/apiclient"
-	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/registry"
@@ -303,11 +301,7 @@ func TestMetricsCountIngest(t *testing.T) {
 		}
 		return 0
 	}
-	p, err := assets.Media("vtest_frame600.jpg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jpg, _ := os.ReadFile(p)
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
 	for range 3 {
 		resp, err := http.Post(l.URL+"/v1/streams/"+stream+"/frames?camera=c", "image/jpeg", bytes.NewReader(jpg))
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 	"image/jpeg"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -53,19 +52,6 @@ func pushServer(t *testing.T, addrs []string, topic string, maxFrame int64) (*ht
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, push
-}
-
-func media(t *testing.T, name string) []byte {
-	t.Helper()
-	p, err := assets.Media(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func post(t *testing.T, url, contentType string, body []byte) (int, map[string]any, http.Header) {
@@ -124,12 +110,12 @@ func readFrames(t *testing.T, addrs []string, topic string, n int) []wire.Frame 
 func TestPushOneFrame(t *testing.T) {
 	addrs, topic := testkit.Topic(t, 2)
 	srv, _ := pushServer(t, addrs, topic, 0)
-	jpg := media(t, "vtest_frame600.jpg")
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
 	code, ack, _ := post(t, srv.URL+"/v1/streams/lobby/frames?camera=gate-1&seq=7&ts=1700000000123", "image/jpeg", jpg)
 	if code != http.StatusCreated || ack["seq"] != float64(7) {
 		t.Fatalf("push: %d %v", code, ack)
 	}
-	png := media(t, "astronaut.png")
+	png := testkit.Media(t, "astronaut.png")
 	if code, ack, _ := post(t, srv.URL+"/v1/streams/lobby/frames?camera=gate-1", "image/png", png); code != http.StatusCreated {
 		t.Fatalf("png push: %d %v", code, ack)
 	}
@@ -155,7 +141,7 @@ func TestPushOneFrame(t *testing.T) {
 func TestPushBadInput(t *testing.T) {
 	addrs, topic := testkit.Topic(t, 1)
 	srv, push := pushServer(t, addrs, topic, 300_000)
-	jpg := media(t, "vtest_frame600.jpg")
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
 	big := append(bytes.Clone(jpg), make([]byte, 300_000)...)
 	for _, tc := range []struct {
 		name, path, ct string
@@ -168,7 +154,7 @@ func TestPushBadInput(t *testing.T) {
 		{"bad camera", "/v1/streams/lobby/frames?camera=a.b", "image/jpeg", jpg, 400, `camera id "a.b"`},
 		{"content type", "/v1/streams/lobby/frames?camera=c", "text/plain", jpg, 415, "want image/jpeg or image/png"},
 		{"not an image", "/v1/streams/lobby/frames?camera=c", "image/jpeg", []byte("hello"), 400, "not a decodable image"},
-		{"png labelled jpeg", "/v1/streams/lobby/frames?camera=c", "image/jpeg", media(t, "chelsea.png"), 400, "png image but Content-Type says image/jpeg"},
+		{"png labelled jpeg", "/v1/streams/lobby/frames?camera=c", "image/jpeg", testkit.Media(t, "chelsea.png"), 400, "png image but Content-Type says image/jpeg"},
 		{"oversize", "/v1/streams/lobby/frames?camera=c", "image/jpeg", big, 413, "larger than 300000 bytes"},
 		{"bad ts", "/v1/streams/lobby/frames?camera=c&ts=noon", "image/jpeg", jpg, 400, "Unix milliseconds"},
 		{"mjpeg without boundary", "/v1/streams/lobby/mjpeg?camera=c", "", jpg, 415, "-content_type 'multipart/x-mixed-replace;boundary=ffmpeg'"},
@@ -225,7 +211,7 @@ func TestFFmpegMJPEGPush(t *testing.T) {
 func TestMJPEGSkipsBadPartsAndStopsOnMalformedStream(t *testing.T) {
 	addrs, topic := testkit.Topic(t, 1)
 	srv, _ := pushServer(t, addrs, topic, 0)
-	jpg := media(t, "vtest_frame600.jpg")
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
 	part := func(b []byte) string {
 		return fmt.Sprintf("--cam\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(b), b)
 	}
@@ -262,7 +248,7 @@ func TestPushWhileKafkaIsDown(t *testing.T) {
 	}
 	admin.Close()
 	srv, _ := pushServer(t, addrs, "frames", 0)
-	jpg := media(t, "vtest_frame600.jpg")
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
 	url := srv.URL + "/v1/streams/lobby/frames?camera=c"
 
 	var acked []uint64

@@ -3,7 +3,6 @@ package runner_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
-	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
@@ -92,19 +90,6 @@ func results(t *testing.T, addrs []string, topic string, want int) map[string]wi
 	return got
 }
 
-func media(t *testing.T, name string) []byte {
-	t.Helper()
-	p, err := assets.Media(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func byCameraSeq(rs map[string]wire.Result, camera string, seq uint64) wire.Result {
 	for _, r := range rs {
 		if r.Camera == camera && r.Seq == seq {
@@ -130,7 +115,7 @@ func TestWorkerRunsTheDetector(t *testing.T) {
 	}
 	defer w.Stop()
 
-	street, astro := media(t, "vtest_frame600.jpg"), media(t, "astronaut.png")
+	street, astro := testkit.Media(t, "vtest_frame600.jpg"), testkit.Media(t, "astronaut.png")
 	produceFrames(t, addrs, st.Topic,
 		frame("street", 1, street), frame("street", 2, []byte("\xff\xd8\xff garbage")), frame("street", 3, street),
 		frame("space", 1, astro))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -14,21 +13,13 @@ import (
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
 )
 
 func pushFrame(t *testing.T, addr, stream, camera, contentType, media string) {
 	t.Helper()
-	p, err := assets.Media(media)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testkit.Media(t, media)
 	resp, err := http.Post(fmt.Sprintf("http://%s/v1/streams/%s/frames?camera=%s", addr, stream, camera), contentType, bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +165,7 @@ func TestKilledRunnerLosesNoFrame(t *testing.T) {
 		return nil
 	})
 
-	p, _ := assets.Media("vtest_frame600.jpg")
-	jpg, _ := os.ReadFile(p)
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
 	const n = 80
 	for i := range n {
 		if i == n/3 {

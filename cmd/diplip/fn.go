@@ -127,6 +127,18 @@ func oneArg(c *cli.Context, what string) (string, error) {
 	return c.Args().First(), nil
 }
 
+// refArg reads the one image reference argument of a command with -o.
+func refArg(c *cli.Context) (name.Reference, error) {
+	if err := checkOutput(c); err != nil {
+		return nil, err
+	}
+	arg, err := oneArg(c, "image reference")
+	if err != nil {
+		return nil, err
+	}
+	return parseRef(c, arg)
+}
+
 func parseRef(c *cli.Context, s string) (name.Reference, error) {
 	ref, err := registry.ParseReference(s, c.Bool("insecure"))
 	if err != nil {
@@ -192,14 +204,7 @@ func fnBuild(c *cli.Context) error {
 }
 
 func fnPush(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	arg, err := oneArg(c, "image reference")
-	if err != nil {
-		return err
-	}
-	ref, err := parseRef(c, arg)
+	ref, err := refArg(c)
 	if err != nil {
 		return err
 	}
@@ -260,14 +265,7 @@ type inspected struct {
 }
 
 func fnInspect(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	arg, err := oneArg(c, "image reference")
-	if err != nil {
-		return err
-	}
-	ref, err := parseRef(c, arg)
+	ref, err := refArg(c)
 	if err != nil {
 		return err
 	}
@@ -300,14 +298,7 @@ func fnInspect(c *cli.Context) error {
 }
 
 func fnPull(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	arg, err := oneArg(c, "image reference")
-	if err != nil {
-		return err
-	}
-	ref, err := parseRef(c, arg)
+	ref, err := refArg(c)
 	if err != nil {
 		return err
 	}

@@ -10,20 +10,8 @@ import (
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
 	"github.com/diplip/diplip/internal/assets"
+	"github.com/diplip/diplip/internal/testkit"
 )
-
-func media(t *testing.T, name string) []byte {
-	t.Helper()
-	p, err := assets.Media(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func loadExample(t *testing.T) *onnx.Function {
 	t.Helper()
@@ -61,7 +49,7 @@ func TestYOLOXNanoFindsTheObservedObjects(t *testing.T) {
 		t.Error("yolox_nano.onnx has a fixed batch axis of 1; the function should run per frame")
 	}
 	corrupt := []byte("\xff\xd8\xff\xe0 not really a jpeg")
-	results, tm, err := fn.Run([][]byte{media(t, "astronaut.png"), corrupt, media(t, "vtest_frame600.jpg")})
+	results, tm, err := fn.Run([][]byte{testkit.Media(t, "astronaut.png"), corrupt, testkit.Media(t, "vtest_frame600.jpg")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +184,7 @@ output: {decoder: raw, tensors: [output]}
 		t.Fatal(err)
 	}
 	defer fn.Close()
-	res, _, err := fn.Run([][]byte{media(t, "chelsea.png"), media(t, "astronaut.png")})
+	res, _, err := fn.Run([][]byte{testkit.Media(t, "chelsea.png"), testkit.Media(t, "astronaut.png")})
 	if err != nil {
 		t.Fatal(err)
 	}

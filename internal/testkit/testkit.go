@@ -20,6 +20,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/natsnode"
 	"github.com/diplip/diplip/registry"
@@ -152,4 +153,18 @@ func CheckFor(t testing.TB, total, sleep time.Duration, f func() error) {
 // the run's Kafka broker, so streams (whose topics are named after them) need unique names.
 func Name(prefix string) string {
 	return fmt.Sprintf("%s-%x", prefix, time.Now().UnixNano()&0xffffffff)
+}
+
+// Media returns the bytes of a sample image or video that setup installed.
+func Media(t testing.TB, name string) []byte {
+	t.Helper()
+	p, err := assets.Media(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
