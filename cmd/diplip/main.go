@@ -38,6 +38,7 @@ func newApp() *cli.App {
 			runnerCommand(),
 			resourcesCommand(),
 			resultsCommand(),
+			benchCommand(),
 			versionCommand(),
 		},
 		// main prints errors and picks exit codes, once, for every command.

@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"bytes"
+	"embed"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Sweep describes a benchmark run, so that it can be repeated exactly. It is read from a
+// YAML file (bench/sweeps/*.yaml); unknown fields are errors.
+type Sweep struct {
+	Name string `yaml:"name"`
+	// Duration of each measured phase.
+	Duration Duration `yaml:"duration"`
+	// Direct: the in-process loop over the same frames, same model, same threads.
+	Direct bool `yaml:"direct"`
+	// Pipeline: cameras pushing through the gateway to runners; Loads are fractions of the
+	// direct loop's rate (1.5 saturates, 0.5 is "half load").
+	Pipeline []float64 `yaml:"pipeline"`
+	// Cameras share the offered load.
+	Cameras int `yaml:"cameras"`
+	// ColdStart: first frame on a zero-runner stream to first result.
+	ColdStart bool `yaml:"cold_start"`
+	// Simulated: runner counts for the simulated accelerator against SimPartitions.
+	Simulated      []int    `yaml:"simulated"`
+	SimPartitions  int32    `yaml:"sim_partitions"`
+	SimServiceTime Duration `yaml:"sim_service_time"` // per batch
+	SimPerFrame    Duration `yaml:"sim_per_frame"`    // added per frame of a batch
+	SimBatch       int      `yaml:"sim_batch"`
+	// Ingest: HTTP push vs Kafka's ProducerPerformance at the same record size.
+	Ingest        bool `yaml:"ingest"`
+	IngestRecords int  `yaml:"ingest_records"`
+}
+
+// Duration is a time.Duration written as "10s".
+type Duration time.Duration
+
+// UnmarshalYAML parses "10s".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 10s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseSweep reads and validates a sweep.
+func ParseSweep(r io.Reader) (*Sweep, error) {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	s := Sweep{Cameras: 4, SimPartitions: 16, SimBatch: 8, SimServiceTime: Duration(20 * time.Millisecond),
+		SimPerFrame: Duration(time.Millisecond), IngestRecords: 2000, Duration: Duration(10 * time.Second)}
+	if err := dec.Decode(&s); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("sweep: empty file")
+		}
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	var errs []error
+	if s.Name == "" {
+		errs = append(errs, errors.New("name: required"))
+	}
+	if s.Duration <= 0 {
+		errs = append(errs, errors.New("duration: want > 0"))
+	}
+	for _, l := range s.Pipeline {
+		if l <= 0 || l > 10 {
+			errs = append(errs, fmt.Errorf("pipeline: load %v: want a fraction of the direct rate in (0, 10]", l))
+		}
+	}
+	if len(s.Pipeline) > 0 && !s.Direct {
+		errs = append(errs, errors.New("pipeline: loads are fractions of the direct rate, so direct: true is needed"))
+	}
+	if s.Cameras < 1 || s.Cameras > 256 {
+		errs = append(errs, fmt.Errorf("cameras %d: want 1..256", s.Cameras))
+	}
+	for _, k := range s.Simulated {
+		if k < 1 || int32(k) > s.SimPartitions {
+			errs = append(errs, fmt.Errorf("simulated: %d runners: want 1..sim_partitions (%d)", k, s.SimPartitions))
+		}
+	}
+	if s.SimBatch < 1 || s.SimServiceTime < 0 || s.SimPerFrame < 0 {
+		errs = append(errs, errors.New("sim_batch must be ≥ 1 and sim times ≥ 0"))
+	}
+	if s.IngestRecords < 1 {
+		errs = append(errs, errors.New("ingest_records: want ≥ 1"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("sweep %q: %w", s.Name, err)
+	}
+	return &s, nil
+}
+
+// Percentile returns the q-quantile (0..1) of values by nearest rank; NaN for none.
+func Percentile(values []float64, q float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(values)
+	slices.Sort(s)
+	rank := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[min(max(rank, 0), len(s)-1)]
+}
+
+// Row is one measurement of a run.
+type Row struct {
+	Scenario string  // direct, pipeline, cold-start, simulated, ingest-http, ingest-kafka-perf
+	Load     float64 // offered load as a fraction of the direct rate, or 0
+	Runners  int
+	Offered  float64 // frames/s offered
+	FPS      float64 // frames/s done
+	P50, P95 float64 // latency ms (end to end, or per frame for direct)
+	P99      float64
+	Ratio    float64 // against the scenario's reference (see Note)
+	Note     string
+}
+
+var header = []string{"scenario", "load", "runners", "offered_fps", "fps", "p50_ms", "p95_ms", "p99_ms", "ratio", "note"}
+
+func f(v float64) string {
+	if math.IsNaN(v) || v == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func (r Row) cells() []string {
+	runners := ""
+	if r.Runners > 0 {
+		runners = strconv.Itoa(r.Runners)
+	}
+	return []string{r.Scenario, f(r.Load), runners, f(r.Offered), f(r.FPS), f(r.P50), f(r.P95), f(r.P99), f(r.Ratio), r.Note}
+}
+
+// WriteCSV writes rows with a header line.
+func WriteCSV(w io.Writer, rows []Row) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(header); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := cw.Write(r.cells()); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// Markdown renders rows as a Markdown table.
+func Markdown(rows []Row) string {
+	var b bytes.Buffer
+	b.WriteString("| " + joinCells(header) + " |\n|")
+	for range header {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		b.WriteString("| " + joinCells(r.cells()) + " |\n")
+	}
+	return b.String()
+}
+
+func joinCells(c []string) string {
+	var b bytes.Buffer
+	for i, s := range c {
+		if i > 0 {
+			b.WriteString(" | ")
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+//go:embed sweeps/*.yaml
+var sweeps embed.FS
+
+// BuiltinSweep returns a sweep shipped in bench/sweeps, e.g. "quick" or "full".
+func BuiltinSweep(name string) (*Sweep, error) {
+	b, err := sweeps.ReadFile("sweeps/" + name + ".yaml")
+	if err != nil {
+		return nil, fmt.Errorf("no built-in sweep %q (there are quick and full)", name)
+	}
+	return ParseSweep(bytes.NewReader(b))
+}

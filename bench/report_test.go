@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/csv"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPercentile(t *testing.T) {
+	v := []float64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	for _, tc := range []struct{ q, want float64 }{{0.5, 5}, {0.9, 9}, {0.99, 10}, {0, 1}, {1, 10}} {
+		if got := Percentile(v, tc.q); got != tc.want {
+			t.Errorf("Percentile(%v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	if !math.IsNaN(Percentile(nil, 0.5)) {
+		t.Error("Percentile of nothing should be NaN")
+	}
+	if v[0] != 5 {
+		t.Error("Percentile sorted its input")
+	}
+}
+
+func TestParseSweep(t *testing.T) {
+	s, err := ParseSweep(strings.NewReader("name: q\nduration: 5s\ndirect: true\npipeline: [0.5, 1.5]\nsimulated: [1, 2, 16]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Cameras != 4 || s.SimPartitions != 16 || len(s.Pipeline) != 2 {
+		t.Fatalf("defaults: %+v", s)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"", "empty"},
+		{"name: q\ncolour: red\n", "field colour not found"},
+		{"duration: 5s\n", "name: required"},
+		{"name: q\npipeline: [0.5]\n", "direct: true is needed"},
+		{"name: q\nsimulated: [32]\n", "32 runners"},
+		{"name: q\nduration: soon\n", "not a duration"},
+	} {
+		if _, err := ParseSweep(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseSweep(%q) = %v, want it to mention %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestShippedSweepsParse(t *testing.T) {
+	files, _ := filepath.Glob("sweeps/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no sweeps in bench/sweeps")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseSweep(bytes.NewReader(b)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestCSVAndMarkdown(t *testing.T) {
+	rows := []Row{
+		{Scenario: "direct", FPS: 33.333, P50: 30},
+		{Scenario: "simulated", Runners: 4, FPS: 100, Ratio: 0.95, Note: "a, b"},
+	}
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || recs[0][0] != "scenario" || recs[1][4] != "33.33" || recs[2][2] != "4" || recs[2][9] != "a, b" {
+		t.Fatalf("csv: %q", recs)
+	}
+	md := Markdown(rows)
+	if !strings.Contains(md, "| simulated |  | 4 |") || strings.Count(md, "\n") != 4 {
+		t.Fatalf("markdown:\n%s", md)
+	}
+}
+
+func TestPlotsWritePNGs(t *testing.T) {
+	dir := t.TempDir()
+	rows := []Row{{Scenario: "simulated", Runners: 1, FPS: 10}, {Scenario: "simulated", Runners: 2, FPS: 19},
+		{Scenario: "pipeline", Offered: 10, P50: 20, P95: 30, P99: 40}, {Scenario: "pipeline", Offered: 20, P50: 25, P95: 50, P99: 90}}
+	for name, plot := range map[string]func([]Row, string) error{"s.png": PlotScaling, "l.png": PlotLatency} {
+		p := filepath.Join(dir, name)
+		if err := plot(rows, p); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+			t.Fatalf("%s is not a PNG (%v)", name, err)
+		}
+	}
+}

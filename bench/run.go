@@ -1,0 +1,456 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/nats-io/nats.go"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/ingest"
+	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/runner"
+)
+
+// Env is what a run measures: a running single-machine diplip, the function and frames.
+type Env struct {
+	Local *gateway.Local
+	// Ref is the function image, already pushed to Local's registry.
+	Ref string
+	// FunctionDir holds the same function, for the direct loop.
+	FunctionDir string
+	// Frames are the sample JPEGs every scenario uses.
+	Frames [][]byte
+	// KafkaLib is the Kafka jars directory, for ProducerPerformance.
+	KafkaLib string
+	// Progress receives one line per phase.
+	Progress io.Writer
+}
+
+func (e *Env) say(format string, args ...any) {
+	if e.Progress != nil {
+		fmt.Fprintf(e.Progress, "bench: "+format+"\n", args...)
+	}
+}
+
+// Run measures every scenario the sweep asks for, in order, and returns the rows.
+func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
+	var rows []Row
+	var direct Row
+	if sw.Direct {
+		env.say("direct loop: %v over %d frames, %d intra-op threads", time.Duration(sw.Duration), len(env.Frames), runtime.NumCPU())
+		r, err := runDirect(ctx, time.Duration(sw.Duration), env)
+		if err != nil {
+			return rows, fmt.Errorf("direct loop: %w", err)
+		}
+		direct = r
+		rows = append(rows, r)
+	}
+	for _, load := range sw.Pipeline {
+		env.say("pipeline at %.2f × direct (%.1f fps offered by %d cameras)", load, load*direct.FPS, sw.Cameras)
+		r, err := runPipeline(ctx, sw, env, load, direct)
+		if err != nil {
+			return rows, fmt.Errorf("pipeline at %.2f: %w", load, err)
+		}
+		rows = append(rows, r)
+	}
+	if sw.ColdStart {
+		env.say("cold start")
+		r, err := runColdStart(ctx, env)
+		if err != nil {
+			return rows, fmt.Errorf("cold start: %w", err)
+		}
+		rows = append(rows, r)
+	}
+	var one float64
+	for _, k := range sw.Simulated {
+		env.say("simulated accelerator: %d runners, %d partitions", k, sw.SimPartitions)
+		r, err := runSimulated(ctx, sw, env, k)
+		if err != nil {
+			return rows, fmt.Errorf("simulated %d: %w", k, err)
+		}
+		if k == 1 {
+			one = r.FPS
+		}
+		if one > 0 {
+			r.Ratio = r.FPS / (float64(k) * one)
+			r.Note = "efficiency: fps / (k × one runner)"
+		}
+		rows = append(rows, r)
+	}
+	if sw.Ingest {
+		env.say("ingest: HTTP push vs Kafka's ProducerPerformance, %d records", sw.IngestRecords)
+		rs, err := runIngest(ctx, sw, env)
+		if err != nil {
+			return rows, fmt.Errorf("ingest: %w", err)
+		}
+		rows = append(rows, rs...)
+	}
+	return rows, nil
+}
+
+// runDirect runs the function in-process on one frame at a time: decode, preprocess,
+// infer, decode boxes and NMS, the same code the runner runs, with no bus.
+func runDirect(ctx context.Context, d time.Duration, env *Env) (Row, error) {
+	fn, err := onnx.Load(env.FunctionDir, onnx.Options{IntraOpThreads: runtime.NumCPU()})
+	if err != nil {
+		return Row{}, err
+	}
+	defer fn.Close()
+	var lat []float64
+	start := time.Now()
+	for i := 0; time.Since(start) < d && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		if _, _, err := fn.Run([][]byte{env.Frames[i%len(env.Frames)]}); err != nil {
+			return Row{}, err
+		}
+		lat = append(lat, ms(time.Since(t0)))
+	}
+	el := time.Since(start).Seconds()
+	return Row{Scenario: "direct", FPS: float64(len(lat)) / el, P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95),
+		P99: Percentile(lat, 0.99), Note: "per-frame time; the limit the pipeline is measured against"}, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// stream creates a fresh stream and deploys the function on it.
+func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min, max int) (controlplane.Stream, error) {
+	cl, err := apiclient.New(env.Local.URL, "")
+	if err != nil {
+		return controlplane.Stream{}, err
+	}
+	name := fmt.Sprintf("%s-%x", prefix, time.Now().UnixNano()&0xffffff)
+	st, err := cl.CreateStream(ctx, gateway.StreamRequest{Name: name, Partitions: partitions})
+	if err != nil {
+		return st, err
+	}
+	_, err = cl.Deploy(ctx, gateway.DeployRequest{Ref: env.Ref, Stream: name, Min: min, Max: max, Policy: "replay"})
+	return st, err
+}
+
+func undeploy(env *Env, st controlplane.Stream) {
+	cl, _ := apiclient.New(env.Local.URL, "")
+	ctx := context.Background()
+	fns, _ := cl.Deployments(ctx)
+	for _, d := range fns {
+		if d.Stream == st.Name {
+			_ = cl.Undeploy(ctx, d.Function, d.Stream)
+		}
+	}
+}
+
+// results subscribes to a stream's live results and records, for each, the time from
+// capture to observation on NATS.
+type resultTap struct {
+	mu     sync.Mutex
+	lat    []float64
+	queue  []float64 // ingest to batch start, ms
+	work   []float64 // decode + preprocess + inference per frame, ms
+	n      atomic.Int64
+	from   time.Time // count only frames captured at or after this
+	sub    *nats.Subscription
+	nc     *nats.Conn
+	first  chan struct{}
+	firstO sync.Once
+}
+
+func tapResults(env *Env, stream string) (*resultTap, error) {
+	nc, err := env.Local.NATS.Connect("diplip-bench")
+	if err != nil {
+		return nil, err
+	}
+	t := &resultTap{nc: nc, first: make(chan struct{})}
+	t.sub, err = nc.Subscribe(wire.ResultSubject(stream, "*"), func(m *nats.Msg) {
+		now := time.Now()
+		var r wire.Result
+		if json.Unmarshal(m.Data, &r) != nil || r.Status != wire.StatusOK {
+			return
+		}
+		t.firstO.Do(func() { close(t.first) })
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !t.from.IsZero() && !r.CaptureTime.Before(t.from) {
+			t.lat = append(t.lat, ms(now.Sub(r.CaptureTime)))
+			t.queue = append(t.queue, r.Timings.Queue)
+			t.work = append(t.work, r.Timings.Decode+r.Timings.Preprocess+r.Timings.Infer)
+			t.n.Add(1)
+		}
+	})
+	return t, err
+}
+
+func (t *resultTap) window(from time.Time) {
+	t.mu.Lock()
+	t.from, t.lat, t.queue, t.work = from, nil, nil, nil
+	t.n.Store(0)
+	t.mu.Unlock()
+}
+
+func (t *resultTap) close() { t.sub.Unsubscribe(); t.nc.Close() }
+
+// runPipeline offers load × the direct rate through the gateway's HTTP push, spread over
+// the sweep's cameras, to one runner, and measures processed fps and end-to-end latency
+// (capture to the result seen on NATS) over the sweep's duration.
+func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct Row) (Row, error) {
+	st, err := deploy(ctx, env, "bench-pipe", int32(sw.Cameras), 1, 1)
+	if err != nil {
+		return Row{}, err
+	}
+	defer undeploy(env, st)
+	tap, err := tapResults(env, st.Name)
+	if err != nil {
+		return Row{}, err
+	}
+	defer tap.close()
+
+	offered := load * direct.FPS
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var refused atomic.Int64
+	for i := range sw.Cameras {
+		go ingest.PushLoop(cctx, env.Local.URL, "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, offered/float64(sw.Cameras),
+			func(status int, err error) {
+				if status != http.StatusCreated {
+					refused.Add(1)
+				}
+			})
+	}
+	select { // the runner's cold start is not part of this measurement
+	case <-tap.first:
+	case <-time.After(2 * time.Minute):
+		return Row{}, fmt.Errorf("no result within 2 minutes")
+	}
+	time.Sleep(2 * time.Second) // let the backlog of the cold start drain at the offered rate
+	from := time.Now()
+	tap.window(from)
+	time.Sleep(time.Duration(sw.Duration))
+	el := time.Since(from).Seconds()
+	stop()
+	tap.mu.Lock()
+	lat := append([]float64(nil), tap.lat...)
+	queue, work := Percentile(tap.queue, 0.5), Percentile(tap.work, 0.5)
+	tap.mu.Unlock()
+	r := Row{Scenario: "pipeline", Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
+		P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95), P99: Percentile(lat, 0.99)}
+	r.Ratio = r.FPS / direct.FPS
+	r.Note = fmt.Sprintf("fps/direct; added p50 %.1f ms, p99 %.1f ms over direct p50; p50 of queue (ingest to batch) %.1f ms, decode+infer %.1f ms",
+		r.P50-direct.P50, r.P99-direct.P50, queue, work)
+	if n := refused.Load(); n > 0 {
+		r.Note += fmt.Sprintf("; %d pushes refused", n)
+	}
+	return r, nil
+}
+
+// runColdStart times the first frame on a stream with no runner to its first result. The
+// image is cached by the earlier phases; whether an idle runner process was there to
+// activate (versus a process to start) is in the note.
+func runColdStart(ctx context.Context, env *Env) (Row, error) {
+	idle := 0
+	for _, r := range env.Local.Scaler.Runners() {
+		if r.State == "idle" {
+			idle++
+		}
+	}
+	st, err := deploy(ctx, env, "bench-cold", 1, 0, 1)
+	if err != nil {
+		return Row{}, err
+	}
+	defer undeploy(env, st)
+	tap, err := tapResults(env, st.Name)
+	if err != nil {
+		return Row{}, err
+	}
+	defer tap.close()
+	t0 := time.Now()
+	resp, err := http.Post(env.Local.URL+"/v1/streams/"+st.Name+"/frames?camera=cold", "image/jpeg", bytes.NewReader(env.Frames[0]))
+	if err != nil {
+		return Row{}, err
+	}
+	resp.Body.Close()
+	select {
+	case <-tap.first:
+	case <-time.After(2 * time.Minute):
+		return Row{}, fmt.Errorf("no result within 2 minutes")
+	}
+	d := ms(time.Since(t0))
+	note := "a runner process was started"
+	if idle > 0 {
+		note = "an idle runner process was activated"
+	}
+	return Row{Scenario: "cold-start", P50: d, P95: d, P99: d, Note: note + "; image cached; target ≤ 2000 ms"}, nil
+}
+
+// simulatedModel is an accelerator that takes service + perFrame × frames per batch,
+// sleeping, so that many runners scale past the machine's two cores.
+type simulatedModel struct{ service, perFrame time.Duration }
+
+func (m simulatedModel) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	d := m.service + time.Duration(len(frames))*m.perFrame
+	time.Sleep(d)
+	return make([]functions.FrameResult, len(frames)), functions.BatchTimings{Infer: d}, nil
+}
+
+// runSimulated starts k runner workers with the simulated accelerator on a fresh stream,
+// waits until they hold all partitions, then produces a backlog and measures how fast the
+// workers turn it into results, through the same runner code as a real function.
+func runSimulated(ctx context.Context, sw *Sweep, env *Env, k int) (Row, error) {
+	name := fmt.Sprintf("bench-sim-%x", time.Now().UnixNano()&0xffffff)
+	st := controlplane.Stream{Name: name, Topic: "diplip.frames." + name, ResultsTopic: "diplip.results." + name, Partitions: sw.SimPartitions}
+	brokers := env.Local.Brokers
+	admin, err := sarama.NewClusterAdmin(brokers, kafkaclient.NewConfig("diplip-bench"))
+	if err != nil {
+		return Row{}, err
+	}
+	defer admin.Close()
+	for _, t := range []string{st.Topic, st.ResultsTopic} {
+		if err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: st.Partitions, ReplicationFactor: 1}, false); err != nil {
+			return Row{}, err
+		}
+		defer admin.DeleteTopic(t)
+	}
+	d := controlplane.Deployment{Function: "sim", Stream: name, Digest: "bench/sim@sha256:0000000000000000", Max: k,
+		Batch: sw.SimBatch, Device: "cpu", Policy: "replay"}
+	model := simulatedModel{service: time.Duration(sw.SimServiceTime), perFrame: time.Duration(sw.SimPerFrame)}
+	var workers []*runner.Worker
+	defer func() {
+		for _, w := range workers {
+			w.Stop()
+		}
+	}()
+	for i := range k {
+		w, err := runner.StartWorker(runner.WorkerConfig{Brokers: brokers, Deployment: d, Stream: st, Model: model,
+			MaxDelay: 5 * time.Millisecond, ClientID: fmt.Sprintf("bench-sim-%d", i)})
+		if err != nil {
+			return Row{}, err
+		}
+		workers = append(workers, w)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		held, all := 0, true
+		for _, w := range workers {
+			n := len(w.Partitions())
+			held += n
+			all = all && n > 0
+		}
+		if held == int(st.Partitions) && all {
+			break
+		}
+		if time.Now().After(deadline) {
+			return Row{}, fmt.Errorf("%d workers hold %d of %d partitions after 2 minutes", k, held, st.Partitions)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Enough frames for about three seconds of ideal work at k runners.
+	perRunner := float64(sw.SimBatch) / (time.Duration(sw.SimServiceTime) + time.Duration(sw.SimBatch)*time.Duration(sw.SimPerFrame)).Seconds()
+	total := int(3 * perRunner * float64(k))
+	prod, err := sarama.NewSyncProducer(brokers, kafkaclient.NewConfig("diplip-bench-sim"))
+	if err != nil {
+		return Row{}, err
+	}
+	defer prod.Close()
+	now := time.Now()
+	start := now
+	var batch []*sarama.ProducerMessage
+	for i := range total {
+		f := wire.Frame{Camera: fmt.Sprintf("sim-%d", i%64), Seq: uint64(i + 1), CaptureTime: now, IngestTime: now,
+			ContentType: wire.ContentJPEG, Data: []byte{0xff, 0xd8}}
+		batch = append(batch, f.ProducerMessage(st.Topic))
+		if len(batch) == 500 || i == total-1 {
+			if err := prod.SendMessages(batch); err != nil {
+				return Row{}, err
+			}
+			batch = batch[:0]
+		}
+	}
+	for {
+		var done int64
+		for _, w := range workers {
+			done += w.Stats.Frames.Load()
+		}
+		if done >= int64(total) {
+			break
+		}
+		if time.Since(start) > 3*time.Minute {
+			return Row{}, fmt.Errorf("%d of %d frames done after 3 minutes", done, total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	el := time.Since(start).Seconds()
+	return Row{Scenario: "simulated", Runners: k, Offered: perRunner * float64(k), FPS: float64(total) / el}, nil
+}
+
+var perfRE = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec`)
+
+// runIngest pushes IngestRecords frames through the HTTP push endpoint (8 concurrent
+// clients, one frame per request, each answered after acks=all), then runs Kafka's own
+// ProducerPerformance with the same record size and acks=all, and reports the ratio.
+func runIngest(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
+	st, err := deploy(ctx, env, "bench-ingest", 4, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	undeploy(env, st) // no runner: this measures ingest alone
+	frame := env.Frames[0]
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range 8 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 30 * time.Second}
+			for next.Add(1) <= int64(sw.IngestRecords) {
+				resp, err := client.Post(env.Local.URL+"/v1/streams/"+st.Name+"/frames?camera=ing-"+strconv.Itoa(c), "image/jpeg", bytes.NewReader(frame))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	httpFPS := float64(sw.IngestRecords) / time.Since(start).Seconds()
+	rows := []Row{{Scenario: "ingest-http", FPS: httpFPS, Note: fmt.Sprintf("%d-byte frames, 8 clients, %d failed", len(frame), failed.Load())}}
+
+	cmd := exec.CommandContext(ctx, "java", "-Xmx512m", "-cp", filepath.Join(env.KafkaLib, "*"), "org.apache.kafka.tools.ProducerPerformance",
+		"--topic", st.Topic, "--num-records", strconv.Itoa(sw.IngestRecords), "--record-size", strconv.Itoa(len(frame)),
+		"--throughput", "-1", "--producer-props", "bootstrap.servers="+strings.Join(env.Local.Brokers, ","), "acks=all")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return rows, fmt.Errorf("ProducerPerformance: %v\n%s", err, out)
+	}
+	m := perfRE.FindAllStringSubmatch(string(out), -1)
+	if len(m) == 0 {
+		return rows, fmt.Errorf("ProducerPerformance printed no summary:\n%s", out)
+	}
+	perf, _ := strconv.ParseFloat(m[len(m)-1][2], 64)
+	rows = append(rows, Row{Scenario: "ingest-kafka-perf", FPS: perf, Note: "org.apache.kafka.tools.ProducerPerformance, acks=all"})
+	rows[0].Ratio = httpFPS / perf
+	rows[0].Note += "; ratio: HTTP push / ProducerPerformance"
+	return rows, nil
+}
