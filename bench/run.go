@@ -226,13 +226,24 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var refused atomic.Int64
+	perCamera := offered / float64(sw.Cameras)
+	period := time.Duration(float64(time.Second) / perCamera)
 	for i := range sw.Cameras {
-		go ingest.PushLoop(cctx, env.Local.URL, "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, offered/float64(sw.Cameras),
-			func(status int, err error) {
-				if status != http.StatusCreated {
-					refused.Add(1)
-				}
-			})
+		go func() {
+			// Real cameras are not in phase: spread their ticks over the period, or the
+			// offered load arrives in bursts of one frame per camera.
+			select {
+			case <-time.After(time.Duration(i) * period / time.Duration(sw.Cameras)):
+			case <-cctx.Done():
+				return
+			}
+			ingest.PushLoop(cctx, env.Local.URL, "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, perCamera,
+				func(status int, err error) {
+					if status != http.StatusCreated {
+						refused.Add(1)
+					}
+				})
+		}()
 	}
 	select { // the runner's cold start is not part of this measurement
 	case <-tap.first:

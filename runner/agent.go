@@ -265,8 +265,12 @@ func (a *Agent) activate(act Activation) error {
 	if err != nil {
 		return fmt.Errorf("loading %s on %s: %w", spec.Name, device, err)
 	}
+	var maxDelay time.Duration // a per-frame model gains nothing from waiting for a batch
+	if batched {
+		maxDelay = time.Duration(spec.Batch.MaxDelay)
+	}
 	w, err := StartWorker(WorkerConfig{Brokers: act.Brokers, Deployment: act.Deployment, Stream: act.Stream, Model: model,
-		MaxDelay: time.Duration(spec.Batch.MaxDelay), NATS: a.cfg.NATS, ClientID: "diplip-runner-" + a.cfg.ID, Logger: a.cfg.Logger})
+		MaxDelay: maxDelay, NATS: a.cfg.NATS, ClientID: "diplip-runner-" + a.cfg.ID, Logger: a.cfg.Logger})
 	if err != nil {
 		_ = free()
 		return err

@@ -34,7 +34,9 @@ type WorkerConfig struct {
 	Deployment controlplane.Deployment
 	Stream     controlplane.Stream
 	Model      Model
-	// MaxDelay is the longest the first frame of a batch waits for the batch to fill.
+	// MaxDelay is the longest the first frame of a batch waits for the batch to fill. 0
+	// means no wait: a batch is whatever has arrived by the time the previous one is done,
+	// which is right for models that run frame by frame anyway (waiting buys them nothing).
 	MaxDelay time.Duration
 	// NATS, when not nil, receives every result live on wire.ResultSubject.
 	NATS *nats.Conn
@@ -93,8 +95,8 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Deployment.Batch < 1 {
 		cfg.Deployment.Batch = 1
 	}
-	if cfg.MaxDelay <= 0 {
-		cfg.MaxDelay = 20 * time.Millisecond
+	if cfg.MaxDelay < 0 {
+		cfg.MaxDelay = 0
 	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "diplip-runner"
@@ -227,20 +229,39 @@ func (w *Worker) batchLoop() {
 			return
 		}
 		batch := []item{first}
-		timer := time.NewTimer(w.cfg.MaxDelay)
+		var timer *time.Timer
+		var deadline <-chan time.Time // nil without MaxDelay: take only what is queued
+		if w.cfg.MaxDelay > 0 {
+			timer = time.NewTimer(w.cfg.MaxDelay)
+			deadline = timer.C
+		}
 	fill:
 		for len(batch) < max {
+			if deadline == nil {
+				select {
+				case it, ok := <-w.in:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, it)
+				default:
+					break fill
+				}
+				continue
+			}
 			select {
 			case it, ok := <-w.in:
 				if !ok {
 					break fill
 				}
 				batch = append(batch, it)
-			case <-timer.C:
+			case <-deadline:
 				break fill
 			}
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		w.process(batch)
 	}
 }

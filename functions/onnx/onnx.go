@@ -51,6 +51,10 @@ type Options struct {
 	Device string
 	// IntraOpThreads for the CPU provider. Default: the number of CPUs.
 	IntraOpThreads int
+	// Spin lets ONNX Runtime's idle intra-op threads spin-wait for the next run. It shaves
+	// a little off a dedicated loop but burns cores that Kafka, the gateway and the
+	// runner's own I/O need on a shared machine, so it is off by default.
+	Spin bool
 }
 
 // Function is a loaded function: its spec, its labels and an ONNX Runtime session.
@@ -115,6 +119,11 @@ func Open(dir string, spec *functions.Spec, opts Options) (*Function, error) {
 	}
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("onnx inter-op threads: %w", err)
+	}
+	if !opts.Spin {
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("onnx session config: %w", err)
+		}
 	}
 	fn.Device = "cpu"
 	if d := opts.Device; d != "" && d != "cpu" {
