@@ -174,7 +174,7 @@ type resultTap struct {
 }
 
 func tapResults(env *Env, stream string) (*resultTap, error) {
-	nc, err := env.Local.NATS.Connect("diplip-bench")
+	nc, err := env.Local.ConnectNATS("diplip-bench")
 	if err != nil {
 		return nil, err
 	}

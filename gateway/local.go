@@ -27,6 +27,9 @@ type LocalConfig struct {
 	StateDir string
 	// Listen is the gateway's HTTP address (API, registry, UI). Default 127.0.0.1:8080.
 	Listen string
+	// NATSURL, when set, is an existing NATS server (with JetStream) to use instead of the
+	// embedded one: the split deployment of `diplip gateway`.
+	NATSURL string
 	// NATSListen is the embedded NATS server's address. Default 127.0.0.1:0 (a free port);
 	// runners on other machines need an address they can reach.
 	NATSListen string
@@ -47,7 +50,8 @@ type LocalConfig struct {
 // Local is a running single-machine diplip: embedded NATS, embedded registry, a managed
 // (or external) Kafka, and the gateway's listener.
 type Local struct {
-	NATS     *natsnode.Server
+	NATS     *natsnode.Server   // nil when LocalConfig.NATSURL names an external server
+	NATSURL  string             // where clients in other processes connect
 	Kafka    *kafkanode.Cluster // nil when an external cluster is used
 	Brokers  []string
 	Registry *registry.Embedded
@@ -59,6 +63,7 @@ type Local struct {
 	nc         *nats.Conn
 	ln         net.Listener
 	scalerDone chan struct{}
+	token      string
 	cancel     context.CancelFunc
 	serveErr   chan error
 	log        *slog.Logger
@@ -79,7 +84,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	l = &Local{log: cfg.Logger, serveErr: make(chan error, 1)}
+	l = &Local{log: cfg.Logger, serveErr: make(chan error, 1), token: cfg.Token}
 	defer func() {
 		if err != nil {
 			l.Stop()
@@ -93,21 +98,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	}
 	l.URL = "http://" + l.ln.Addr().String()
 
-	natsCfg := natsnode.Config{StoreDir: filepath.Join(cfg.StateDir, "nats"), Logger: cfg.Logger, Token: cfg.Token}
-	if cfg.NATSListen != "" {
-		host, port, err := net.SplitHostPort(cfg.NATSListen)
-		if err != nil {
-			return l, fmt.Errorf("NATS listen address %q: %w", cfg.NATSListen, err)
-		}
-		natsCfg.Host = host
-		if natsCfg.Port, err = strconv.Atoi(port); err != nil {
-			return l, fmt.Errorf("NATS listen address %q: bad port", cfg.NATSListen)
-		}
-	}
-	if l.NATS, err = natsnode.Start(natsCfg); err != nil {
-		return l, err
-	}
-	if l.nc, err = l.NATS.Connect("diplip-gateway"); err != nil {
+	if err := l.startNATS(cfg); err != nil {
 		return l, err
 	}
 	if l.Registry, err = registry.NewEmbedded(filepath.Join(cfg.StateDir, "registry"), cfg.Logger); err != nil {
@@ -130,7 +121,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	}
 	var driver Driver
 	if len(cfg.RunnerCommand) > 0 {
-		cmd := append(append([]string{}, cfg.RunnerCommand...), "--nats", l.NATS.ClientURL(),
+		cmd := append(append([]string{}, cfg.RunnerCommand...), "--nats", l.NATSURL,
 			"--cache", filepath.Join(cfg.StateDir, "cache"))
 		l.Driver = &LocalDriver{Command: cmd, LogDir: filepath.Join(cfg.StateDir, "runners"), Logger: cfg.Logger}
 		if cfg.Token != "" {
@@ -158,8 +149,53 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 		l.Scaler.Run(sctx)
 	}()
 	l.log.Info("diplip is up", "gateway", l.URL, "registry", l.ln.Addr().String()+"/v2/",
-		"nats", l.NATS.ClientURL(), "kafka", strings.Join(l.Brokers, ","), "state", cfg.StateDir)
+		"nats", l.NATSURL, "kafka", strings.Join(l.Brokers, ","), "state", cfg.StateDir)
 	return l, nil
+}
+
+// startNATS starts the embedded NATS server, or connects to LocalConfig.NATSURL.
+func (l *Local) startNATS(cfg LocalConfig) error {
+	var err error
+	if cfg.NATSURL != "" {
+		opts := []nats.Option{nats.Name("diplip-gateway"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+		if cfg.Token != "" {
+			opts = append(opts, nats.Token(cfg.Token))
+		}
+		if l.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+			return fmt.Errorf("connecting to NATS at %s: %w", cfg.NATSURL, err)
+		}
+		l.NATSURL = cfg.NATSURL
+		return nil
+	}
+	natsCfg := natsnode.Config{StoreDir: filepath.Join(cfg.StateDir, "nats"), Logger: cfg.Logger, Token: cfg.Token}
+	if cfg.NATSListen != "" {
+		host, port, err := net.SplitHostPort(cfg.NATSListen)
+		if err != nil {
+			return fmt.Errorf("NATS listen address %q: %w", cfg.NATSListen, err)
+		}
+		natsCfg.Host = host
+		if natsCfg.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("NATS listen address %q: bad port", cfg.NATSListen)
+		}
+	}
+	if l.NATS, err = natsnode.Start(natsCfg); err != nil {
+		return err
+	}
+	l.NATSURL = l.NATS.ClientURL()
+	l.nc, err = l.NATS.Connect("diplip-gateway")
+	return err
+}
+
+// ConnectNATS returns a new client of the control plane's NATS.
+func (l *Local) ConnectNATS(name string) (*nats.Conn, error) {
+	if l.NATS != nil {
+		return l.NATS.Connect(name)
+	}
+	opts := []nats.Option{nats.Name(name)}
+	if l.token != "" {
+		opts = append(opts, nats.Token(l.token))
+	}
+	return nats.Connect(l.NATSURL, opts...)
 }
 
 // Done delivers the gateway listener's error if it fails while running (and nil after

@@ -80,7 +80,7 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	fmt.Fprintf(w, "demo: follow results with: diplip results %s --follow --gateway %s\n\n", demoStream, l.URL)
 
 	st := &demoStats{}
-	nc, err := l.NATS.Connect("diplip-demo")
+	nc, err := l.ConnectNATS("diplip-demo")
 	if err != nil {
 		return err
 	}

@@ -203,3 +203,58 @@ func TestKilledRunnerLosesNoFrame(t *testing.T) {
 		return nil
 	})
 }
+
+// The split deployment of several machines, on one: a NATS server of its own, `diplip
+// gateway` against it and the test run's Kafka, and a `diplip runner` started by hand.
+// The deployment wakes the hand-started runner (no local driver exists) and results flow.
+func TestSplitGatewayAndRunner(t *testing.T) {
+	ns := testkit.NATS(t, "")
+	addr := freeAddr(t)
+	gw := "--gateway=http://" + addr
+	g := exec.Command(diplipBinary(t), "gateway", "--nats", ns.ClientURL(), "--kafka", strings.Join(testkit.Kafka(t), ","),
+		"--listen", addr, "--state-dir", t.TempDir())
+	out := &syncBuffer{}
+	g.Stdout, g.Stderr = out, out
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		g.Process.Signal(syscall.SIGTERM)
+		g.Wait()
+		if !strings.Contains(out.String(), "diplip gateway: stopped") {
+			t.Errorf("gateway did not stop cleanly:\n%s", out.String())
+		}
+	}()
+	testkit.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	r := exec.Command(diplipBinary(t), "runner", "--nats", ns.ClientURL(), "--id", "machine-b", "--cache", t.TempDir())
+	r.Stdout, r.Stderr = &syncBuffer{}, &syncBuffer{}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.Process.Signal(syscall.SIGTERM); r.Wait() }()
+
+	stream := testkit.Name("split")
+	ref := addr + "/fn/yolox-nano:v1"
+	run(t, 0, "fn", "build", "../../functions/examples/yolox-nano", "-t", ref, "--push", "--store", t.TempDir())
+	run(t, 0, "stream", "create", stream, gw)
+	run(t, 0, "fn", "deploy", ref, "--stream", stream, "--policy", "replay", gw)
+	pushFrame(t, addr, stream, "space", "image/png", "astronaut.png")
+	rs := waitResults(t, gw, stream, 1)
+	if s := functions.Summarize(rs[0].Detections); s != "1 person" {
+		t.Fatalf("astronaut through the split deployment: %q", s)
+	}
+	res := resources(t, gw)
+	if len(res.Runners) != 1 || res.Runners[0].ID != "machine-b" {
+		t.Fatalf("runners: %+v, want only the hand-started machine-b", res.Runners)
+	}
+}

@@ -33,6 +33,7 @@ func newApp() *cli.App {
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			upCommand(),
+			gatewayCommand(),
 			streamCommand(),
 			fnCommand(),
 			runnerCommand(),

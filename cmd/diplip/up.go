@@ -89,7 +89,7 @@ func runUp(c *cli.Context) error {
 	fmt.Fprintf(w, "diplip: up in %.1fs\n", time.Since(t0).Seconds())
 	fmt.Fprintf(w, "  gateway   %s  (health: %s/readyz)\n", l.URL, l.URL)
 	fmt.Fprintf(w, "  registry  %s/v2/\n", l.URL)
-	fmt.Fprintf(w, "  nats      %s\n", l.NATS.ClientURL())
+	fmt.Fprintf(w, "  nats      %s\n", l.NATSURL)
 	fmt.Fprintf(w, "  kafka     %v (%s)\n", l.Brokers, kafkaKind)
 	if cfg.Token == "" {
 		fmt.Fprintln(w, "  auth      none: the gateway accepts requests without a token (set --token to require one)")

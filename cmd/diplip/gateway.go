@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/internal/kafkaclient"
+)
+
+func gatewayCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gateway",
+		Usage: "run only the gateway (API, registry, autoscaler) against an existing NATS and Kafka",
+		UsageText: "diplip gateway --nats URL --kafka HOST:PORT,... [--listen ADDR] [--state-dir DIR] [--token T]\n\n" +
+			"The split deployment for several machines: NATS (with JetStream) and Kafka run elsewhere, runners\n" +
+			"are started by hand (`diplip runner --nats URL`) on the machines that have the cores or GPUs.\n" +
+			"The state dir holds the embedded registry; control-plane state lives in NATS.\n\n" +
+			"Example:\n   diplip gateway --nats nats://nats1:4222 --kafka kafka1:9092,kafka2:9092 --listen 0.0.0.0:8080 --token $T",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "nats", Required: true, EnvVars: []string{"DIPLIP_NATS"}, Usage: "the NATS server (JetStream enabled)"},
+			&cli.StringFlag{Name: "kafka", Required: true, EnvVars: []string{"DIPLIP_KAFKA"}, Usage: "the Kafka cluster (host:port,...)"},
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: []string{"DIPLIP_LISTEN"}, Usage: "the gateway's address"},
+			&cli.StringFlag{Name: "state-dir", Value: defaultStateDir(), EnvVars: []string{"DIPLIP_STATE_DIR"}, Usage: "where the registry keeps images"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "require this token on the API, the registry and NATS"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 30 * time.Second, Usage: "an idle deployment scales to its min after this long"},
+		},
+		Action: func(c *cli.Context) error {
+			brokers, err := kafkaclient.ParseBrokers(c.String("kafka"))
+			if err != nil {
+				return cli.Exit("--kafka: "+err.Error(), exitUsage)
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			l, err := gateway.StartLocal(ctx, gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"),
+				NATSURL: c.String("nats"), Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger})
+			if err != nil {
+				return cli.Exit(err.Error(), exitFailed)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "diplip gateway: %s (registry %s/v2/)\n  nats   %s\n  kafka  %v\n  runners: start them with: diplip runner --nats %s\n",
+				l.URL, l.URL, l.NATSURL, l.Brokers, l.NATSURL)
+			select {
+			case <-ctx.Done():
+			case err := <-l.Done():
+				l.Stop()
+				return fmt.Errorf("gateway stopped: %w", err)
+			}
+			l.Stop()
+			fmt.Fprintln(w, "diplip gateway: stopped")
+			return nil
+		},
+	}
+}
