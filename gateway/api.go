@@ -110,6 +110,9 @@ func (s *Server) routes() {
 	api.HandleFunc("POST /v1/deployments", s.handler(s.deploy))
 	api.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
 	api.HandleFunc("GET /v1/resources", s.handler(s.resources))
+	api.HandleFunc("GET /v1/cameras", s.handler(s.listCameras))
+	api.HandleFunc("POST /v1/cameras", s.handler(s.addCamera))
+	api.HandleFunc("DELETE /v1/cameras/{id}", s.handler(s.removeCamera))
 	api.HandleFunc("GET /v1/streams/{stream}/results", s.handler(s.results))
 	api.HandleFunc("/v1/", s.handler(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)

@@ -40,6 +40,8 @@ type LocalConfig struct {
 	// RunnerCommand starts a runner process (e.g. [diplip runner]); the driver adds
 	// --nats, --cache and --id. Empty: no local runners, only ones registered by hand.
 	RunnerCommand []string
+	// OpenSource opens pulled cameras (ingest/video.Open); nil: no pulled cameras.
+	OpenSource OpenSourceFunc
 	// IdleTimeout before a deployment scales to its min. Default 30s.
 	IdleTimeout time.Duration
 	// KafkaHeapMB is the managed broker's heap. Default 768.
@@ -136,6 +138,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	}
 	if l.Gateway, err = NewServer(Config{
 		Kafka: l.Brokers, NATS: l.nc, Store: store, Registry: l.Registry, Token: cfg.Token, Logger: cfg.Logger, Scaler: l.Scaler,
+		OpenSource:      cfg.OpenSource,
 		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(selfKeychain{host: l.ln.Addr().String(), token: cfg.Token})},
 	}); err != nil {
 		return l, err
@@ -143,6 +146,9 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	go func() { l.serveErr <- l.Gateway.Serve(sctx, l.ln) }()
+	if err := l.Gateway.ResumeCameras(ctx); err != nil {
+		l.log.Warn("some cameras did not resume", "err", err)
+	}
 	l.scalerDone = make(chan struct{})
 	go func() {
 		defer close(l.scalerDone)
@@ -206,6 +212,9 @@ func (l *Local) Done() <-chan error { return l.serveErr }
 // frames), the runners (each finishes its batch and commits), then Kafka, the registry
 // and NATS.
 func (l *Local) Stop() {
+	if l.Gateway != nil {
+		l.Gateway.StopCameras() // no new frames from pulled cameras
+	}
 	if l.cancel != nil {
 		l.cancel()
 		if err := <-l.serveErr; err != nil {

@@ -39,7 +39,9 @@ type Config struct {
 	MaxFrameBytes int64
 	// Scaler, when not nil, reports runners and deployment status on /v1/resources.
 	Scaler *Autoscaler
-	Logger *slog.Logger
+	// OpenSource opens pulled cameras; nil: /v1/cameras answers 501.
+	OpenSource OpenSourceFunc
+	Logger     *slog.Logger
 }
 
 // Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry),
@@ -54,6 +56,8 @@ type Server struct {
 	mux          *http.ServeMux
 	producer     *lazyProducer
 	scaler       *Autoscaler
+	openSource   OpenSourceFunc
+	cams         cameras
 	push         *ingest.HTTPPush
 }
 
@@ -66,7 +70,8 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{kafka: cfg.Kafka, nc: cfg.NATS, store: cfg.Store, token: cfg.Token, registryOpts: cfg.RegistryOptions,
-		log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux(), scaler: cfg.Scaler}
+		log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux(), scaler: cfg.Scaler,
+		openSource: cfg.OpenSource, cams: cameras{running: map[string]*ingest.Camera{}}}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

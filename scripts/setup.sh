@@ -21,10 +21,13 @@ KAFKA_VERSION=4.1.2 # must match scripts/kafka/pom.xml
 YOLOX_SHA256=695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14
 YOLOX_URL=https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx
 VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
-# Debian packages the build and the tests need (skopeo: a third-party OCI client the
-# registry tests check compatibility with). gocv v0.31.0 is the newest gocv that
-# builds against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
-APT_PACKAGES=(libopencv-dev pkg-config ffmpeg skopeo openjdk-17-jre-headless maven)
+# Debian packages the build and the tests need. skopeo: a third-party OCI client the
+# registry tests check compatibility with. GStreamer's RTSP server (python3-gi and the
+# gstreamer packages): the real RTSP camera of the camera tests
+# (internal/testkit/testdata/rtsp_server.py). gocv v0.31.0 is the newest gocv that builds
+# against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
+APT_PACKAGES=(libopencv-dev pkg-config ffmpeg skopeo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav openjdk-17-jre-headless maven)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

@@ -40,7 +40,7 @@ func gatewayCommand() *cli.Command {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			l, err := gateway.StartLocal(ctx, gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"),
-				NATSURL: c.String("nats"), Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger})
+				NATSURL: c.String("nats"), Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger, OpenSource: openVideo})
 			if err != nil {
 				return cli.Exit(err.Error(), exitFailed)
 			}

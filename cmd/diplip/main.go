@@ -35,6 +35,7 @@ func newApp() *cli.App {
 			upCommand(),
 			gatewayCommand(),
 			streamCommand(),
+			cameraCommand(),
 			fnCommand(),
 			runnerCommand(),
 			resourcesCommand(),

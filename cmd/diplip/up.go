@@ -56,7 +56,7 @@ func runUp(c *cli.Context) error {
 		return err
 	}
 	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
-		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout"), NATSListen: c.String("nats-listen")}
+		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout"), NATSListen: c.String("nats-listen"), OpenSource: openVideo}
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
 		if err != nil {

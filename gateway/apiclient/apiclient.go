@@ -204,3 +204,20 @@ func (c *Client) Results(ctx context.Context, stream string, last int, follow bo
 		}
 	}
 }
+
+// AddCamera records a pulled camera and starts it.
+func (c *Client) AddCamera(ctx context.Context, req gateway.CameraRequest) (controlplane.Camera, error) {
+	var cam controlplane.Camera
+	return cam, c.do(ctx, http.MethodPost, "/v1/cameras", req, &cam)
+}
+
+// Cameras lists the pulled cameras with their health.
+func (c *Client) Cameras(ctx context.Context) ([]gateway.CameraStatus, error) {
+	var cams []gateway.CameraStatus
+	return cams, c.do(ctx, http.MethodGet, "/v1/cameras", nil, &cams)
+}
+
+// RemoveCamera stops and forgets a pulled camera.
+func (c *Client) RemoveCamera(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/cameras/"+url.PathEscape(id), nil, nil)
+}

@@ -24,6 +24,7 @@ const (
 	BucketStreams     = "diplip_streams"
 	BucketFunctions   = "diplip_functions"
 	BucketDeployments = "diplip_deployments"
+	BucketCameras     = "diplip_cameras"
 )
 
 // ErrNotFound is returned for a record that does not exist.
@@ -52,6 +53,16 @@ type Function struct {
 	Spec    json.RawMessage `json:"spec"`
 	Size    int64           `json:"size"` // bytes of config and layers
 	Created time.Time       `json:"created"`
+}
+
+// Camera is a pulled camera: the gateway reads URL and writes its frames to Stream.
+type Camera struct {
+	ID      string    `json:"id"`
+	Stream  string    `json:"stream"`
+	URL     string    `json:"url"`
+	FPS     float64   `json:"fps,omitempty"`  // sample down to this rate; 0 keeps every frame
+	Loop    bool      `json:"loop,omitempty"` // files: start again at the end
+	Created time.Time `json:"created"`
 }
 
 // Deployment runs a function on a stream. Its key is "FUNCTION.STREAM": one deployment
@@ -155,7 +166,7 @@ func validDevice(d string) bool {
 
 // Store reads and writes the records.
 type Store struct {
-	streams, functions, deployments jetstream.KeyValue
+	streams, functions, deployments, cameras jetstream.KeyValue
 }
 
 // Open creates (or opens) the buckets on nc's JetStream, on file storage.
@@ -181,6 +192,9 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		return nil, err
 	}
 	if s.deployments, err = bucket(BucketDeployments, "diplip deployments"); err != nil {
+		return nil, err
+	}
+	if s.cameras, err = bucket(BucketCameras, "diplip cameras"); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -273,6 +287,17 @@ func (s *Store) Streams(ctx context.Context) ([]Stream, error) { return list[Str
 func (s *Store) DeleteStream(ctx context.Context, name string) error {
 	return del(ctx, s.streams, name)
 }
+
+// CreateCamera records a new camera; ErrExists if one with that id exists.
+func (s *Store) CreateCamera(ctx context.Context, c Camera) error {
+	return create(ctx, s.cameras, c.ID, c)
+}
+
+// Cameras lists all cameras by id.
+func (s *Store) Cameras(ctx context.Context) ([]Camera, error) { return list[Camera](ctx, s.cameras) }
+
+// DeleteCamera removes the camera record.
+func (s *Store) DeleteCamera(ctx context.Context, id string) error { return del(ctx, s.cameras, id) }
 
 // PutFunction records (or replaces) a function.
 func (s *Store) PutFunction(ctx context.Context, f Function) error {

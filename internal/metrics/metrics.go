@@ -54,6 +54,11 @@ var (
 		Name: "diplip_runners", Help: "Runners heard from, by state.",
 	}, []string{"state"})
 
+	// CameraReconnects counts pulled cameras dropping and reconnecting.
+	CameraReconnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "diplip_camera_reconnects_total", Help: "Times a pulled camera dropped and was reconnected.",
+	}, []string{"camera"})
+
 	// ColdStarts measures activations: image pull (when not cached), model load, joining
 	// the group.
 	ColdStarts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -63,7 +68,7 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		IngestFrames, FramesProcessed, EndToEnd, Inference, BatchSize, ConsumerLag, Runners, ColdStarts)
+		IngestFrames, FramesProcessed, EndToEnd, Inference, BatchSize, ConsumerLag, Runners, ColdStarts, CameraReconnects)
 }
 
 // Handler serves the registry in the Prometheus text format.
