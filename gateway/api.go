@@ -96,7 +96,7 @@ func decodeJSON(r *http.Request, v any) error {
 
 func (s *Server) routes() {
 	api := http.NewServeMux()
-	api.HandleFunc("GET /v1/streams", s.handler(listOf(s.store.Streams)))
+	api.HandleFunc("GET /v1/streams", s.handler(s.listStreams))
 	api.HandleFunc("POST /v1/streams", s.handler(s.createStream))
 	api.HandleFunc("GET /v1/streams/{name}", s.handler(oneOf(s.stream)))
 	api.HandleFunc("DELETE /v1/streams/{name}", s.handler(s.deleteStream))
@@ -240,6 +240,77 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// StreamStatus is a stream with what flows through it, as GET /v1/streams answers.
+type StreamStatus struct {
+	controlplane.Stream
+	// Frames is how many frames the stream holds (end offsets minus earliest retained).
+	Frames int64 `json:"frames"`
+	// Lag is each deployment's consumer lag on the stream, by deployment key.
+	Lag map[string]int64 `json:"lag"`
+	// Error says why Frames and Lag are missing (Kafka unreachable).
+	Error string `json:"error,omitempty"`
+}
+
+func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) error {
+	sts, err := s.store.Streams(r.Context())
+	if err != nil {
+		return err
+	}
+	deps, err := s.store.Deployments(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]StreamStatus, len(sts))
+	client, err := sarama.NewClient(s.kafka, kafkaclient.NewConfig("diplip-gateway-streams"))
+	var admin sarama.ClusterAdmin
+	if err == nil {
+		defer client.Close()
+		admin, err = sarama.NewClusterAdminFromClient(client)
+	}
+	for i, st := range sts {
+		out[i] = StreamStatus{Stream: st, Lag: map[string]int64{}}
+		if err != nil {
+			out[i].Error = "kafka: " + err.Error()
+			continue
+		}
+		if n, ferr := storedFrames(client, st.Topic); ferr == nil {
+			out[i].Frames = n
+		} else {
+			out[i].Error = ferr.Error()
+		}
+		for _, d := range deps {
+			if d.Stream == st.Name {
+				if lag, lerr := Lag(client, admin, d.Group(), st.Topic); lerr == nil {
+					out[i].Lag[d.Key()] = lag
+				}
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// storedFrames counts the records a topic holds now.
+func storedFrames(client sarama.Client, topic string) (int64, error) {
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return 0, err
+		}
+		start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return 0, err
+		}
+		n += end - start
+	}
+	return n, nil
 }
 
 // FunctionRequest is the body of POST /v1/functions: a function image reference.

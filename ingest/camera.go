@@ -155,6 +155,9 @@ func (c *Camera) pull(ctx context.Context, frames chan wire.Frame) {
 				c.update(func(h *CameraHealth) { h.Connected, h.Ended = false, true })
 				return
 			}
+			if err != nil && ctx.Err() != nil {
+				return // stopped, not dropped
+			}
 			if err != nil {
 				c.cfg.Source.Close()
 				c.update(func(h *CameraHealth) { h.Connected, h.LastError = false, err.Error(); h.Reconnects++ })

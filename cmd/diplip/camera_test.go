@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -10,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/internal/assets"
+	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/internal/wire"
 )
 
 func camera(t *testing.T, gw, id string) gateway.CameraStatus {
@@ -128,6 +134,42 @@ func TestFileCamera(t *testing.T) {
 	})
 	if c := camera(t, gw, "sample"); c.Health.FPS > 12 {
 		t.Fatalf("the 10 fps file is read at %.1f fps: it should play in real time", c.Health.FPS)
+	}
+	// A plain sarama consumer reads the frames, in order, with the documented headers.
+	cons, err := sarama.NewConsumer(testkit.Kafka(t), kafkaclient.NewConfig("test-camera-reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	pc, err := cons.ConsumePartition("diplip.frames."+stream, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var last wire.Frame
+	for i := range 20 {
+		m := <-pc.Messages()
+		f, err := wire.DecodeFrame(m)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		cfg, err := jpeg.DecodeConfig(bytes.NewReader(f.Data))
+		if err != nil || cfg.Width != 768 || cfg.Height != 576 || f.Camera != "sample" || f.ContentType != "image/jpeg" {
+			t.Fatalf("record %d: %+v (%v)", i, cfg, err)
+		}
+		if i > 0 && (f.Seq != last.Seq+1 || f.CaptureTime.Before(last.CaptureTime)) {
+			t.Fatalf("record %d: seq %d after %d: out of order", i, f.Seq, last.Seq)
+		}
+		last = f
+	}
+	var sts []gateway.StreamStatus
+	if err := json.Unmarshal([]byte(run(t, 0, "stream", "ls", "-o", "json", gw)), &sts); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.Name == stream && st.Frames < 20 {
+			t.Fatalf("stream ls: %d frames in %s, the camera stored more", st.Frames, stream)
+		}
 	}
 	msg := run(t, 2, "camera", "add", stream, "--id", "bad id", "--url", video, gw)
 	if !strings.Contains(msg, `camera id "bad id"`) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,9 +45,27 @@ func TestMain(m *testing.M) {
 }
 
 type upProcess struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	listen string
+	cmd      *exec.Cmd
+	out      *syncBuffer
+	listen   string
+	stateDir string
+}
+
+// processesMentioning lists the processes whose command line contains s.
+func processesMentioning(s string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // syncBuffer is a bytes.Buffer the process's output copier and the test can share.
@@ -77,7 +96,7 @@ func startUp(t *testing.T, stateDir, listen string, extra ...string) *upProcess 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &upProcess{cmd: cmd, out: out, listen: listen}
+	p := &upProcess{cmd: cmd, out: out, listen: listen, stateDir: stateDir}
 	t.Cleanup(func() { p.stop(t) })
 	testkit.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + listen + "/readyz")
@@ -109,6 +128,13 @@ func (p *upProcess) stop(t *testing.T) {
 		if !strings.Contains(p.out.String(), "diplip: stopped") {
 			t.Errorf("diplip up did not report a clean stop; output:\n%s", p.out.String())
 		}
+		// Nothing it started may outlive it: runner processes carry its state dir.
+		testkit.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+			if pids := processesMentioning(p.stateDir); len(pids) > 0 {
+				return fmt.Errorf("processes of this diplip up still running after SIGTERM: %v", pids)
+			}
+			return nil
+		})
 	case <-time.After(30 * time.Second):
 		p.cmd.Process.Kill()
 		t.Errorf("diplip up ignored SIGTERM for 30 s; output:\n%s", p.out.String())

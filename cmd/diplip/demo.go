@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/gateway/apiclient"
-	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/wire"
@@ -67,19 +65,7 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	}
 	fmt.Fprintf(w, "demo: stream %q, function %s\n      (%s) deployed with min 0, max 1\n", demoStream, spec.Name, pinned.DigestStr()[:19])
 
-	p, err := assets.Media("vtest_10s.mjpeg")
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	frames := ingest.SplitJPEGs(b)
-	fmt.Fprintf(w, "demo: camera %q pushes %d frames of the sample video in a loop at %d fps (HTTP push)\n", demoCamera, len(frames), demoFPS)
-	fmt.Fprintf(w, "demo: follow results with: diplip results %s --follow --gateway %s\n\n", demoStream, l.URL)
-
-	st := &demoStats{}
+	st := &demoStats{started: time.Now()} // the camera starts below: its first frame starts the cold start
 	nc, err := l.ConnectNATS("diplip-demo")
 	if err != nil {
 		return err
@@ -96,9 +82,17 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	}
 	defer sub.Unsubscribe()
 
-	go func() {
-		_ = ingest.PushLoop(ctx, l.URL, token, demoStream, demoCamera, frames, demoFPS, func(status int, err error) { st.pushed(status, err) })
-	}()
+	video, err := assets.Media("vtest_h264.mp4")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	_, err = cl.AddCamera(ctx, gateway.CameraRequest{ID: demoCamera, Stream: demoStream, URL: video, FPS: demoFPS, Loop: true})
+	if err != nil && !strings.Contains(err.Error(), "already exists") {
+		return fmt.Errorf("demo: adding the camera: %w", err)
+	}
+	fmt.Fprintf(w, "demo: camera %q plays the sample video in a loop at %d fps (diplip camera ls)\n", demoCamera, demoFPS)
+	fmt.Fprintf(w, "demo: follow results with: diplip results %s --follow --gateway %s\n\n", demoStream, l.URL)
+
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -106,7 +100,15 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			fmt.Fprintln(w, st.line(l, d))
+			inFPS := 0.0
+			if cams, err := cl.Cameras(ctx); err == nil {
+				for _, c := range cams {
+					if c.ID == demoCamera {
+						inFPS = c.Health.FPS
+					}
+				}
+			}
+			fmt.Fprintln(w, st.line(l, d, inFPS))
 		}
 	}
 }
@@ -114,34 +116,20 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 // demoStats keeps the last seconds of the demo for its status line.
 type demoStats struct {
 	mu        sync.Mutex
-	in, out   int // in the current second
-	rejected  int
+	out       int       // results in the current second
 	latencies []float64 // end-to-end ms, last 10 s
 	at        []time.Time
 	latest    wire.Result
-	coldStart time.Duration
-	firstPush time.Time
-}
-
-func (s *demoStats) pushed(status int, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.firstPush.IsZero() {
-		s.firstPush = time.Now()
-	}
-	if err == nil && status == 201 {
-		s.in++
-	} else {
-		s.rejected++
-	}
+	coldStart time.Duration // first frame to first result, once known
+	started   time.Time     // when the camera started
 }
 
 func (s *demoStats) result(r wire.Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if s.coldStart == 0 && !s.firstPush.IsZero() {
-		s.coldStart = now.Sub(s.firstPush)
+	if s.coldStart == 0 {
+		s.coldStart = now.Sub(s.started)
 	}
 	s.out++
 	if r.Status == wire.StatusOK {
@@ -151,7 +139,7 @@ func (s *demoStats) result(r wire.Result) {
 	}
 }
 
-func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment) string {
+func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment, inFPS float64) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cut := time.Now().Add(-10 * time.Second)
@@ -171,16 +159,13 @@ func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment) string {
 	if s.latest.ID != "" {
 		what = functions.Summarize(s.latest.Detections)
 	}
-	line := fmt.Sprintf("in %2d fps  out %2d fps  e2e p50 %5.0f ms  p99 %5.0f ms  runners %d  lag %3d  latest: %s",
-		s.in, s.out, p50, p99, runners, lag, what)
-	if s.rejected > 0 {
-		line += fmt.Sprintf("  (%d pushes refused)", s.rejected)
-	}
+	line := fmt.Sprintf("in %4.1f fps  out %2d fps  e2e p50 %5.0f ms  p99 %5.0f ms  runners %d  lag %3d  latest: %s",
+		inFPS, s.out, p50, p99, runners, lag, what)
 	if s.coldStart > 0 {
 		line += fmt.Sprintf("  [cold start %.1fs]", s.coldStart.Seconds())
 		s.coldStart = -1 // print once
 	}
-	s.in, s.out, s.rejected = 0, 0, 0
+	s.out = 0
 	return line
 }
 

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -70,13 +73,21 @@ func streamCommand() *cli.Command {
 						return apiExit(err)
 					}
 					return render(c, sts, func(w *tabwriter.Writer) {
-						fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tTOPIC")
+						fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tFRAMES\tLAG\tTOPIC")
 						for _, s := range sts {
 							ret := "broker default"
 							if s.RetentionMs > 0 {
 								ret = (time.Duration(s.RetentionMs) * time.Millisecond).String()
 							}
-							fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Topic)
+							var lags []string
+							for _, k := range slices.Sorted(maps.Keys(s.Lag)) {
+								lags = append(lags, fmt.Sprintf("%s=%d", k, s.Lag[k]))
+							}
+							if len(lags) == 0 {
+								lags = []string{"-"}
+							}
+							fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Frames,
+								strings.Join(lags, ","), s.Topic)
 						}
 					})
 				},

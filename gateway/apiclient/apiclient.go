@@ -102,9 +102,9 @@ func (c *Client) CreateStream(ctx context.Context, req gateway.StreamRequest) (c
 	return st, c.do(ctx, http.MethodPost, "/v1/streams", req, &st)
 }
 
-// Streams lists the streams.
-func (c *Client) Streams(ctx context.Context) ([]controlplane.Stream, error) {
-	var st []controlplane.Stream
+// Streams lists the streams with their frame counts and lag per deployment.
+func (c *Client) Streams(ctx context.Context) ([]gateway.StreamStatus, error) {
+	var st []gateway.StreamStatus
 	return st, c.do(ctx, http.MethodGet, "/v1/streams", nil, &st)
 }
 
