@@ -110,6 +110,7 @@ func (s *Server) routes() {
 	api.HandleFunc("POST /v1/deployments", s.handler(s.deploy))
 	api.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
 	api.HandleFunc("GET /v1/resources", s.handler(s.resources))
+	api.HandleFunc("GET /v1/streams/{stream}/frames/{partition}/{offset}", s.handler(s.frame))
 	api.HandleFunc("GET /v1/cameras", s.handler(s.listCameras))
 	api.HandleFunc("POST /v1/cameras", s.handler(s.addCamera))
 	api.HandleFunc("DELETE /v1/cameras/{id}", s.handler(s.removeCamera))

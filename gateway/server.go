@@ -76,6 +76,7 @@ func NewServer(cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /{$}", s.ui) // the page is public; everything it shows comes from /v1, behind the token
 	s.mux.Handle("GET /metrics", requireToken(cfg.Token, metrics.Handler()))
 	if cfg.Registry != nil {
 		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))

@@ -6,7 +6,7 @@
 # Everything downloaded lives under one git-ignored directory, $DIPLIP_CACHE
 # (default: .cache/ in the repository root).
 #
-# Usage: scripts/setup.sh [step ...]      steps: apt ort kafka models media (default: all)
+# Usage: scripts/setup.sh [step ...]      steps: apt ort kafka models media ui (default: all)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,10 +24,10 @@ VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
 # Debian packages the build and the tests need. skopeo: a third-party OCI client the
 # registry tests check compatibility with. GStreamer's RTSP server (python3-gi and the
 # gstreamer packages): the real RTSP camera of the camera tests
-# (internal/testkit/testdata/rtsp_server.py). gocv v0.31.0 is the newest gocv that builds
+# (internal/testkit/testdata/rtsp_server.py). chromium: the dashboard's browser test. gocv v0.31.0 is the newest gocv that builds
 # against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
 APT_PACKAGES=(libopencv-dev pkg-config ffmpeg skopeo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav openjdk-17-jre-headless maven)
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openjdk-17-jre-headless maven)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -170,11 +170,27 @@ step_media() {
 	say "media: vtest.avi and derived files ready in $dir"
 }
 
+# step_ui installs playwright-core (pinned in internal/uitest/package-lock.json) to drive
+# Debian's Chromium in the dashboard test; no browser is downloaded.
+step_ui() {
+	local dir=$ROOT/internal/uitest stamp
+	stamp=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+	if [ -f "$dir/node_modules/.diplip-stamp" ] && [ "$(cat "$dir/node_modules/.diplip-stamp")" = "$stamp" ]; then
+		say "ui test driver (playwright-core): cached"
+		return
+	fi
+	command -v npm >/dev/null || die "npm not found; install Node.js 20 (Debian: apt-get install nodejs npm)"
+	say "ui test driver: npm ci (playwright-core, integrity-checked by the lockfile)"
+	(cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent) || die "npm ci in $dir failed"
+	echo "$stamp" >"$dir/node_modules/.diplip-stamp"
+	say "ui test driver: installed"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt ort kafka models media)
+[ ${#steps[@]} -gt 0 ] || steps=(apt ort kafka models media ui)
 for s in "${steps[@]}"; do
 	case $s in
-	apt | ort | kafka | models | media) "step_$s" ;;
-	*) die "unknown step \"$s\" (steps: apt ort kafka models media)" ;;
+	apt | ort | kafka | models | media | ui) "step_$s" ;;
+	*) die "unknown step \"$s\" (steps: apt ort kafka models media ui)" ;;
 	esac
 done

@@ -91,7 +91,7 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 		return fmt.Errorf("demo: adding the camera: %w", err)
 	}
 	fmt.Fprintf(w, "demo: camera %q plays the sample video in a loop at %d fps (diplip camera ls)\n", demoCamera, demoFPS)
-	fmt.Fprintf(w, "demo: follow results with: diplip results %s --follow --gateway %s\n\n", demoStream, l.URL)
+	fmt.Fprintf(w, "demo: watch it at %s/ (live view), or: diplip results %s --follow --gateway %s\n\n", l.URL, demoStream, l.URL)
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

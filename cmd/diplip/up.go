@@ -87,7 +87,8 @@ func runUp(c *cli.Context) error {
 		kafkaKind = "external cluster"
 	}
 	fmt.Fprintf(w, "diplip: up in %.1fs\n", time.Since(t0).Seconds())
-	fmt.Fprintf(w, "  gateway   %s  (health: %s/readyz)\n", l.URL, l.URL)
+	fmt.Fprintf(w, "  ui        %s/\n", l.URL)
+	fmt.Fprintf(w, "  gateway   %s  (health: %s/readyz, metrics: %s/metrics)\n", l.URL, l.URL, l.URL)
 	fmt.Fprintf(w, "  registry  %s/v2/\n", l.URL)
 	fmt.Fprintf(w, "  nats      %s\n", l.NATSURL)
 	fmt.Fprintf(w, "  kafka     %v (%s)\n", l.Brokers, kafkaKind)
