@@ -59,7 +59,7 @@ func cameraCommand() *cli.Command {
 			{
 				Name:      "ls",
 				Usage:     "list pulled cameras with their health",
-				UsageText: "diplip camera ls [-o json]",
+				UsageText: "diplip camera ls [-o json]\n\nExample:\n   diplip camera ls --gateway http://gw:8080",
 				Flags:     globalFlags,
 				Action: func(c *cli.Context) error {
 					if err := checkOutput(c); err != nil {
@@ -90,7 +90,7 @@ func cameraCommand() *cli.Command {
 				Name:      "rm",
 				Usage:     "stop and forget a pulled camera",
 				ArgsUsage: "ID",
-				UsageText: "diplip camera rm ID",
+				UsageText: "diplip camera rm ID\n\nExample:\n   diplip camera rm door",
 				Flags:     globalFlags,
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "camera id")

@@ -272,3 +272,14 @@ func TestCLIBadInput(t *testing.T) {
 		})
 	}
 }
+
+// Completion comes from the binary itself, so it follows the commands.
+func TestBashCompletion(t *testing.T) {
+	if out := run(t, 0, "completion", "bash"); !strings.Contains(out, "complete -o bashdefault -o default -o nospace -F _diplip_complete diplip") {
+		t.Fatalf("completion script: %q", out)
+	}
+	if out := run(t, 0, "fn", "--generate-bash-completion"); !strings.Contains(out, "deploy") || !strings.Contains(out, "inspect") {
+		t.Fatalf("fn completions: %q", out)
+	}
+	run(t, 2, "completion", "fish")
+}

@@ -62,8 +62,8 @@ func waitResults(t *testing.T, gw, stream string, want int) []wire.Result {
 	return rs
 }
 
-// The paper's scenario through the binary, with scale to zero: a stream with a
-// deployment and no runner; the first frames wake a runner process, which produces
+// The paper's §4.5 scenario through the binary, with scale to zero: resources, stream
+// create, fn build, fn push, fn deploy (no runner yet); the first frames wake a runner process, which produces
 // results with the detections observed on the media; after the idle timeout the runner
 // process leaves; a second burst wakes one again.
 func TestEndToEndScaleFromAndToZero(t *testing.T) {
@@ -72,8 +72,13 @@ func TestEndToEndScaleFromAndToZero(t *testing.T) {
 	startUp(t, t.TempDir(), addr, "--idle-timeout", "3s")
 	stream := testkit.Name("e2e")
 	ref := addr + "/fn/yolox-nano:v1"
-	run(t, 0, "fn", "build", "../../functions/examples/yolox-nano", "-t", ref, "--push", "--store", t.TempDir())
+	if r := resources(t, gw); len(r.Runners) != 0 {
+		t.Fatalf("runners before any deployment: %+v", r.Runners)
+	}
 	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
+	store := t.TempDir()
+	run(t, 0, "fn", "build", "../../functions/examples/yolox-nano", "-t", ref, "--store", store)
+	run(t, 0, "fn", "push", ref, "--store", store)
 	run(t, 0, "fn", "deploy", ref, "--stream", stream, "--min", "0", "--max", "1", "--policy", "replay", gw)
 	if r := resources(t, gw); len(r.Runners) != 0 {
 		t.Fatalf("runners before any frame: %+v", r.Runners)

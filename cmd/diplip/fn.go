@@ -104,7 +104,7 @@ func fnCommand() *cli.Command {
 			{
 				Name:      "ls",
 				Usage:     "list the functions the gateway knows and where they are deployed",
-				UsageText: "diplip fn ls [-o json]",
+				UsageText: "diplip fn ls [-o json]\n\nExample:\n   diplip fn ls -o json | jq '.[].health'",
 				Flags:     globalFlags,
 				Action:    fnList,
 			},
@@ -112,7 +112,7 @@ func fnCommand() *cli.Command {
 				Name:      "rm",
 				Usage:     "forget a function (it must not be deployed; its image stays in the registry)",
 				ArgsUsage: "NAME",
-				UsageText: "diplip fn rm NAME",
+				UsageText: "diplip fn rm NAME\n\nExample:\n   diplip fn rm yolox-nano",
 				Flags:     globalFlags,
 				Action:    fnRemove,
 			},

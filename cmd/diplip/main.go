@@ -42,6 +42,7 @@ func newApp() *cli.App {
 			resultsCommand(),
 			benchCommand(),
 			versionCommand(),
+			completionCommand(),
 		},
 		// main prints errors and picks exit codes, once, for every command.
 		ExitErrHandler: func(*cli.Context, error) {},

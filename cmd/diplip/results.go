@@ -69,7 +69,7 @@ func resourcesCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "resources",
 		Usage:     "show the runners (CPUs, memory, devices) and what each runs: DiPLIP's step 1",
-		UsageText: "diplip resources [-o json]",
+		UsageText: "diplip resources [-o json]\n\nExample:\n   diplip resources --gateway http://gw:8080",
 		Flags:     globalFlags,
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(c); err != nil {

@@ -58,7 +58,7 @@ func streamCommand() *cli.Command {
 			{
 				Name:      "ls",
 				Usage:     "list streams",
-				UsageText: "diplip stream ls [-o json]",
+				UsageText: "diplip stream ls [-o json]\n\nExample:\n   diplip stream ls -o json",
 				Flags:     globalFlags,
 				Action: func(c *cli.Context) error {
 					if err := checkOutput(c); err != nil {
@@ -96,7 +96,7 @@ func streamCommand() *cli.Command {
 				Name:      "rm",
 				Usage:     "delete a stream and its topics (no function may be deployed on it)",
 				ArgsUsage: "NAME",
-				UsageText: "diplip stream rm NAME",
+				UsageText: "diplip stream rm NAME\n\nExample:\n   diplip stream rm lobby",
 				Flags:     globalFlags,
 				Action: func(c *cli.Context) error {
 					name, err := oneArg(c, "stream name")

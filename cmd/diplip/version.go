@@ -17,7 +17,7 @@ func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "version",
 		Usage:     "print diplip's version and the versions of the engines it runs",
-		UsageText: "diplip version [-o json]",
+		UsageText: "diplip version [-o json]\n\nExample:\n   diplip version -o json",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}},
 		Action: func(c *cli.Context) error {
 			v := map[string]string{"diplip": version, "kafka": assets.KafkaVersion, "onnxruntime": assets.ORTVersion}
