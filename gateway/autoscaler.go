@@ -286,7 +286,7 @@ func (a *Autoscaler) tick(ctx context.Context) error {
 	}
 	a.retireIdle(now)
 	a.mu.Lock()
-	byState := map[string]int{"idle": 0, "active": 0}
+	byState := map[string]int{"idle": 0, "loading": 0, "active": 0}
 	for _, rs := range a.runners {
 		byState[rs.hb.State]++
 	}
@@ -322,7 +322,7 @@ func (a *Autoscaler) scale(ctx context.Context, client sarama.Client, admin sara
 	var unhealthy string
 	for id, rs := range a.runners {
 		switch {
-		case rs.hb.State == "active" && rs.hb.Deployment == d.Key():
+		case (rs.hb.State == "active" || rs.hb.State == "loading") && rs.hb.Deployment == d.Key():
 			active = append(active, id)
 			rate += rs.hb.RateFPS
 			if rs.hb.Unhealthy != "" {

@@ -3,9 +3,11 @@ package gateway
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -15,9 +17,10 @@ import (
 	"github.com/diplip/diplip/internal/wire"
 )
 
-// results serves GET /v1/streams/{stream}/results?last=N&follow=1 as NDJSON: the last N
-// results from the durable results topic, then, with follow, every new one live from
-// NATS until the client goes away.
+// results serves GET /v1/streams/{stream}/results?last=N&follow=1: the last N results
+// from the durable results topic, then, with follow, every new one live from NATS until
+// the client goes away. The format is NDJSON, or server-sent events (one "data:" event
+// per result) when the client accepts text/event-stream, as the dashboard does.
 func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	st, err := s.stream(r.Context(), r.PathValue("stream"))
 	if err != nil {
@@ -44,11 +47,27 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errorf(http.StatusBadGateway, "reading %s: %v", st.ResultsTopic, err)
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	write := func(b []byte) error {
+		if sse {
+			_, err := fmt.Fprintf(w, "data: %s\n\n", b)
+			return err
+		}
+		_, err := w.Write(append(b, '\n'))
+		return err
+	}
+	if sse {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+	} else {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	for _, b := range history {
-		w.Write(append(b, '\n'))
+		if write(b) != nil {
+			return nil
+		}
 	}
 	if flusher != nil {
 		flusher.Flush()
@@ -61,7 +80,7 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case m := <-live:
-			if _, err := w.Write(append(m.Data, '\n')); err != nil {
+			if write(m.Data) != nil {
 				return nil
 			}
 			if flusher != nil {

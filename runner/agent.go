@@ -45,7 +45,7 @@ type Heartbeat struct {
 	Providers []string `json:"providers"`
 	// GPUs are what nvidia-smi reports, where it exists.
 	GPUs       []GPU   `json:"gpus,omitempty"`
-	State      string  `json:"state"` // idle or active
+	State      string  `json:"state"` // idle, loading or active
 	Deployment string  `json:"deployment,omitempty"`
 	Digest     string  `json:"digest,omitempty"`
 	Partitions []int32 `json:"partitions,omitempty"`
@@ -138,6 +138,7 @@ type Agent struct {
 	worker    *Worker
 	free      func() error
 	batchMode string
+	loading   string // the deployment being pulled and loaded, if any
 	lastN     int64
 	lastAt    time.Time
 	stopped   bool
@@ -195,6 +196,9 @@ func (a *Agent) beat() {
 		Devices: a.cfg.Devices, Providers: a.cfg.Providers, GPUs: a.cfg.GPUs, State: "idle", Sent: time.Now(),
 		MetricsURL: a.cfg.MetricsURL}
 	hb.Host, _ = os.Hostname()
+	if a.loading != "" {
+		hb.State, hb.Deployment = "loading", a.loading
+	}
 	if a.active != nil && a.worker != nil {
 		hb.State, hb.Deployment, hb.Digest = "active", a.active.Deployment.Key(), a.active.Deployment.Digest
 		hb.Partitions = a.worker.Partitions()
@@ -242,13 +246,25 @@ func (a *Agent) onActivate(m *nats.Msg) {
 
 func (a *Agent) activate(act Activation) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.active != nil {
-		if a.active.Deployment.Key() == act.Deployment.Key() && a.active.Deployment.Digest == act.Deployment.Digest {
-			return nil // already doing exactly this
-		}
+	switch {
+	case a.active != nil && a.active.Deployment.Key() == act.Deployment.Key() && a.active.Deployment.Digest == act.Deployment.Digest:
+		a.mu.Unlock()
+		return nil // already doing exactly this
+	case a.active != nil:
+		a.mu.Unlock()
 		return fmt.Errorf("runner %s is busy with %s", a.cfg.ID, a.active.Deployment.Key())
+	case a.loading != "":
+		a.mu.Unlock()
+		return fmt.Errorf("runner %s is loading %s", a.cfg.ID, a.loading)
 	}
+	a.loading = act.Deployment.Key() // heartbeats say "loading" while the lock is free
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.loading = ""
+		a.mu.Unlock()
+	}()
+
 	ref, err := name.NewDigest(act.Deployment.Digest)
 	if err != nil {
 		return fmt.Errorf("deployment digest %q: %w", act.Deployment.Digest, err)
@@ -275,6 +291,8 @@ func (a *Agent) activate(act Activation) error {
 		_ = free()
 		return err
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.active, a.worker, a.free = &act, w, free
 	a.batchMode = "per-frame"
 	if batched {

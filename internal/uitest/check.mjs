@@ -32,7 +32,14 @@ try {
 
   // The live view of the demo camera: boxes drawn on the frame, the same as the result's.
   await page.waitForFunction(() => JSON.parse(document.querySelector("#overlay").dataset.boxes || "[]").length > 0, null, { timeout: 60_000 });
-  const drawn = await page.$eval("#overlay", (c) => ({ boxes: JSON.parse(c.dataset.boxes), id: c.dataset.resultId, w: c.width, h: c.height }));
+  // One evaluation reads the boxes and the pixels together: the view redraws on every
+  // result, so two reads could see two different frames.
+  const drawn = await page.$eval("#overlay", (c) => {
+    const boxes = JSON.parse(c.dataset.boxes);
+    const b = boxes[0];
+    const px = c.getContext("2d").getImageData(Math.round(b[1]), Math.round(b[2]), 3, 3).data;
+    return { boxes, id: c.dataset.resultId, w: c.width, h: c.height, painted: px.some((v, i) => i % 4 === 3 && v > 0) };
+  });
   const [stream] = drawn.id.split("/");
   const res = await page.evaluate(async (s) => {
     const r = await fetch(`/v1/streams/${s}/results?last=200`);
@@ -45,11 +52,7 @@ try {
   if (drawn.w !== result.width || drawn.h !== result.height) fail(`overlay ${drawn.w}x${drawn.h} vs frame ${result.width}x${result.height}`);
 
   // Something is painted where the first box is (the overlay is not blank there).
-  const painted = await page.$eval("#overlay", (c, b) => {
-    const d = c.getContext("2d").getImageData(Math.round(b[1]), Math.round(b[2]), 3, 3).data;
-    return d.some((v, i) => i % 4 === 3 && v > 0);
-  }, drawn.boxes[0]);
-  if (!painted) fail("the overlay has no pixels at the first box's corner");
+  if (!drawn.painted) fail("the overlay has no pixels at the first box's corner");
 
   await page.screenshot({ path: shot, fullPage: true });
   if (errors.length) fail("page errors: " + errors.join("; "));
