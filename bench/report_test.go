@@ -100,3 +100,17 @@ func TestPlotsWritePNGs(t *testing.T) {
 		}
 	}
 }
+
+func TestSampleProcOfThisProcess(t *testing.T) {
+	s, err := sampleProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rss < 1<<20 || s.cpu < 0 {
+		t.Fatalf("this process: rss %d bytes, cpu %v", s.rss, s.cpu)
+	}
+	w := watchProcs(map[string]int{"me": os.Getpid(), "gone": 1 << 30})
+	if sum := w.summary(); !strings.HasPrefix(sum, "me ") || strings.Contains(sum, "gone") {
+		t.Fatalf("summary %q: want this process only", sum)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -46,6 +47,21 @@ type Env struct {
 	Progress io.Writer
 }
 
+// processes names the processes of the platform: this one (gateway, registry, NATS),
+// the Kafka broker when managed, and the runner processes the local driver started.
+func (e *Env) processes() map[string]int {
+	procs := map[string]int{"gateway": os.Getpid()}
+	if e.Local.Kafka != nil {
+		procs["kafka"] = e.Local.Kafka.PID(0)
+	}
+	if e.Local.Driver != nil {
+		for id, pid := range e.Local.Driver.PIDs() {
+			procs["runner "+id] = pid
+		}
+	}
+	return procs
+}
+
 func (e *Env) say(format string, args ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, "bench: "+format+"\n", args...)
@@ -80,6 +96,10 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 			return rows, fmt.Errorf("cold start: %w", err)
 		}
 		rows = append(rows, r)
+		env.say("idle runner memory")
+		if r, ok := idleRunnerMemory(env); ok {
+			rows = append(rows, r)
+		}
 	}
 	var one float64
 	for _, k := range sw.Simulated {
@@ -253,7 +273,9 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	time.Sleep(2 * time.Second) // let the backlog of the cold start drain at the offered rate
 	from := time.Now()
 	tap.window(from)
+	procs := watchProcs(env.processes())
 	time.Sleep(time.Duration(sw.Duration))
+	usage := procs.summary()
 	el := time.Since(from).Seconds()
 	stop()
 	tap.mu.Lock()
@@ -268,6 +290,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	if n := refused.Load(); n > 0 {
 		r.Note += fmt.Sprintf("; %d pushes refused", n)
 	}
+	r.Note += "; " + usage
 	return r, nil
 }
 
@@ -308,6 +331,32 @@ func runColdStart(ctx context.Context, env *Env) (Row, error) {
 		note = "an idle runner process was activated"
 	}
 	return Row{Scenario: "cold-start", P50: d, P95: d, P99: d, Note: note + "; image cached; target ≤ 2000 ms"}, nil
+}
+
+// idleRunnerMemory waits (up to 30 s) for a runner to be idle again after its deployment
+// went away, and reports its resident memory: DESIGN.md wants an idle runner under 40 MB.
+func idleRunnerMemory(env *Env) (Row, bool) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		pids := map[string]int{}
+		if env.Local.Driver != nil {
+			pids = env.Local.Driver.PIDs()
+		}
+		for _, r := range env.Local.Scaler.Runners() {
+			if pid, ok := pids[r.ID]; ok && r.State == "idle" {
+				time.Sleep(time.Second) // let the deactivation's GC finish
+				s, err := sampleProc(pid)
+				if err != nil {
+					continue
+				}
+				mb := float64(s.rss) / (1 << 20)
+				return Row{Scenario: "idle-runner-rss", P50: mb,
+					Note: "MB resident, after a deactivation (no model, no group); target < 40 MB"}, true
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return Row{}, false
 }
 
 // simulatedModel is an accelerator that takes service + perFrame × frames per batch,

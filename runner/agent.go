@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,7 +323,7 @@ func (a *Agent) Deactivate() {
 	if err := free(); err != nil {
 		a.log.Warn("freeing the model", "err", err)
 	}
-	runtime.GC()
+	debug.FreeOSMemory() // give the model's memory back to the OS, not just to Go's heap
 	a.log.Info("deactivated", "deployment", act.Deployment.Key())
 }
 

@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times (100 on Linux).
+const clockTicks = 100
+
+// procSample is one process's CPU time and memory at a moment.
+type procSample struct {
+	cpu time.Duration // user + system
+	rss int64         // bytes
+	at  time.Time
+}
+
+func sampleProc(pid int) (procSample, error) {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procSample{}, err
+	}
+	// Fields after the command name (which may hold spaces) start after the last ')'.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 22 {
+		return procSample{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	s := procSample{cpu: time.Duration(utime+stime) * time.Second / clockTicks, at: time.Now()}
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return s, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			s.rss = kb << 10
+		}
+	}
+	return s, nil
+}
+
+// procWatch measures named processes over a phase: CPU use (in cores) and RSS at its end.
+type procWatch struct {
+	names  []string
+	pids   []int
+	starts []procSample
+}
+
+func watchProcs(procs map[string]int) *procWatch {
+	w := &procWatch{}
+	for name, pid := range procs {
+		s, err := sampleProc(pid)
+		if err != nil {
+			continue
+		}
+		w.names, w.pids, w.starts = append(w.names, name), append(w.pids, pid), append(w.starts, s)
+	}
+	return w
+}
+
+// summary is "gateway 0.45 cores 120 MB; runner ..." for the phase so far.
+func (w *procWatch) summary() string {
+	var parts []string
+	for i, pid := range w.pids {
+		end, err := sampleProc(pid)
+		if err != nil {
+			continue
+		}
+		cores := (end.cpu - w.starts[i].cpu).Seconds() / end.at.Sub(w.starts[i].at).Seconds()
+		parts = append(parts, fmt.Sprintf("%s %.2f cores %d MB", w.names[i], cores, end.rss>>20))
+	}
+	return strings.Join(parts, "; ")
+}
