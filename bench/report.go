@@ -28,6 +28,12 @@ type Sweep struct {
 	Pipeline []float64 `yaml:"pipeline"`
 	// Cameras share the offered load.
 	Cameras int `yaml:"cameras"`
+	// Push is how the cameras send: "http" (one POST per frame, default) or "mjpeg" (one
+	// long multipart stream per camera).
+	Push string `yaml:"push"`
+	// ScaleUp: offer 1.5 × the direct rate to a deployment with min 0, max 2 and time how
+	// long until two runners work it.
+	ScaleUp bool `yaml:"scale_up"`
 	// ColdStart: first frame on a zero-runner stream to first result.
 	ColdStart bool `yaml:"cold_start"`
 	// Simulated: runner counts for the simulated accelerator against SimPartitions.
@@ -80,6 +86,12 @@ func ParseSweep(r io.Reader) (*Sweep, error) {
 	}
 	if len(s.Pipeline) > 0 && !s.Direct {
 		errs = append(errs, errors.New("pipeline: loads are fractions of the direct rate, so direct: true is needed"))
+	}
+	if s.Push == "" {
+		s.Push = "http"
+	}
+	if s.Push != "http" && s.Push != "mjpeg" {
+		errs = append(errs, fmt.Errorf("push %q: want http or mjpeg", s.Push))
 	}
 	if s.Cameras < 1 || s.Cameras > 256 {
 		errs = append(errs, fmt.Errorf("cameras %d: want 1..256", s.Cameras))

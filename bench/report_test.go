@@ -40,6 +40,7 @@ func TestParseSweep(t *testing.T) {
 		{"name: q\npipeline: [0.5]\n", "direct: true is needed"},
 		{"name: q\nsimulated: [32]\n", "32 runners"},
 		{"name: q\nduration: soon\n", "not a duration"},
+		{"name: q\npush: carrier-pigeon\n", `push "carrier-pigeon"`},
 	} {
 		if _, err := ParseSweep(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseSweep(%q) = %v, want it to mention %q", tc.in, err, tc.want)

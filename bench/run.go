@@ -89,6 +89,14 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 		}
 		rows = append(rows, r)
 	}
+	if sw.ScaleUp && direct.FPS > 0 {
+		env.say("scale-up: 0 → 2 runners at 1.5 × direct")
+		r, err := runScaleUp(ctx, sw, env, direct)
+		if err != nil {
+			return rows, fmt.Errorf("scale-up: %w", err)
+		}
+		rows = append(rows, r)
+	}
 	if sw.ColdStart {
 		env.say("cold start")
 		r, err := runColdStart(ctx, env)
@@ -257,7 +265,14 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 			case <-cctx.Done():
 				return
 			}
-			ingest.PushLoop(cctx, env.Local.URL, "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, perCamera,
+			cam := fmt.Sprintf("cam-%d", i)
+			if sw.Push == "mjpeg" {
+				if status, err := ingest.PushMJPEGLoop(cctx, env.Local.URL, "", st.Name, cam, env.Frames, perCamera); err != nil || status != http.StatusOK {
+					refused.Add(1)
+				}
+				return
+			}
+			ingest.PushLoop(cctx, env.Local.URL, "", st.Name, cam, env.Frames, perCamera,
 				func(status int, err error) {
 					if status != http.StatusCreated {
 						refused.Add(1)
@@ -282,7 +297,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	lat := append([]float64(nil), tap.lat...)
 	queue, work := Percentile(tap.queue, 0.5), Percentile(tap.work, 0.5)
 	tap.mu.Unlock()
-	r := Row{Scenario: "pipeline", Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
+	r := Row{Scenario: "pipeline-" + sw.Push, Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
 		P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95), P99: Percentile(lat, 0.99)}
 	r.Ratio = r.FPS / direct.FPS
 	r.Note = fmt.Sprintf("fps/direct; added p50 %.1f ms, p99 %.1f ms over direct p50; p50 of queue (ingest to batch) %.1f ms, decode+infer %.1f ms",
@@ -331,6 +346,41 @@ func runColdStart(ctx context.Context, env *Env) (Row, error) {
 		note = "an idle runner process was activated"
 	}
 	return Row{Scenario: "cold-start", P50: d, P95: d, P99: d, Note: note + "; image cached; target ≤ 2000 ms"}, nil
+}
+
+// runScaleUp offers 1.5 × the direct rate to a deployment with min 0 and max 2 and times
+// the first frame to the moment two runners work the deployment.
+func runScaleUp(ctx context.Context, sw *Sweep, env *Env, direct Row) (Row, error) {
+	st, err := deploy(ctx, env, "bench-scale", 4, 0, 2)
+	if err != nil {
+		return Row{}, err
+	}
+	defer undeploy(env, st)
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	t0 := time.Now()
+	for i := range sw.Cameras {
+		go ingest.PushLoop(cctx, env.Local.URL, "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, 1.5*direct.FPS/float64(sw.Cameras), nil)
+	}
+	key := controlplane.DeploymentKey("yolox-nano", st.Name)
+	var one time.Duration
+	for time.Since(t0) < 2*time.Minute {
+		for _, d := range env.Local.Scaler.Status() {
+			if d.Key != key {
+				continue
+			}
+			if len(d.Runners) >= 1 && one == 0 {
+				one = time.Since(t0)
+			}
+			if len(d.Runners) >= 2 {
+				el := time.Since(t0)
+				return Row{Scenario: "scale-up", Runners: 2, Offered: 1.5 * direct.FPS, P50: ms(el),
+					Note: fmt.Sprintf("ms from the first frame to 2 runners (first runner at %.0f ms)", ms(one))}, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return Row{}, fmt.Errorf("no second runner within 2 minutes")
 }
 
 // idleRunnerMemory waits (up to 30 s) for a runner to be idle again after its deployment

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -65,4 +66,54 @@ func PushLoop(ctx context.Context, gateway, token, stream, camera string, frames
 			onAnswer(status, err)
 		}
 	}
+}
+
+// PushMJPEGLoop is a camera that pushes one long multipart/x-mixed-replace stream (as IP
+// cameras and `ffmpeg -f mpjpeg` do) to a gateway's MJPEG endpoint at fps, looping over
+// frames, until ctx ends; then it ends the stream cleanly and returns the gateway's status.
+func PushMJPEGLoop(ctx context.Context, gateway, token, stream, camera string, frames [][]byte, fps float64) (int, error) {
+	if len(frames) == 0 || fps <= 0 {
+		return 0, fmt.Errorf("mjpeg push loop: want frames and fps > 0, got %d frames at %v fps", len(frames), fps)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tick := time.NewTicker(time.Duration(float64(time.Second) / fps))
+		defer tick.Stop()
+		for i := 0; ; i = (i + 1) % len(frames) {
+			select {
+			case <-ctx.Done():
+				_, err := io.WriteString(pw, "--diplip--\r\n")
+				pw.CloseWithError(err)
+				return
+			case <-tick.C:
+			}
+			if _, err := fmt.Fprintf(pw, "--diplip\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(frames[i])); err != nil {
+				return
+			}
+			// Two writes, not append: frames may share one backing array (SplitJPEGs), and
+			// appending would overwrite the start of the next frame.
+			if _, err := pw.Write(frames[i]); err != nil {
+				return
+			}
+			if _, err := io.WriteString(pw, "\r\n"); err != nil {
+				return
+			}
+		}
+	}()
+	u := gateway + "/v1/streams/" + url.PathEscape(stream) + "/mjpeg?camera=" + url.QueryEscape(camera)
+	req, err := http.NewRequest(http.MethodPost, u, pr) // not ctx: the stream ends by its closing boundary
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "multipart/x-mixed-replace; boundary=diplip")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }

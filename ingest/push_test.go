@@ -292,3 +292,34 @@ func TestPushWhileKafkaIsDown(t *testing.T) {
 		}
 	}
 }
+
+// PushMJPEGLoop, the bench's MJPEG camera, streams frames that the endpoint stores as
+// they come, and ends the stream cleanly.
+func TestPushMJPEGLoop(t *testing.T) {
+	addrs, topic := testkit.Topic(t, 1)
+	srv, push := pushServer(t, addrs, topic, 0)
+	// Sub-slices of one buffer, as the bench passes them.
+	frames := ingest.SplitJPEGs(testkit.Media(t, "vtest_10s.mjpeg"))[:5]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		status, err := ingest.PushMJPEGLoop(ctx, srv.URL, "", "lobby", "mj", frames, 20)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- status
+	}()
+	testkit.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if n := push.Accepted.Load(); n < 10 {
+			return fmt.Errorf("%d frames stored while the stream is open", n)
+		}
+		if n := push.Rejected.Load(); n > 0 {
+			t.Fatalf("%d frames were refused: the camera corrupted them", n)
+		}
+		return nil
+	})
+	cancel()
+	if status := <-done; status != http.StatusOK {
+		t.Fatalf("the stream ended with %d, want 200", status)
+	}
+}
