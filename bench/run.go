@@ -191,8 +191,9 @@ func undeploy(env *Env, st controlplane.Stream) {
 type resultTap struct {
 	mu     sync.Mutex
 	lat    []float64
-	queue  []float64 // ingest to batch start, ms
-	work   []float64 // decode + preprocess + inference per frame, ms
+	queue  []float64        // ingest to batch start, ms
+	work   []float64        // decode + preprocess + inference per frame, ms
+	other  map[string]int64 // results that were not ok, by status
 	n      atomic.Int64
 	from   time.Time // count only frames captured at or after this
 	sub    *nats.Subscription
@@ -206,11 +207,19 @@ func tapResults(env *Env, stream string) (*resultTap, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &resultTap{nc: nc, first: make(chan struct{})}
+	t := &resultTap{nc: nc, first: make(chan struct{}), other: map[string]int64{}}
 	t.sub, err = nc.Subscribe(wire.ResultSubject(stream, "*"), func(m *nats.Msg) {
 		now := time.Now()
 		var r wire.Result
-		if json.Unmarshal(m.Data, &r) != nil || r.Status != wire.StatusOK {
+		if json.Unmarshal(m.Data, &r) != nil {
+			return
+		}
+		if r.Status != wire.StatusOK {
+			t.mu.Lock()
+			if !t.from.IsZero() {
+				t.other[r.Status]++
+			}
+			t.mu.Unlock()
 			return
 		}
 		t.firstO.Do(func() { close(t.first) })
@@ -296,6 +305,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	tap.mu.Lock()
 	lat := append([]float64(nil), tap.lat...)
 	queue, work := Percentile(tap.queue, 0.5), Percentile(tap.work, 0.5)
+	other := fmt.Sprint(tap.other)
 	tap.mu.Unlock()
 	r := Row{Scenario: "pipeline-" + sw.Push, Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
 		P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95), P99: Percentile(lat, 0.99)}
@@ -305,7 +315,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	if n := refused.Load(); n > 0 {
 		r.Note += fmt.Sprintf("; %d pushes refused", n)
 	}
-	r.Note += "; " + usage
+	r.Note += "; results not ok: " + other + "; " + usage
 	return r, nil
 }
 

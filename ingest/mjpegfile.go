@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -48,7 +49,9 @@ func PushLoop(ctx context.Context, gateway, token, stream, camera string, frames
 			return nil
 		case <-tick.C:
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(frames[i]))
+		// The capture time is when this camera "took" the frame: now, before the request.
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+"&ts="+strconv.FormatInt(time.Now().UnixMilli(), 10),
+			bytes.NewReader(frames[i]))
 		if err != nil {
 			return err
 		}
