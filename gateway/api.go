@@ -301,17 +301,24 @@ func storedFrames(client sarama.Client, topic string) (int64, error) {
 	}
 	var n int64
 	for _, p := range parts {
-		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return 0, err
-		}
-		start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		start, end, err := retained(client, topic, p)
 		if err != nil {
 			return 0, err
 		}
 		n += end - start
 	}
 	return n, nil
+}
+
+// retained returns the earliest offset a partition still holds and its end offset.
+func retained(client sarama.Client, topic string, partition int32) (start, end int64, err error) {
+	if end, err = client.GetOffset(topic, partition, sarama.OffsetNewest); err != nil {
+		return 0, 0, err
+	}
+	if start, err = client.GetOffset(topic, partition, sarama.OffsetOldest); err != nil {
+		return 0, 0, err
+	}
+	return start, end, nil
 }
 
 // FunctionRequest is the body of POST /v1/functions: a function image reference.

@@ -219,11 +219,7 @@ func Lag(client sarama.Client, admin sarama.ClusterAdmin, group, topic string) (
 	}
 	var lag int64
 	for _, p := range parts {
-		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return 0, err
-		}
-		start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		start, end, err := retained(client, topic, p)
 		if err != nil {
 			return 0, err
 		}

@@ -116,11 +116,7 @@ func lastResults(brokers []string, topic string, n int) ([][]byte, error) {
 	}
 	var recs []rec
 	for _, p := range parts {
-		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return nil, err
-		}
-		start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		start, end, err := retained(client, topic, p)
 		if err != nil {
 			return nil, err
 		}

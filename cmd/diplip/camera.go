@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/gateway/apiclient"
 	"github.com/diplip/diplip/ingest/video"
 )
 
@@ -61,30 +62,17 @@ func cameraCommand() *cli.Command {
 				Usage:     "list pulled cameras with their health",
 				UsageText: "diplip camera ls [-o json]\n\nExample:\n   diplip camera ls --gateway http://gw:8080",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
-					cams, err := cl.Cameras(c.Context)
-					if err != nil {
-						return apiExit(err)
-					}
-					return render(c, cams, func(w *tabwriter.Writer) {
-						fmt.Fprintln(w, "ID\tSTREAM\tCONNECTED\tFPS\tFRAMES\tDROPPED\tRECONNECTS\tLAST FRAME\tLAST ERROR\tURL")
-						for _, s := range cams {
-							last := "-"
-							if !s.Health.LastFrame.IsZero() {
-								last = time.Since(s.Health.LastFrame).Round(100*time.Millisecond).String() + " ago"
-							}
-							fmt.Fprintf(w, "%s\t%s\t%v\t%.1f\t%d\t%d\t%d\t%s\t%s\t%s\n", s.ID, s.Stream, s.Health.Connected, s.Health.FPS,
-								s.Health.Frames, s.Health.Dropped, s.Health.Reconnects, last, s.Health.LastError, s.URL)
+				Action: show((*apiclient.Client).Cameras, func(w *tabwriter.Writer, cams []gateway.CameraStatus) {
+					fmt.Fprintln(w, "ID\tSTREAM\tCONNECTED\tFPS\tFRAMES\tDROPPED\tRECONNECTS\tLAST FRAME\tLAST ERROR\tURL")
+					for _, s := range cams {
+						last := "-"
+						if !s.Health.LastFrame.IsZero() {
+							last = time.Since(s.Health.LastFrame).Round(100*time.Millisecond).String() + " ago"
 						}
-					})
-				},
+						fmt.Fprintf(w, "%s\t%s\t%v\t%.1f\t%d\t%d\t%d\t%s\t%s\t%s\n", s.ID, s.Stream, s.Health.Connected, s.Health.FPS,
+							s.Health.Frames, s.Health.Dropped, s.Health.Reconnects, last, s.Health.LastError, s.URL)
+					}
+				}),
 			},
 			{
 				Name:      "rm",

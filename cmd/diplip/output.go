@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -93,4 +94,23 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// show is the action of every read-only listing: call the API, render the answer as a
+// table or as JSON.
+func show[T any](get func(*apiclient.Client, context.Context) (T, error), table func(*tabwriter.Writer, T)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := checkOutput(c); err != nil {
+			return err
+		}
+		cl, err := client(c)
+		if err != nil {
+			return err
+		}
+		v, err := get(cl, c.Context)
+		if err != nil {
+			return apiExit(err)
+		}
+		return render(c, v, func(w *tabwriter.Writer) { table(w, v) })
+	}
 }

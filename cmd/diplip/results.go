@@ -12,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/gateway/apiclient"
 	"github.com/diplip/diplip/internal/wire"
 )
 
@@ -71,39 +73,26 @@ func resourcesCommand() *cli.Command {
 		Usage:     "show the runners (CPUs, memory, devices) and what each runs: DiPLIP's step 1",
 		UsageText: "diplip resources [-o json]\n\nExample:\n   diplip resources --gateway http://gw:8080",
 		Flags:     globalFlags,
-		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
-				return err
-			}
-			cl, err := client(c)
-			if err != nil {
-				return err
-			}
-			res, err := cl.Resources(c.Context)
-			if err != nil {
-				return apiExit(err)
-			}
-			return render(c, res, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "RUNNER\tHOST\tCPUS\tMEMORY\tDEVICES\tGPUS\tSTATE\tDEPLOYMENT\tPARTITIONS\tBATCH\tFPS")
-				for _, r := range res.Runners {
-					var gpus []string
-					for _, g := range r.GPUs {
-						gpus = append(gpus, fmt.Sprintf("%d:%s %s", g.Index, g.Name, humanBytes(g.MemoryMB<<20)))
-					}
-					if len(gpus) == 0 {
-						gpus = []string{"-"}
-					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%.1f\n", r.ID, r.Host, r.CPUs, humanBytes(r.MemoryMB<<20),
-						strings.Join(r.Devices, ","), strings.Join(gpus, ","), r.State, r.Deployment, r.Partitions, r.BatchMode, r.RateFPS)
+		Action: show((*apiclient.Client).Resources, func(w *tabwriter.Writer, res gateway.Resources) {
+			fmt.Fprintln(w, "RUNNER\tHOST\tCPUS\tMEMORY\tDEVICES\tGPUS\tSTATE\tDEPLOYMENT\tPARTITIONS\tBATCH\tFPS")
+			for _, r := range res.Runners {
+				var gpus []string
+				for _, g := range r.GPUs {
+					gpus = append(gpus, fmt.Sprintf("%d:%s %s", g.Index, g.Name, humanBytes(g.MemoryMB<<20)))
 				}
-				if len(res.Runners) == 0 {
-					fmt.Fprintln(w, "(no runners: deployments wake them on the first frame)")
+				if len(gpus) == 0 {
+					gpus = []string{"-"}
 				}
-				fmt.Fprintln(w, "\nDEPLOYMENT\tLAG\tRUNNERS\tDESIRED\tFPS\tCOLD STARTS\tLAST ERROR")
-				for _, d := range res.Deployments {
-					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%d\t%s\n", d.Key, d.Lag, len(d.Runners), d.Desired, d.RateFPS, d.ColdStarts, d.LastError)
-				}
-			})
-		},
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%.1f\n", r.ID, r.Host, r.CPUs, humanBytes(r.MemoryMB<<20),
+					strings.Join(r.Devices, ","), strings.Join(gpus, ","), r.State, r.Deployment, r.Partitions, r.BatchMode, r.RateFPS)
+			}
+			if len(res.Runners) == 0 {
+				fmt.Fprintln(w, "(no runners: deployments wake them on the first frame)")
+			}
+			fmt.Fprintln(w, "\nDEPLOYMENT\tLAG\tRUNNERS\tDESIRED\tFPS\tCOLD STARTS\tLAST ERROR")
+			for _, d := range res.Deployments {
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%d\t%s\n", d.Key, d.Lag, len(d.Runners), d.Desired, d.RateFPS, d.ColdStarts, d.LastError)
+			}
+		}),
 	}
 }

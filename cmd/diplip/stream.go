@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/gateway/apiclient"
 )
 
 func streamCommand() *cli.Command {
@@ -60,37 +61,24 @@ func streamCommand() *cli.Command {
 				Usage:     "list streams",
 				UsageText: "diplip stream ls [-o json]\n\nExample:\n   diplip stream ls -o json",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
-					sts, err := cl.Streams(c.Context)
-					if err != nil {
-						return apiExit(err)
-					}
-					return render(c, sts, func(w *tabwriter.Writer) {
-						fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tFRAMES\tLAG\tTOPIC")
-						for _, s := range sts {
-							ret := "broker default"
-							if s.RetentionMs > 0 {
-								ret = (time.Duration(s.RetentionMs) * time.Millisecond).String()
-							}
-							var lags []string
-							for _, k := range slices.Sorted(maps.Keys(s.Lag)) {
-								lags = append(lags, fmt.Sprintf("%s=%d", k, s.Lag[k]))
-							}
-							if len(lags) == 0 {
-								lags = []string{"-"}
-							}
-							fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Frames,
-								strings.Join(lags, ","), s.Topic)
+				Action: show((*apiclient.Client).Streams, func(w *tabwriter.Writer, sts []gateway.StreamStatus) {
+					fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tFRAMES\tLAG\tTOPIC")
+					for _, s := range sts {
+						ret := "broker default"
+						if s.RetentionMs > 0 {
+							ret = (time.Duration(s.RetentionMs) * time.Millisecond).String()
 						}
-					})
-				},
+						var lags []string
+						for _, k := range slices.Sorted(maps.Keys(s.Lag)) {
+							lags = append(lags, fmt.Sprintf("%s=%d", k, s.Lag[k]))
+						}
+						if len(lags) == 0 {
+							lags = []string{"-"}
+						}
+						fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Frames,
+							strings.Join(lags, ","), s.Topic)
+					}
+				}),
 			},
 			{
 				Name:      "rm",
