@@ -65,6 +65,7 @@ type Local struct {
 	nc         *nats.Conn
 	ln         net.Listener
 	scalerDone chan struct{}
+	served     chan struct{} // closed when the listener has stopped serving
 	token      string
 	cancel     context.CancelFunc
 	serveErr   chan error
@@ -145,7 +146,15 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	go func() { l.serveErr <- l.Gateway.Serve(sctx, l.ln) }()
+	l.served = make(chan struct{})
+	go func() {
+		err := l.Gateway.Serve(sctx, l.ln)
+		if err != nil {
+			l.log.Warn("gateway stopped with an error", "err", err)
+		}
+		l.serveErr <- err // buffered: Done's reader may be gone
+		close(l.served)
+	}()
 	if err := l.Gateway.ResumeCameras(ctx); err != nil {
 		l.log.Warn("some cameras did not resume", "err", err)
 	}
@@ -204,8 +213,8 @@ func (l *Local) ConnectNATS(name string) (*nats.Conn, error) {
 	return nats.Connect(l.NATSURL, opts...)
 }
 
-// Done delivers the gateway listener's error if it fails while running (and nil after
-// Stop), so that the owner can shut down instead of running without an API.
+// Done delivers the gateway listener's error if it stops serving while running, so that
+// the owner can shut down instead of running without an API; Stop may be called after.
 func (l *Local) Done() <-chan error { return l.serveErr }
 
 // Stop shuts everything down in the reverse order of StartLocal: the gateway (no new
@@ -217,10 +226,7 @@ func (l *Local) Stop() {
 	}
 	if l.cancel != nil {
 		l.cancel()
-		if err := <-l.serveErr; err != nil {
-			l.log.Warn("gateway stopped with an error", "err", err)
-		}
-		l.serveErr <- nil // keep Done readable after Stop
+		<-l.served // whether or not Done's reader took the error
 		<-l.scalerDone
 	} else if l.ln != nil {
 		l.ln.Close()
