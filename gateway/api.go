@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/diplip/diplip/functions"
@@ -361,35 +360,22 @@ func (s *Server) resolveFunction(ctx context.Context, refStr string, insecure bo
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	desc, err := remote.Get(ref, registry.RemoteOptions(ctx, s.registryOpts...)...)
+	info, err := registry.Inspect(ctx, ref, s.registryOpts...)
 	var te *transport.Error
 	switch {
+	case errors.Is(err, registry.ErrNotFunction):
+		return fn, errorf(http.StatusBadRequest, "%v", err)
 	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
 		return fn, errorf(http.StatusNotFound, "function image %s not found in its registry; push it first with: diplip fn push %s", ref, ref)
 	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
 		return fn, errorf(http.StatusBadGateway, "the registry of %s refused the gateway's credentials (%v); log the gateway's host in to it (docker config)", ref, err)
 	case err != nil:
-		return fn, errorf(http.StatusBadGateway, "function image %s: %v", ref, err)
+		return fn, errorf(http.StatusBadGateway, "%v", err)
 	}
-	img, err := desc.Image()
-	if err != nil {
-		return fn, errorf(http.StatusBadRequest, "function image %s: %v", ref, err)
-	}
-	spec, err := registry.SpecOf(img)
-	if err != nil {
-		return fn, errorf(http.StatusBadRequest, "%s: %v", ref, err)
-	}
-	specJSON, _ := json.Marshal(spec)
-	var size int64
-	if m, err := img.Manifest(); err == nil {
-		size = m.Config.Size
-		for _, l := range m.Layers {
-			size += l.Size
-		}
-	}
+	specJSON, _ := json.Marshal(info.Spec)
 	return controlplane.Function{
-		Name: spec.Name, Ref: ref.String(), Digest: ref.Context().Digest(desc.Digest.String()).String(),
-		Spec: specJSON, Size: size, Created: time.Now().UTC(),
+		Name: info.Spec.Name, Ref: ref.String(), Digest: info.Digest.String(),
+		Spec: specJSON, Size: info.Size, Created: time.Now().UTC(),
 	}, nil
 }
 

@@ -3,16 +3,21 @@ package registry
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -127,25 +132,59 @@ func tarFiles(dir string, names []string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// ErrNotFunction is wrapped by every error about an image that is not a valid diplip
+// function (no spec label, an invalid spec, not an image at all).
+var ErrNotFunction = errors.New("not a diplip function image")
+
 // SpecOf reads the function spec from an image's config labels (no layer download).
 func SpecOf(img v1.Image) (*functions.Spec, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, fmt.Errorf("reading image config: %w", err)
+		return nil, fmt.Errorf("%w: reading its config: %v", ErrNotFunction, err)
 	}
 	raw, ok := cf.Config.Labels[LabelSpec]
 	if !ok {
-		return nil, fmt.Errorf("not a diplip function image: its config has no %s label", LabelSpec)
+		return nil, fmt.Errorf("%w: its config has no %s label", ErrNotFunction, LabelSpec)
 	}
-	return specFromJSON([]byte(raw))
+	// YAML is a superset of JSON and the spec's YAML and JSON field names are the same,
+	// so the one strict parser reads the label.
+	spec, err := functions.ParseSpec(strings.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%w: the spec in its config: %v", ErrNotFunction, err)
+	}
+	return spec, nil
 }
 
-// specFromJSON parses a spec stored as JSON. YAML is a superset of JSON and the spec's
-// YAML and JSON field names are the same, so the one strict parser serves both.
-func specFromJSON(b []byte) (*functions.Spec, error) {
-	s, err := functions.ParseSpec(bytes.NewReader(b))
+// Info is what a registry says about a function image, read without its layers.
+type Info struct {
+	Digest name.Digest // the reference pinned to the manifest's digest
+	Spec   *functions.Spec
+	Size   int64 // config and layers, compressed
+}
+
+// Inspect reads a function image's manifest and config. A registry failure (not found,
+// refused, unreachable) wraps go-containerregistry's error; an image that is not a
+// function wraps ErrNotFunction.
+func Inspect(ctx context.Context, ref name.Reference, extra ...remote.Option) (Info, error) {
+	desc, err := remote.Get(ref, RemoteOptions(ctx, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("function spec in image: %w", err)
+		return Info{}, fmt.Errorf("function image %s: %w", ref, err)
 	}
-	return s, nil
+	img, err := desc.Image()
+	if err != nil {
+		return Info{}, fmt.Errorf("%s: %w: %v", ref, ErrNotFunction, err)
+	}
+	spec, err := SpecOf(img)
+	if err != nil {
+		return Info{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return Info{}, fmt.Errorf("%s: %w: %v", ref, ErrNotFunction, err)
+	}
+	info := Info{Digest: ref.Context().Digest(desc.Digest.String()), Spec: spec, Size: m.Config.Size}
+	for _, l := range m.Layers {
+		info.Size += l.Size
+	}
+	return info, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
@@ -269,26 +268,12 @@ func fnInspect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	desc, err := remote.Get(ref, registry.RemoteOptions(c.Context)...)
+	info, err := registry.Inspect(c.Context, ref)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
 	}
-	img, err := desc.Image()
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
-	}
-	spec, err := registry.SpecOf(img)
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		return err
-	}
-	out := inspected{Ref: ref.String(), Digest: ref.Context().Digest(desc.Digest.String()).String(), Size: m.Config.Size, Spec: spec}
-	for _, l := range m.Layers {
-		out.Size += l.Size
-	}
+	spec := info.Spec
+	out := inspected{Ref: ref.String(), Digest: info.Digest.String(), Size: info.Size, Spec: spec}
 	return render(c, out, func(w *tabwriter.Writer) {
 		fmt.Fprintf(w, "ref\t%s\ndigest\t%s\nsize\t%s\nfunction\t%s (%s, %s)\n", out.Ref, out.Digest, humanBytes(out.Size), spec.Name, spec.Runtime, spec.Model)
 		fmt.Fprintf(w, "input\t%s %dx%d %s %s %s\n", spec.Input.Tensor, spec.Input.Width, spec.Input.Height, spec.Input.Layout, spec.Input.Channels, spec.Input.Resize)
