@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/common/expfmt"
@@ -232,14 +231,14 @@ func TestTokenGuardsAPIAndRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	anon, _ := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/yolox-nano:anon", false)
-	if _, err := registry.Push(ctx, img, anon, nil, remote.WithAuthFromKeychain(tokenKeychain("wrong"))); err == nil ||
+	if _, err := registry.Push(ctx, img, anon, nil, registry.WithToken("wrong")); err == nil ||
 		!strings.Contains(err.Error(), "401") {
 		t.Fatalf("push with a wrong token: %v, want the registry's 401", err)
 	}
 
 	// A registry client with the token as password can push; the gateway reads its own
 	// registry with it when resolving the deployment.
-	ref := pushExample(t, l, "v1", remote.WithAuthFromKeychain(tokenKeychain("s3cret")))
+	ref := pushExample(t, l, "v1", registry.WithToken("s3cret"))
 	cam := testkit.Name("cam")
 	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: cam, Partitions: 1}); err != nil {
 		t.Fatal(err)
@@ -260,14 +259,6 @@ func pushPlain(refStr string) error {
 	}
 	_, err = registry.Push(context.Background(), img, ref, nil)
 	return err
-}
-
-// tokenKeychain answers every registry with the token as a basic-auth password, as
-// `docker login -p TOKEN` would.
-type tokenKeychain string
-
-func (k tokenKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
-	return &authn.Basic{Username: "ci", Password: string(k)}, nil
 }
 
 // /metrics is Prometheus text that the official parser reads, and the ingest counter

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
@@ -140,7 +139,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (l *Local, err error) {
 	if l.Gateway, err = NewServer(Config{
 		Kafka: l.Brokers, NATS: l.nc, Store: store, Registry: l.Registry, Token: cfg.Token, Logger: cfg.Logger, Scaler: l.Scaler,
 		OpenSource:      cfg.OpenSource,
-		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(selfKeychain{host: l.ln.Addr().String(), token: cfg.Token})},
+		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(registry.SelfKeychain(l.ln.Addr().String(), cfg.Token))},
 	}); err != nil {
 		return l, err
 	}
@@ -249,17 +248,4 @@ func (l *Local) Stop() {
 	if l.NATS != nil {
 		l.NATS.Shutdown()
 	}
-}
-
-// selfKeychain gives the gateway's own token to its own registry and defers to the docker
-// config keychain for every other registry.
-type selfKeychain struct {
-	host, token string
-}
-
-func (k selfKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	if k.token != "" && r.RegistryStr() == k.host {
-		return &authn.Basic{Username: "diplip", Password: k.token}, nil
-	}
-	return authn.DefaultKeychain.Resolve(r)
 }

@@ -122,3 +122,32 @@ func (s *Store) Get(ref name.Reference) (v1.Image, error) {
 	}
 	return nil, fmt.Errorf("%s: %w (build it with: diplip fn build DIR -t %s)", ref, ErrNotBuilt, ref)
 }
+
+// WithToken authenticates to registries with a diplip gateway's token (as the password
+// of HTTP basic auth, which is what the gateway's registry accepts). It replaces the
+// docker config keychain, so give it only for a diplip gateway's registry.
+func WithToken(token string) remote.Option {
+	return remote.WithAuthFromKeychain(tokenKeychain(token))
+}
+
+// tokenKeychain answers every registry with the token as a basic-auth password.
+type tokenKeychain string
+
+func (k tokenKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return &authn.Basic{Username: "diplip", Password: string(k)}, nil
+}
+
+// SelfKeychain gives token to the registry at host (a gateway's own) and defers to the
+// docker config keychain for every other registry.
+func SelfKeychain(host, token string) authn.Keychain {
+	return selfKeychain{host: host, token: token}
+}
+
+type selfKeychain struct{ host, token string }
+
+func (k selfKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if k.token != "" && r.RegistryStr() == k.host {
+		return tokenKeychain(k.token).Resolve(r)
+	}
+	return authn.DefaultKeychain.Resolve(r)
+}

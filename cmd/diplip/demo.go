@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
+
+	"github.com/diplip/diplip/bench"
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/gateway"
@@ -51,9 +53,9 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	if err != nil {
 		return err
 	}
-	var opts []remoteOption
+	var opts []remote.Option
 	if token != "" {
-		opts = append(opts, withToken(token))
+		opts = append(opts, registry.WithToken(token))
 	}
 	pinned, err := registry.Push(ctx, img, ref, nil, opts...)
 	if err != nil {
@@ -148,7 +150,10 @@ func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment, inFPS floa
 		i++
 	}
 	s.at, s.latencies = s.at[i:], s.latencies[i:]
-	p50, p99 := percentile(s.latencies, 0.5), percentile(s.latencies, 0.99)
+	p50, p99 := 0.0, 0.0 // until the first result
+	if len(s.latencies) > 0 {
+		p50, p99 = bench.Percentile(s.latencies, 0.5), bench.Percentile(s.latencies, 0.99)
+	}
 	runners, lag := 0, int64(0)
 	for _, ds := range l.Scaler.Status() {
 		if ds.Key == d.Key() {
@@ -167,13 +172,4 @@ func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment, inFPS floa
 	}
 	s.out = 0
 	return line
-}
-
-func percentile(v []float64, q float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))]
 }

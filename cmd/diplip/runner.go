@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
@@ -62,7 +61,7 @@ func runRunner(c *cli.Context) error {
 	defer nc.Close()
 	cache := &registry.Cache{Dir: c.String("cache")}
 	if t := c.String("token"); t != "" {
-		cache.Options = []remote.Option{remote.WithAuthFromKeychain(staticKeychain(t))}
+		cache.Options = []remote.Option{registry.WithToken(t)}
 	}
 	threads := c.Int("threads")
 	load := func(dir, device string) (runner.Model, bool, func() error, error) {
@@ -102,18 +101,4 @@ func runRunner(c *cli.Context) error {
 	agent.Close()
 	logger.Info("runner stopped", "runner", agent.ID())
 	return nil
-}
-
-// staticKeychain offers the gateway's token (as a basic-auth password) to registries.
-type staticKeychain string
-
-func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
-	return &authn.Basic{Username: "diplip", Password: string(k)}, nil
-}
-
-type remoteOption = remote.Option
-
-// withToken offers the gateway's token to its registry.
-func withToken(token string) remote.Option {
-	return remote.WithAuthFromKeychain(staticKeychain(token))
 }
