@@ -21,21 +21,21 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/gateway/apiclient"
 	"github.com/diplip/diplip/ingest"
-	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/node"
 	"github.com/diplip/diplip/runner"
 )
 
 // Env is what a run measures: a running single-machine diplip, the function and frames.
 type Env struct {
-	Local *gateway.Local
-	// Ref is the function image, already pushed to Local's registry.
+	Node *node.Node
+	// Ref is the function image, already pushed to the node's registry.
 	Ref string
 	// FunctionDir holds the same function, for the direct loop.
 	FunctionDir string
@@ -51,15 +51,23 @@ type Env struct {
 // the Kafka broker when managed, and the runner processes the local driver started.
 func (e *Env) processes() map[string]int {
 	procs := map[string]int{"gateway": os.Getpid()}
-	if e.Local.Kafka != nil {
-		procs["kafka"] = e.Local.Kafka.PID(0)
+	if pid := e.Node.KafkaPID(); pid != 0 {
+		procs["kafka"] = pid
 	}
-	if e.Local.Driver != nil {
-		for id, pid := range e.Local.Driver.PIDs() {
-			procs["runner "+id] = pid
-		}
+	for id, pid := range e.Node.RunnerPIDs() {
+		procs["runner "+id] = pid
 	}
 	return procs
+}
+
+// resources asks the gateway for its runners and deployments (empty on error).
+func (e *Env) resources() api.Resources {
+	cl, err := apiclient.New(e.Node.URL(), "")
+	if err != nil {
+		return api.Resources{}
+	}
+	res, _ := cl.Resources(context.Background())
+	return res
 }
 
 func (e *Env) say(format string, args ...any) {
@@ -161,22 +169,22 @@ func runDirect(ctx context.Context, d time.Duration, env *Env) (Row, error) {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // stream creates a fresh stream and deploys the function on it.
-func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min, max int) (controlplane.Stream, error) {
-	cl, err := apiclient.New(env.Local.URL, "")
+func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min, max int) (wire.Stream, error) {
+	cl, err := apiclient.New(env.Node.URL(), "")
 	if err != nil {
-		return controlplane.Stream{}, err
+		return wire.Stream{}, err
 	}
 	name := fmt.Sprintf("%s-%x", prefix, time.Now().UnixNano()&0xffffff)
-	st, err := cl.CreateStream(ctx, gateway.StreamRequest{Name: name, Partitions: partitions})
+	st, err := cl.CreateStream(ctx, api.StreamRequest{Name: name, Partitions: partitions})
 	if err != nil {
-		return st, err
+		return wire.Stream{}, err
 	}
-	_, err = cl.Deploy(ctx, gateway.DeployRequest{Ref: env.Ref, Stream: name, Min: min, Max: max, Policy: "replay"})
-	return st, err
+	_, err = cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Min: min, Max: max, Policy: "replay"})
+	return wire.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions}, err
 }
 
-func undeploy(env *Env, st controlplane.Stream) {
-	cl, _ := apiclient.New(env.Local.URL, "")
+func undeploy(env *Env, st wire.Stream) {
+	cl, _ := apiclient.New(env.Node.URL(), "")
 	ctx := context.Background()
 	fns, _ := cl.Deployments(ctx)
 	for _, d := range fns {
@@ -203,7 +211,7 @@ type resultTap struct {
 }
 
 func tapResults(env *Env, stream string) (*resultTap, error) {
-	nc, err := env.Local.ConnectNATS("diplip-bench")
+	nc, err := env.Node.ConnectNATS("diplip-bench")
 	if err != nil {
 		return nil, err
 	}
@@ -276,12 +284,12 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 			}
 			cam := fmt.Sprintf("cam-%d", i)
 			if sw.Push == "mjpeg" {
-				if status, err := ingest.PushMJPEGLoop(cctx, env.Local.URL, "", st.Name, cam, env.Frames, perCamera); err != nil || status != http.StatusOK {
+				if status, err := ingest.PushMJPEGLoop(cctx, env.Node.URL(), "", st.Name, cam, env.Frames, perCamera); err != nil || status != http.StatusOK {
 					refused.Add(1)
 				}
 				return
 			}
-			ingest.PushLoop(cctx, env.Local.URL, "", st.Name, cam, env.Frames, perCamera,
+			ingest.PushLoop(cctx, env.Node.URL(), "", st.Name, cam, env.Frames, perCamera,
 				func(status int, err error) {
 					if status != http.StatusCreated {
 						refused.Add(1)
@@ -324,8 +332,8 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 // activate (versus a process to start) is in the note.
 func runColdStart(ctx context.Context, env *Env) (Row, error) {
 	idle := 0
-	for _, r := range env.Local.Scaler.Runners() {
-		if r.State == "idle" {
+	for _, r := range env.resources().Runners {
+		if r.State == wire.StateIdle {
 			idle++
 		}
 	}
@@ -340,7 +348,7 @@ func runColdStart(ctx context.Context, env *Env) (Row, error) {
 	}
 	defer tap.close()
 	t0 := time.Now()
-	resp, err := http.Post(env.Local.URL+"/v1/streams/"+st.Name+"/frames?camera=cold", "image/jpeg", bytes.NewReader(env.Frames[0]))
+	resp, err := http.Post(env.Node.URL()+"/v1/streams/"+st.Name+"/frames?camera=cold", "image/jpeg", bytes.NewReader(env.Frames[0]))
 	if err != nil {
 		return Row{}, err
 	}
@@ -370,12 +378,12 @@ func runScaleUp(ctx context.Context, sw *Sweep, env *Env, direct Row) (Row, erro
 	defer stop()
 	t0 := time.Now()
 	for i := range sw.Cameras {
-		go ingest.PushLoop(cctx, env.Local.URL, "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, 1.5*direct.FPS/float64(sw.Cameras), nil)
+		go ingest.PushLoop(cctx, env.Node.URL(), "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, 1.5*direct.FPS/float64(sw.Cameras), nil)
 	}
-	key := controlplane.DeploymentKey("yolox-nano", st.Name)
+	key := wire.DeploymentKey("yolox-nano", st.Name)
 	var one time.Duration
 	for time.Since(t0) < 2*time.Minute {
-		for _, d := range env.Local.Scaler.Status() {
+		for _, d := range env.resources().Deployments {
 			if d.Key != key {
 				continue
 			}
@@ -398,12 +406,9 @@ func runScaleUp(ctx context.Context, sw *Sweep, env *Env, direct Row) (Row, erro
 func idleRunnerMemory(env *Env) (Row, bool) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		pids := map[string]int{}
-		if env.Local.Driver != nil {
-			pids = env.Local.Driver.PIDs()
-		}
-		for _, r := range env.Local.Scaler.Runners() {
-			if pid, ok := pids[r.ID]; ok && r.State == "idle" {
+		pids := env.Node.RunnerPIDs()
+		for _, r := range env.resources().Runners {
+			if pid, ok := pids[r.ID]; ok && r.State == wire.StateIdle {
 				time.Sleep(time.Second) // let the deactivation's GC finish
 				s, err := sampleProc(pid)
 				if err != nil {
@@ -434,8 +439,8 @@ func (m simulatedModel) Run(frames [][]byte) ([]functions.FrameResult, functions
 // workers turn it into results, through the same runner code as a real function.
 func runSimulated(ctx context.Context, sw *Sweep, env *Env, k int) (Row, error) {
 	name := fmt.Sprintf("bench-sim-%x", time.Now().UnixNano()&0xffffff)
-	st := controlplane.Stream{Name: name, Topic: "diplip.frames." + name, ResultsTopic: "diplip.results." + name, Partitions: sw.SimPartitions}
-	brokers := env.Local.Brokers
+	st := wire.Stream{Name: name, Topic: "diplip.frames." + name, ResultsTopic: "diplip.results." + name, Partitions: sw.SimPartitions}
+	brokers := env.Node.Brokers()
 	admin, err := sarama.NewClusterAdmin(brokers, kafkaclient.NewConfig("diplip-bench"))
 	if err != nil {
 		return Row{}, err
@@ -447,21 +452,29 @@ func runSimulated(ctx context.Context, sw *Sweep, env *Env, k int) (Row, error) 
 		}
 		defer admin.DeleteTopic(t)
 	}
-	d := controlplane.Deployment{Function: "sim", Stream: name, Digest: "bench/sim@sha256:0000000000000000", Max: k,
-		Batch: sw.SimBatch, Device: "cpu", Policy: "replay"}
+	d := wire.Deployment{Function: "sim", Stream: name, Digest: "bench/sim@sha256:0000000000000000", Max: k,
+		Batch: sw.SimBatch, Device: wire.DeviceCPU, Policy: wire.PolicyReplay}
 	model := simulatedModel{service: time.Duration(sw.SimServiceTime), perFrame: time.Duration(sw.SimPerFrame)}
 	var workers []*runner.Worker
-	defer func() {
-		for _, w := range workers {
-			w.Stop()
+	var clients []*kafkaclient.Client
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	defer func() { // each simulated runner stops, then its client closes
+		stopWorkers()
+		running.Wait()
+		for _, kc := range clients {
+			kc.Close()
 		}
 	}()
 	for i := range k {
-		w, err := runner.StartWorker(runner.WorkerConfig{Brokers: brokers, Deployment: d, Stream: st, Model: model,
-			MaxDelay: 5 * time.Millisecond, ClientID: fmt.Sprintf("bench-sim-%d", i)})
+		kc := kafkaclient.NewWithConfig(brokers, kafkaclient.RunnerConfig(fmt.Sprintf("bench-sim-%d", i)))
+		clients = append(clients, kc)
+		w, err := runner.NewWorker(runner.WorkerConfig{Kafka: kc, Deployment: d, Stream: st, Model: model,
+			MaxDelay: 5 * time.Millisecond})
 		if err != nil {
 			return Row{}, err
 		}
+		running.Go(func() { _ = w.Run(wctx) })
 		workers = append(workers, w)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -540,7 +553,7 @@ func runIngest(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 		wg.Go(func() {
 			client := &http.Client{Timeout: 30 * time.Second}
 			for next.Add(1) <= int64(sw.IngestRecords) {
-				resp, err := client.Post(env.Local.URL+"/v1/streams/"+st.Name+"/frames?camera=ing-"+strconv.Itoa(c), "image/jpeg", bytes.NewReader(frame))
+				resp, err := client.Post(env.Node.URL()+"/v1/streams/"+st.Name+"/frames?camera=ing-"+strconv.Itoa(c), "image/jpeg", bytes.NewReader(frame))
 				if err != nil {
 					failed.Add(1)
 					continue
@@ -559,7 +572,7 @@ func runIngest(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 
 	cmd := exec.CommandContext(ctx, "java", "-Xmx512m", "-cp", filepath.Join(env.KafkaLib, "*"), "org.apache.kafka.tools.ProducerPerformance",
 		"--topic", st.Topic, "--num-records", strconv.Itoa(sw.IngestRecords), "--record-size", strconv.Itoa(len(frame)),
-		"--throughput", "-1", "--producer-props", "bootstrap.servers="+strings.Join(env.Local.Brokers, ","), "acks=all")
+		"--throughput", "-1", "--producer-props", "bootstrap.servers="+strings.Join(env.Node.Brokers(), ","), "acks=all")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return rows, fmt.Errorf("ProducerPerformance: %v\n%s", err, out)

@@ -2,15 +2,15 @@ package functions
 
 import (
 	"cmp"
-	"fmt"
-	"maps"
 	"slices"
-	"strings"
 )
 
 // Box is an axis-aligned box in pixels: (X1,Y1) top-left, (X2,Y2) bottom-right.
 type Box struct {
-	X1, Y1, X2, Y2 float32
+	X1 float32 `json:"x1"`
+	Y1 float32 `json:"y1"`
+	X2 float32 `json:"x2"`
+	Y2 float32 `json:"y2"`
 }
 
 func (b Box) area() float32 {
@@ -98,31 +98,4 @@ func (g Geometry) ToSource(b Box) Box {
 		X2: clip((b.X2-float32(g.OffX))/g.ScaleX, g.SrcW),
 		Y2: clip((b.Y2-float32(g.OffY))/g.ScaleY, g.SrcH),
 	}
-}
-
-// Summarize counts detections by label, most frequent first: "7 person, 1 car".
-func Summarize(dets []Detection) string {
-	counts := map[string]int{}
-	for _, d := range dets {
-		l := d.Label
-		if l == "" {
-			l = fmt.Sprintf("class %d", d.ClassID)
-		}
-		counts[l]++
-	}
-	labels := slices.Collect(maps.Keys(counts))
-	slices.SortFunc(labels, func(a, b string) int {
-		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-	parts := make([]string, len(labels))
-	for i, l := range labels {
-		parts[i] = fmt.Sprintf("%d %s", counts[l], l)
-	}
-	if len(parts) == 0 {
-		return "nothing"
-	}
-	return strings.Join(parts, ", ")
 }

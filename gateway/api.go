@@ -11,15 +11,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
-	"github.com/diplip/diplip/runner"
 )
+
+// DefaultMaxAge is a live deployment's max age when it names none: frames older than this
+// when their batch starts get a "skipped" result, so latency stays bounded under overload.
+const DefaultMaxAge = 5 * time.Second
 
 // maxRequestBytes bounds a JSON request body on the API.
 const maxRequestBytes = 1 << 20
@@ -94,43 +98,34 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 func (s *Server) routes() {
-	api := http.NewServeMux()
-	api.HandleFunc("GET /v1/streams", s.handler(s.listStreams))
-	api.HandleFunc("POST /v1/streams", s.handler(s.createStream))
-	api.HandleFunc("GET /v1/streams/{name}", s.handler(oneOf(s.stream)))
-	api.HandleFunc("DELETE /v1/streams/{name}", s.handler(s.deleteStream))
-	api.HandleFunc("POST /v1/streams/{stream}/frames", s.push.Frames)
-	api.HandleFunc("POST /v1/streams/{stream}/mjpeg", s.push.MJPEG)
-	api.HandleFunc("GET /v1/functions", s.handler(listOf(s.store.Functions)))
-	api.HandleFunc("POST /v1/functions", s.handler(s.registerFunction))
-	api.HandleFunc("GET /v1/functions/{name}", s.handler(oneOf(s.function)))
-	api.HandleFunc("DELETE /v1/functions/{name}", s.handler(s.deleteFunction))
-	api.HandleFunc("GET /v1/deployments", s.handler(listOf(s.store.Deployments)))
-	api.HandleFunc("POST /v1/deployments", s.handler(s.deploy))
-	api.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
-	api.HandleFunc("GET /v1/resources", s.handler(s.resources))
-	api.HandleFunc("GET /v1/streams/{stream}/frames/{partition}/{offset}", s.handler(s.frame))
-	api.HandleFunc("GET /v1/cameras", s.handler(s.listCameras))
-	api.HandleFunc("POST /v1/cameras", s.handler(s.addCamera))
-	api.HandleFunc("DELETE /v1/cameras/{id}", s.handler(s.removeCamera))
-	api.HandleFunc("GET /v1/streams/{stream}/results", s.handler(s.results))
-	api.HandleFunc("/v1/", s.handler(func(w http.ResponseWriter, r *http.Request) error {
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/streams", s.handler(s.listStreams))
+	v1.HandleFunc("POST /v1/streams", s.handler(s.createStream))
+	v1.HandleFunc("GET /v1/streams/{name}", s.handler(oneOf(s.stream, apiStream)))
+	v1.HandleFunc("DELETE /v1/streams/{name}", s.handler(s.deleteStream))
+	v1.HandleFunc("POST /v1/streams/{stream}/frames", s.push.Frames)
+	v1.HandleFunc("POST /v1/streams/{stream}/mjpeg", s.push.MJPEG)
+	v1.HandleFunc("GET /v1/functions", s.handler(listOf(s.cfg.Store.Functions, apiFunction)))
+	v1.HandleFunc("POST /v1/functions", s.handler(s.registerFunction))
+	v1.HandleFunc("GET /v1/functions/{name}", s.handler(oneOf(s.function, apiFunction)))
+	v1.HandleFunc("DELETE /v1/functions/{name}", s.handler(s.deleteFunction))
+	v1.HandleFunc("GET /v1/deployments", s.handler(listOf(s.cfg.Store.Deployments, apiDeployment)))
+	v1.HandleFunc("POST /v1/deployments", s.handler(s.deploy))
+	v1.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
+	v1.HandleFunc("GET /v1/resources", s.handler(s.resources))
+	v1.HandleFunc("GET /v1/streams/{stream}/frames/{partition}/{offset}", s.handler(s.frame))
+	v1.HandleFunc("GET /v1/cameras", s.handler(s.listCameras))
+	v1.HandleFunc("POST /v1/cameras", s.handler(s.addCamera))
+	v1.HandleFunc("DELETE /v1/cameras/{id}", s.handler(s.removeCamera))
+	v1.HandleFunc("GET /v1/streams/{stream}/results", s.handler(s.results))
+	v1.HandleFunc("/v1/", s.handler(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
-	s.mux.Handle("/v1/", requireToken(s.token, api))
+	s.mux.Handle("/v1/", requireToken(s.cfg.Token, v1))
 }
 
-// StreamRequest is the body of POST /v1/streams.
-type StreamRequest struct {
-	Name           string `json:"name"`
-	Partitions     int32  `json:"partitions"`
-	Replication    int16  `json:"replication,omitempty"` // 0: min(3, brokers)
-	RetentionMs    int64  `json:"retention_ms,omitempty"`
-	RetentionBytes int64  `json:"retention_bytes,omitempty"`
-}
-
-func (s *Server) stream(ctx context.Context, name string) (controlplane.Stream, error) {
-	st, err := s.store.Stream(ctx, name)
+func (s *Server) stream(ctx context.Context, name string) (wire.Stream, error) {
+	st, err := s.cfg.Store.Stream(ctx, name)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return st, errorf(http.StatusNotFound, "stream %q not found; create it with: diplip stream create %s", name, name)
 	}
@@ -140,11 +135,11 @@ func (s *Server) stream(ctx context.Context, name string) (controlplane.Stream, 
 // createStream creates the stream's frames and results topics, then records the stream.
 // If any step fails, what was created is removed again.
 func (s *Server) createStream(w http.ResponseWriter, r *http.Request) error {
-	var req StreamRequest
+	var req api.StreamRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := controlplane.ValidName("stream", req.Name); err != nil {
+	if err := wire.ValidName("stream", req.Name); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
 	if req.Partitions < 1 || req.Partitions > 1024 {
@@ -153,23 +148,18 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) error {
 	if req.RetentionMs < 0 || req.RetentionBytes < 0 {
 		return errorf(http.StatusBadRequest, "retention must not be negative")
 	}
-	if _, err := s.store.Stream(r.Context(), req.Name); err == nil {
+	if _, err := s.cfg.Store.Stream(r.Context(), req.Name); err == nil {
 		return errorf(http.StatusConflict, "stream %q already exists", req.Name)
 	}
-	admin, err := sarama.NewClusterAdmin(s.kafka, kafkaclient.NewConfig("diplip-gateway-admin"))
-	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "kafka unreachable at %v: %v", s.kafka, err)
-	}
-	defer admin.Close()
 	rf := req.Replication
 	if rf == 0 {
-		brokers, _, err := admin.DescribeCluster()
+		n, err := s.cfg.Kafka.BrokerCount()
 		if err != nil {
 			return errorf(http.StatusServiceUnavailable, "kafka: describing the cluster: %v", err)
 		}
-		rf = int16(min(3, len(brokers)))
+		rf = int16(min(3, n))
 	}
-	st := controlplane.Stream{
+	st := wire.Stream{
 		Name: req.Name, Topic: "diplip.frames." + req.Name, ResultsTopic: "diplip.results." + req.Name,
 		Partitions: req.Partitions, Replication: rf, RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
 		Created: time.Now().UTC(),
@@ -181,30 +171,27 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) error {
 	if req.RetentionBytes > 0 {
 		cfg["retention.bytes"] = ptr(fmt.Sprint(req.RetentionBytes))
 	}
-	var created []string
+	topics := []kafkaclient.TopicSpec{
+		{Name: st.Topic, Partitions: req.Partitions, Replication: rf, Config: cfg},
+		{Name: st.ResultsTopic, Partitions: req.Partitions, Replication: rf, Config: cfg},
+	}
+	if err := s.cfg.Kafka.CreateTopics(topics); err != nil {
+		return errorf(http.StatusBadGateway, "kafka: %v", err)
+	}
 	undo := func() {
-		for _, t := range created {
-			if err := admin.DeleteTopic(t); err != nil {
-				s.log.Warn("could not remove topic after a failed stream create", "topic", t, "err", err)
-			}
+		if err := s.cfg.Kafka.DeleteTopics(st.Topic, st.ResultsTopic); err != nil {
+			s.log.Warn("could not remove topics after a failed stream create", "stream", st.Name, "err", err)
 		}
 	}
-	for _, topic := range []string{st.Topic, st.ResultsTopic} {
-		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: req.Partitions, ReplicationFactor: rf, ConfigEntries: cfg}, false)
-		if err != nil {
-			undo()
-			return errorf(http.StatusBadGateway, "kafka: creating topic %s: %v", topic, err)
-		}
-		created = append(created, topic)
-	}
-	if err := s.store.CreateStream(r.Context(), st); err != nil {
+	if err := s.cfg.Store.CreateStream(r.Context(), st); err != nil {
 		undo()
 		if errors.Is(err, controlplane.ErrExists) {
 			return errorf(http.StatusConflict, "stream %q already exists", req.Name)
 		}
 		return err
 	}
-	writeJSON(w, http.StatusCreated, st)
+	s.cfg.Streams.Remember(st)
+	writeJSON(w, http.StatusCreated, apiStream(st))
 	return nil
 }
 
@@ -213,7 +200,7 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	deps, err := s.store.Deployments(r.Context())
+	deps, err := s.cfg.Store.Deployments(r.Context())
 	if err != nil {
 		return err
 	}
@@ -223,66 +210,49 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) error {
 				st.Name, d.Key(), d.Function, d.Stream)
 		}
 	}
-	admin, err := sarama.NewClusterAdmin(s.kafka, kafkaclient.NewConfig("diplip-gateway-admin"))
+	cams, err := s.cfg.Store.Cameras(r.Context())
 	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "kafka unreachable at %v: %v", s.kafka, err)
-	}
-	defer admin.Close()
-	// The record goes last: while a topic deletion fails, the stream stays listed and the
-	// delete can be retried.
-	for _, topic := range []string{st.Topic, st.ResultsTopic} {
-		if err := admin.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			return errorf(http.StatusBadGateway, "kafka: deleting topic %s: %v", topic, err)
-		}
-	}
-	if err := s.store.DeleteStream(r.Context(), st.Name); err != nil {
 		return err
 	}
+	for _, c := range cams {
+		if c.Stream == st.Name {
+			return errorf(http.StatusConflict, "stream %q has camera %s; remove it first with: diplip camera rm %s", st.Name, c.ID, c.ID)
+		}
+	}
+	// The record goes last: while a topic deletion fails, the stream stays listed and the
+	// delete can be retried.
+	if err := s.cfg.Kafka.DeleteTopics(st.Topic, st.ResultsTopic); err != nil {
+		return errorf(http.StatusBadGateway, "kafka: %v", err)
+	}
+	if err := s.cfg.Store.DeleteStream(r.Context(), st.Name); err != nil {
+		return err
+	}
+	s.cfg.Streams.Forget(st.Name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// StreamStatus is a stream with what flows through it, as GET /v1/streams answers.
-type StreamStatus struct {
-	controlplane.Stream
-	// Frames is how many frames the stream holds (end offsets minus earliest retained).
-	Frames int64 `json:"frames"`
-	// Lag is each deployment's consumer lag on the stream, by deployment key.
-	Lag map[string]int64 `json:"lag"`
-	// Error says why Frames and Lag are missing (Kafka unreachable).
-	Error string `json:"error,omitempty"`
-}
-
 func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) error {
-	sts, err := s.store.Streams(r.Context())
+	sts, err := s.cfg.Store.Streams(r.Context())
 	if err != nil {
 		return err
 	}
-	deps, err := s.store.Deployments(r.Context())
+	deps, err := s.cfg.Store.Deployments(r.Context())
 	if err != nil {
 		return err
 	}
-	out := make([]StreamStatus, len(sts))
-	client, err := sarama.NewClient(s.kafka, kafkaclient.NewConfig("diplip-gateway-streams"))
-	var admin sarama.ClusterAdmin
-	if err == nil {
-		defer client.Close()
-		admin, err = sarama.NewClusterAdminFromClient(client)
-	}
+	out := make([]api.StreamStatus, len(sts))
 	for i, st := range sts {
-		out[i] = StreamStatus{Stream: st, Lag: map[string]int64{}}
+		out[i] = api.StreamStatus{Stream: apiStream(st), Lag: map[string]int64{}}
+		n, err := s.cfg.Kafka.StoredRecords(st.Topic)
 		if err != nil {
 			out[i].Error = "kafka: " + err.Error()
 			continue
 		}
-		if n, ferr := storedFrames(client, st.Topic); ferr == nil {
-			out[i].Frames = n
-		} else {
-			out[i].Error = ferr.Error()
-		}
+		out[i].Frames = n
 		for _, d := range deps {
 			if d.Stream == st.Name {
-				if lag, lerr := Lag(client, admin, d.Group(), st.Topic); lerr == nil {
+				if lag, err := s.cfg.Kafka.Lag(d.Group(), st.Topic); err == nil {
 					out[i].Lag[d.Key()] = lag
 				}
 			}
@@ -292,42 +262,8 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// storedFrames counts the records a topic holds now.
-func storedFrames(client sarama.Client, topic string) (int64, error) {
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, p := range parts {
-		start, end, err := retained(client, topic, p)
-		if err != nil {
-			return 0, err
-		}
-		n += end - start
-	}
-	return n, nil
-}
-
-// retained returns the earliest offset a partition still holds and its end offset.
-func retained(client sarama.Client, topic string, partition int32) (start, end int64, err error) {
-	if end, err = client.GetOffset(topic, partition, sarama.OffsetNewest); err != nil {
-		return 0, 0, err
-	}
-	if start, err = client.GetOffset(topic, partition, sarama.OffsetOldest); err != nil {
-		return 0, 0, err
-	}
-	return start, end, nil
-}
-
-// FunctionRequest is the body of POST /v1/functions: a function image reference.
-type FunctionRequest struct {
-	Ref      string `json:"ref"`
-	Insecure bool   `json:"insecure,omitempty"` // plain HTTP to a non-loopback registry
-}
-
-func (s *Server) function(ctx context.Context, name string) (controlplane.Function, error) {
-	fn, err := s.store.Function(ctx, name)
+func (s *Server) function(ctx context.Context, name string) (wire.Function, error) {
+	fn, err := s.cfg.Store.Function(ctx, name)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return fn, errorf(http.StatusNotFound, "function %q not found; deploy an image with: diplip fn deploy REF --stream S", name)
 	}
@@ -335,7 +271,7 @@ func (s *Server) function(ctx context.Context, name string) (controlplane.Functi
 }
 
 func (s *Server) registerFunction(w http.ResponseWriter, r *http.Request) error {
-	var req FunctionRequest
+	var req api.FunctionRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
@@ -343,24 +279,24 @@ func (s *Server) registerFunction(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if err := s.store.PutFunction(r.Context(), fn); err != nil {
+	if err := s.cfg.Store.PutFunction(r.Context(), fn); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fn)
+	writeJSON(w, http.StatusOK, apiFunction(fn))
 	return nil
 }
 
 // resolveFunction reads a function image's manifest and config from its registry (no
 // layer download) and returns the record pinned to its digest.
-func (s *Server) resolveFunction(ctx context.Context, refStr string, insecure bool) (controlplane.Function, error) {
-	var fn controlplane.Function
+func (s *Server) resolveFunction(ctx context.Context, refStr string, insecure bool) (wire.Function, error) {
+	var fn wire.Function
 	ref, err := registry.ParseReference(refStr, insecure)
 	if err != nil {
 		return fn, errorf(http.StatusBadRequest, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	info, err := registry.Inspect(ctx, ref, s.registryOpts...)
+	info, err := registry.Inspect(ctx, ref, s.cfg.RegistryOptions...)
 	var te *transport.Error
 	switch {
 	case errors.Is(err, registry.ErrNotFunction):
@@ -373,7 +309,7 @@ func (s *Server) resolveFunction(ctx context.Context, refStr string, insecure bo
 		return fn, errorf(http.StatusBadGateway, "%v", err)
 	}
 	specJSON, _ := json.Marshal(info.Spec)
-	return controlplane.Function{
+	return wire.Function{
 		Name: info.Spec.Name, Ref: ref.String(), Digest: info.Digest.String(),
 		Spec: specJSON, Size: info.Size, Created: time.Now().UTC(),
 	}, nil
@@ -384,7 +320,7 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	deps, err := s.store.Deployments(r.Context())
+	deps, err := s.cfg.Store.Deployments(r.Context())
 	if err != nil {
 		return err
 	}
@@ -394,31 +330,18 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) error {
 				fn.Name, d.Stream, fn.Name, d.Stream)
 		}
 	}
-	if err := s.store.DeleteFunction(r.Context(), fn.Name); err != nil {
+	if err := s.cfg.Store.DeleteFunction(r.Context(), fn.Name); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// DeployRequest is the body of POST /v1/deployments.
-type DeployRequest struct {
-	Ref      string `json:"ref"` // a function image; its tag is resolved to a digest now
-	Insecure bool   `json:"insecure,omitempty"`
-	Stream   string `json:"stream"`
-	Min      int    `json:"min"`
-	Max      int    `json:"max,omitempty"`    // default 1
-	Batch    int    `json:"batch,omitempty"`  // default: the spec's batch.max
-	Device   string `json:"device,omitempty"` // default: the spec's resources.device (gpu → cuda:0)
-	Policy   string `json:"policy,omitempty"` // default live
-	MaxAge   string `json:"max_age,omitempty"`
-}
-
 // deploy resolves the image, checks the stream and the request against the function's
 // spec, records the function and then the deployment (a rolling update when the
 // function already runs on that stream).
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
-	var req DeployRequest
+	var req api.DeployRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
@@ -436,9 +359,9 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(fn.Spec, &spec); err != nil {
 		return err
 	}
-	d := controlplane.Deployment{
+	d := wire.Deployment{
 		Function: fn.Name, Stream: req.Stream, Digest: fn.Digest, Min: req.Min, Max: req.Max,
-		Batch: req.Batch, Device: req.Device, Policy: req.Policy, Updated: time.Now().UTC(),
+		Batch: req.Batch, Device: wire.Device(req.Device), Policy: wire.Policy(req.Policy), Updated: time.Now().UTC(),
 	}
 	if d.Max == 0 {
 		d.Max = max(1, d.Min)
@@ -447,13 +370,13 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 		d.Batch = spec.Batch.Max
 	}
 	if d.Policy == "" {
-		d.Policy = "live"
+		d.Policy = wire.PolicyLive
 	}
 	switch {
 	case d.Device == "" && spec.Resources.Device == "gpu":
-		d.Device = "cuda:0"
+		d.Device = wire.CUDA(0)
 	case d.Device == "":
-		d.Device = spec.Resources.Device
+		d.Device = wire.Device(spec.Resources.Device)
 	case spec.Resources.Device == "cpu" && d.Device != "cpu" && d.Device != "any":
 		return errorf(http.StatusBadRequest, "device %s: function %s declares resources.device: cpu", d.Device, fn.Name)
 	case spec.Resources.Device == "gpu" && d.Device == "cpu":
@@ -464,29 +387,39 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return errorf(http.StatusBadRequest, "max_age %q: want a duration like 2s", req.MaxAge)
 		}
-		d.MaxAge = controlplane.Duration(v)
+		d.MaxAge = wire.Duration(v)
+	} else if d.Policy == wire.PolicyLive {
+		d.MaxAge = wire.Duration(DefaultMaxAge)
 	}
 	if err := d.Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
-	if err := s.store.PutFunction(r.Context(), fn); err != nil {
+	if err := s.cfg.Store.PutFunction(r.Context(), fn); err != nil {
 		return err
 	}
-	stored, err := s.store.PutDeployment(r.Context(), d)
+	stored, err := s.cfg.Store.PutDeployment(r.Context(), d)
 	if err != nil {
 		return err
+	}
+	if stored.Generation == 1 && stored.Policy == wire.PolicyLive {
+		// A new live deployment starts at the stream's end, not at its retained past; a
+		// group that already committed (an earlier deployment of the pair) keeps its place.
+		st, _ := s.stream(r.Context(), stored.Stream)
+		if err := s.cfg.Kafka.StartGroupAtEnd(stored.Group(), st.Topic); err != nil {
+			s.log.Warn("a new live deployment could not be started at the stream's end; it reads the retained frames", "deployment", stored.Key(), "err", err)
+		}
 	}
 	status := http.StatusCreated
 	if stored.Generation > 1 {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, stored)
+	writeJSON(w, status, apiDeployment(stored))
 	return nil
 }
 
 func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 	fn, st := r.PathValue("function"), r.PathValue("stream")
-	err := s.store.DeleteDeployment(r.Context(), fn, st)
+	err := s.cfg.Store.DeleteDeployment(r.Context(), fn, st)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(http.StatusNotFound, "function %q is not deployed on stream %q (see: diplip fn ls)", fn, st)
 	}
@@ -497,52 +430,46 @@ func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listOf answers a GET of a collection with what list returns ([] when empty).
-func listOf[T any](list func(context.Context) ([]T, error)) func(http.ResponseWriter, *http.Request) error {
+// listOf answers a GET of a collection with what list returns, converted to the API's
+// type ([] when empty).
+func listOf[T, A any](list func(context.Context) ([]T, error), conv func(T) A) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		v, err := list(r.Context())
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, nonNil(v))
+		out := make([]A, len(v))
+		for i, x := range v {
+			out[i] = conv(x)
+		}
+		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
 }
 
 // oneOf answers a GET of /.../{name} with what get returns for that name.
-func oneOf[T any](get func(context.Context, string) (T, error)) func(http.ResponseWriter, *http.Request) error {
+func oneOf[T, A any](get func(context.Context, string) (T, error), conv func(T) A) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		v, err := get(r.Context(), r.PathValue("name"))
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, v)
+		writeJSON(w, http.StatusOK, conv(v))
 		return nil
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
 
-// nonNil makes an empty list encode as [] rather than null.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-// Resources is the answer of GET /v1/resources: DiPLIP's step 1, which resources are
-// available and what each is running.
-type Resources struct {
-	Runners     []runner.Heartbeat `json:"runners"`
-	Deployments []DeploymentStatus `json:"deployments"`
-}
-
 func (s *Server) resources(w http.ResponseWriter, r *http.Request) error {
-	res := Resources{Runners: []runner.Heartbeat{}, Deployments: []DeploymentStatus{}}
-	if s.scaler != nil {
-		res.Runners = nonNil(s.scaler.Runners())
-		res.Deployments = nonNil(s.scaler.Status())
+	res := api.Resources{Runners: []api.Runner{}, Deployments: []api.DeploymentStatus{}}
+	if s.cfg.Scaler != nil {
+		for _, hb := range s.cfg.Scaler.Runners() {
+			res.Runners = append(res.Runners, api.Runner{Heartbeat: hb})
+		}
+		for _, st := range s.cfg.Scaler.Status() {
+			res.Deployments = append(res.Deployments, apiDeploymentStatus(st))
+		}
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil

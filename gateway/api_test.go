@@ -15,22 +15,26 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/node"
+	"github.com/diplip/diplip/node/nodetest"
 	"github.com/diplip/diplip/registry"
 )
 
-func startLocal(t *testing.T, token string) (*gateway.Local, *apiclient.Client) {
+// started is a running node as the tests see it.
+type started struct {
+	*node.Node
+	URL string
+}
+
+func startLocal(t *testing.T, token string) (*started, *apiclient.Client) {
 	t.Helper()
-	l, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
-		StateDir: t.TempDir(), Listen: "127.0.0.1:0", Kafka: testkit.Kafka(t), Token: token,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Stop)
+	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), Token: token})
+	l := &started{Node: n, URL: n.URL()}
 	c, err := apiclient.New(l.URL, token)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +43,7 @@ func startLocal(t *testing.T, token string) (*gateway.Local, *apiclient.Client) 
 }
 
 // pushExample builds the example function and pushes it to the gateway's registry.
-func pushExample(t *testing.T, l *gateway.Local, tag string, opts ...remote.Option) string {
+func pushExample(t *testing.T, l *started, tag string, opts ...remote.Option) string {
 	t.Helper()
 	img, _, err := registry.Build("../functions/examples/yolox-nano", nil)
 	if err != nil {
@@ -70,11 +74,11 @@ func TestStreamFunctionDeployLifecycle(t *testing.T) {
 	l, c := startLocal(t, "")
 	lobby := testkit.Name("lobby")
 
-	st, err := c.CreateStream(ctx, gateway.StreamRequest{Name: lobby, Partitions: 4})
+	st, err := c.CreateStream(ctx, api.StreamRequest{Name: lobby, Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := sarama.NewClusterAdmin(l.Brokers, kafkaclient.NewConfig("test"))
+	admin, err := sarama.NewClusterAdmin(l.Brokers(), kafkaclient.NewConfig("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,19 +97,19 @@ func TestStreamFunctionDeployLifecycle(t *testing.T) {
 		}
 		return nil
 	})
-	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: lobby, Partitions: 4})
+	_, err = c.CreateStream(ctx, api.StreamRequest{Name: lobby, Partitions: 4})
 	wantAPIError(t, err, http.StatusConflict, "already exists")
 
 	ref := pushExample(t, l, "v1")
-	_, err = c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: "hall"})
+	_, err = c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: "hall"})
 	wantAPIError(t, err, http.StatusNotFound, "diplip stream create hall")
 
-	d, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: lobby, Max: 2})
+	d, err := c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: lobby, Max: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Function != "yolox-nano" || !strings.Contains(d.Digest, "@sha256:") || d.Batch != 8 || d.Policy != "live" ||
-		d.Device != "any" || d.Generation != 1 || d.Group() != "diplip.yolox-nano."+lobby {
+		d.Device != "any" || d.Generation != 1 || (wire.Deployment{Function: d.Function, Stream: d.Stream}).Group() != "diplip.yolox-nano."+lobby {
 		t.Fatalf("deployment %+v", d)
 	}
 	fn, err := c.Function(ctx, "yolox-nano")
@@ -114,7 +118,7 @@ func TestStreamFunctionDeployLifecycle(t *testing.T) {
 	}
 
 	// Deploying again is a rolling update of the same record.
-	d2, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: lobby, Max: 4, Policy: "replay"})
+	d2, err := c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: lobby, Max: 4, Policy: "replay"})
 	if err != nil || d2.Generation != 2 || d2.Max != 4 || d2.Policy != "replay" {
 		t.Fatalf("update: %+v, %v", d2, err)
 	}
@@ -146,17 +150,17 @@ func TestStreamFunctionDeployLifecycle(t *testing.T) {
 func TestAPIBadInput(t *testing.T) {
 	ctx := context.Background()
 	l, c := startLocal(t, "")
-	_, err := c.CreateStream(ctx, gateway.StreamRequest{Name: "Bad Name", Partitions: 1})
+	_, err := c.CreateStream(ctx, api.StreamRequest{Name: "Bad Name", Partitions: 1})
 	wantAPIError(t, err, http.StatusBadRequest, `stream name "Bad Name"`)
-	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: "ok", Partitions: 0})
+	_, err = c.CreateStream(ctx, api.StreamRequest{Name: "ok", Partitions: 0})
 	wantAPIError(t, err, http.StatusBadRequest, "partitions 0")
 
 	host := strings.TrimPrefix(l.URL, "http://")
-	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: host + "/fn/missing:v9"})
+	_, err = c.RegisterFunction(ctx, api.FunctionRequest{Ref: host + "/fn/missing:v9"})
 	wantAPIError(t, err, http.StatusNotFound, "not found in its registry; push it first with: diplip fn push")
-	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: "127.0.0.1:1/fn/x:v1"})
+	_, err = c.RegisterFunction(ctx, api.FunctionRequest{Ref: "127.0.0.1:1/fn/x:v1"})
 	wantAPIError(t, err, http.StatusBadGateway, "connection refused")
-	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: "UPPER/Case::"})
+	_, err = c.RegisterFunction(ctx, api.FunctionRequest{Ref: "UPPER/Case::"})
 	wantAPIError(t, err, http.StatusBadRequest, "image reference")
 
 	// An image that is not a function.
@@ -164,24 +168,24 @@ func TestAPIBadInput(t *testing.T) {
 	if err := pushPlain(plain); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.RegisterFunction(ctx, gateway.FunctionRequest{Ref: plain})
+	_, err = c.RegisterFunction(ctx, api.FunctionRequest{Ref: plain})
 	wantAPIError(t, err, http.StatusBadRequest, "not a diplip function image")
 
 	s1 := testkit.Name("s1")
-	_, err = c.CreateStream(ctx, gateway.StreamRequest{Name: s1, Partitions: 1})
+	_, err = c.CreateStream(ctx, api.StreamRequest{Name: s1, Partitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ref := pushExample(t, l, "v1")
 	for _, tc := range []struct {
-		req  gateway.DeployRequest
+		req  api.DeployRequest
 		want string
 	}{
-		{gateway.DeployRequest{Ref: ref, Stream: s1, Device: "tpu"}, `device "tpu"`},
-		{gateway.DeployRequest{Ref: ref, Stream: s1, Min: 3, Max: 2}, "min 3, max 2"},
-		{gateway.DeployRequest{Ref: ref, Stream: s1, Policy: "whenever"}, `policy "whenever"`},
-		{gateway.DeployRequest{Ref: ref, Stream: s1, MaxAge: "soon"}, `max_age "soon"`},
-		{gateway.DeployRequest{Stream: s1}, "ref: required"},
+		{api.DeployRequest{Ref: ref, Stream: s1, Device: "tpu"}, `device "tpu"`},
+		{api.DeployRequest{Ref: ref, Stream: s1, Min: 3, Max: 2}, "min 3, max 2"},
+		{api.DeployRequest{Ref: ref, Stream: s1, Policy: "whenever"}, `policy "whenever"`},
+		{api.DeployRequest{Ref: ref, Stream: s1, MaxAge: "soon"}, `max_age "soon"`},
+		{api.DeployRequest{Stream: s1}, "ref: required"},
 	} {
 		_, err := c.Deploy(ctx, tc.req)
 		wantAPIError(t, err, http.StatusBadRequest, tc.want)
@@ -240,10 +244,10 @@ func TestTokenGuardsAPIAndRegistry(t *testing.T) {
 	// registry with it when resolving the deployment.
 	ref := pushExample(t, l, "v1", registry.WithToken("s3cret"))
 	cam := testkit.Name("cam")
-	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: cam, Partitions: 1}); err != nil {
+	if _, err := c.CreateStream(ctx, api.StreamRequest{Name: cam, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Deploy(ctx, gateway.DeployRequest{Ref: ref, Stream: cam}); err != nil {
+	if _, err := c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: cam}); err != nil {
 		t.Fatalf("deploying from the token-guarded registry: %v", err)
 	}
 }
@@ -267,7 +271,7 @@ func TestMetricsCountIngest(t *testing.T) {
 	ctx := context.Background()
 	l, c := startLocal(t, "")
 	stream := testkit.Name("m")
-	if _, err := c.CreateStream(ctx, gateway.StreamRequest{Name: stream, Partitions: 1}); err != nil {
+	if _, err := c.CreateStream(ctx, api.StreamRequest{Name: stream, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
 	accepted := func() float64 {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/wire"
@@ -17,84 +18,123 @@ import (
 // parameter because video decoding is cgo the gateway package keeps out.
 type OpenSourceFunc func(url string, loop bool) (ingest.Source, error)
 
-// cameras runs the pulled cameras recorded in the control plane. Adding or removing one
-// never restarts another.
+// cameras runs the pulled cameras recorded in the control plane, each in a goroutine it
+// owns. Adding or removing one never restarts another.
 type cameras struct {
+	s *Server
+
 	mu      sync.Mutex
-	running map[string]*ingest.Camera
+	ctx     context.Context // Run's; nil before Run and after stopAll
+	running map[string]*runningCamera
 }
 
-// CameraStatus is a camera record with its health, as GET /v1/cameras answers.
-type CameraStatus struct {
-	controlplane.Camera
-	Health ingest.CameraHealth `json:"health"`
+type runningCamera struct {
+	cam    *ingest.Camera
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
-// CameraRequest is the body of POST /v1/cameras.
-type CameraRequest struct {
-	ID     string  `json:"id"`
-	Stream string  `json:"stream"`
-	URL    string  `json:"url"`
-	FPS    float64 `json:"fps,omitempty"`
-	Loop   bool    `json:"loop,omitempty"`
-}
+func newCameras(s *Server) *cameras { return &cameras{s: s, running: map[string]*runningCamera{}} }
 
-func (s *Server) startCamera(ctx context.Context, c controlplane.Camera) error {
+// start opens c's source and runs it until it ends, it is removed, or the server stops.
+func (cs *cameras) start(ctx context.Context, c wire.Camera) error {
+	s := cs.s
 	st, err := s.stream(ctx, c.Stream)
 	if err != nil {
 		return err
 	}
-	src, err := s.openSource(c.URL, c.Loop)
+	src, err := s.cfg.OpenSource(c.URL, c.Loop)
 	if err != nil {
 		return errorf(http.StatusBadRequest, "camera %s: %v", c.ID, err)
 	}
-	cam, err := ingest.StartCamera(ingest.CameraConfig{ID: c.ID, Stream: c.Stream, Topic: st.Topic, FPS: c.FPS, Source: src,
+	cam, err := ingest.NewCamera(ingest.CameraConfig{ID: c.ID, Stream: c.Stream, Topic: st.Topic, FPS: c.FPS, Source: src,
 		Producer: s.producer, Logger: s.log})
 	if err != nil {
+		src.Close()
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
-	s.cams.mu.Lock()
-	s.cams.running[c.ID] = cam
-	s.cams.mu.Unlock()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.ctx == nil {
+		src.Close()
+		return errorf(http.StatusServiceUnavailable, "the gateway is stopping")
+	}
+	if old := cs.running[c.ID]; old != nil { // never two pullers for one id
+		old.cancel()
+	}
+	cctx, cancel := context.WithCancel(cs.ctx)
+	rc := &runningCamera{cam: cam, cancel: cancel, done: make(chan struct{})}
+	cs.running[c.ID] = rc
+	go func() { // owned: stop and stopAll wait for done
+		defer close(rc.done)
+		if err := cam.Run(cctx); err != nil {
+			s.log.Warn("camera source did not close cleanly", "camera", c.ID, "err", err)
+		}
+	}()
 	return nil
 }
 
-// ResumeCameras starts every recorded camera; a gateway restart calls it.
-func (s *Server) ResumeCameras(ctx context.Context) error {
-	if s.openSource == nil {
+// resume starts every recorded camera; a gateway (re)start calls it.
+func (cs *cameras) resume(ctx context.Context) error {
+	cs.mu.Lock()
+	cs.ctx = ctx
+	cs.mu.Unlock()
+	if cs.s.cfg.OpenSource == nil {
 		return nil
 	}
-	recs, err := s.store.Cameras(ctx)
+	recs, err := cs.s.cfg.Store.Cameras(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, c := range recs {
-		if err := s.startCamera(ctx, c); err != nil {
+		if err := cs.start(ctx, c); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// StopCameras stops every running camera, storing what they have buffered.
-func (s *Server) StopCameras() {
-	s.cams.mu.Lock()
-	running := s.cams.running
-	s.cams.running = map[string]*ingest.Camera{}
-	s.cams.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range running {
-		wg.Go(c.Stop)
+// stop ends camera id, if it runs, and waits until its buffered frames are stored.
+func (cs *cameras) stop(id string) {
+	cs.mu.Lock()
+	rc := cs.running[id]
+	delete(cs.running, id)
+	cs.mu.Unlock()
+	if rc != nil {
+		rc.cancel()
+		<-rc.done
 	}
-	wg.Wait()
+}
+
+// stopAll stops every camera, storing what they buffered; no camera starts after it.
+func (cs *cameras) stopAll() {
+	cs.mu.Lock()
+	running := cs.running
+	cs.running, cs.ctx = map[string]*runningCamera{}, nil
+	cs.mu.Unlock()
+	for _, rc := range running {
+		rc.cancel()
+	}
+	for _, rc := range running {
+		<-rc.done
+	}
+}
+
+func (cs *cameras) health(c wire.Camera) api.CameraHealth {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if rc, ok := cs.running[c.ID]; ok {
+		return apiCameraHealth(rc.cam.Health())
+	}
+	return api.CameraHealth{}
 }
 
 func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) error {
-	if s.openSource == nil {
+	if s.cfg.OpenSource == nil {
 		return errorf(http.StatusNotImplemented, "this gateway has no video support (it was built without OpenCV): push frames instead")
 	}
-	var req CameraRequest
+	var req api.CameraRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
@@ -110,54 +150,42 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.stream(r.Context(), req.Stream); err != nil {
 		return err
 	}
-	rec := controlplane.Camera{ID: req.ID, Stream: req.Stream, URL: req.URL, FPS: req.FPS, Loop: req.Loop, Created: time.Now().UTC()}
-	if err := s.store.CreateCamera(r.Context(), rec); err != nil {
+	rec := wire.Camera{ID: req.ID, Stream: req.Stream, URL: req.URL, FPS: req.FPS, Loop: req.Loop, Created: time.Now().UTC()}
+	if err := s.cfg.Store.CreateCamera(r.Context(), rec); err != nil {
 		if errors.Is(err, controlplane.ErrExists) {
 			return errorf(http.StatusConflict, "camera %q already exists; remove it first with: diplip camera rm %s", req.ID, req.ID)
 		}
 		return err
 	}
-	if err := s.startCamera(r.Context(), rec); err != nil {
-		_ = s.store.DeleteCamera(context.Background(), rec.ID) // nothing half-done
+	if err := s.cams.start(r.Context(), rec); err != nil {
+		_ = s.cfg.Store.DeleteCamera(context.WithoutCancel(r.Context()), rec.ID) // nothing half-done
 		return err
 	}
-	writeJSON(w, http.StatusCreated, rec)
+	writeJSON(w, http.StatusCreated, apiCamera(rec))
 	return nil
 }
 
 func (s *Server) listCameras(w http.ResponseWriter, r *http.Request) error {
-	recs, err := s.store.Cameras(r.Context())
+	recs, err := s.cfg.Store.Cameras(r.Context())
 	if err != nil {
 		return err
 	}
-	out := []CameraStatus{}
-	s.cams.mu.Lock()
+	out := []api.CameraStatus{}
 	for _, c := range recs {
-		st := CameraStatus{Camera: c, Health: ingest.CameraHealth{ID: c.ID, Stream: c.Stream}}
-		if cam, ok := s.cams.running[c.ID]; ok {
-			st.Health = cam.Health()
-		}
-		out = append(out, st)
+		out = append(out, api.CameraStatus{Camera: apiCamera(c), Health: s.cams.health(c)})
 	}
-	s.cams.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := s.store.DeleteCamera(r.Context(), id); errors.Is(err, controlplane.ErrNotFound) {
+	if err := s.cfg.Store.DeleteCamera(r.Context(), id); errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(http.StatusNotFound, "camera %q not found (see: diplip camera ls)", id)
 	} else if err != nil {
 		return err
 	}
-	s.cams.mu.Lock()
-	cam := s.cams.running[id]
-	delete(s.cams.running, id)
-	s.cams.mu.Unlock()
-	if cam != nil {
-		cam.Stop()
-	}
+	s.cams.stop(id)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

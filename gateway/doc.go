@@ -1,7 +1,9 @@
-// Package gateway is diplip's control point: the HTTP API (/v1), the embedded OCI registry
-// (/v2), health endpoints, the control plane on NATS, and the wiring that runs every
-// service on one machine for `diplip up`.
+// Package gateway is diplip's HTTP server: the /v1 API (streams, functions, deployments,
+// cameras, resources, results, frames), the dashboard, /metrics and the health endpoints,
+// and it serves the registry handler it is given under /v2. Pushed frames go through to
+// ingest; pulled cameras are run here. Its request and answer types are in package api.
 //
-// It must not import ONNX Runtime or gocv's DNN code: the gateway starts fast and runs
-// where no model does.
+// It does not start services (package node assembles a whole node), decide scaling
+// (package scaler), or run models: it must not import runner, ONNX Runtime or gocv's DNN
+// code, so the gateway starts fast and runs where no model does.
 package gateway

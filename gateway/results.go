@@ -1,16 +1,12 @@
 package gateway
 
 import (
-	"cmp"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/nats-io/nats.go"
 
 	"github.com/diplip/diplip/internal/kafkaclient"
@@ -37,13 +33,13 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	var live chan *nats.Msg
 	if follow { // subscribe first, so nothing falls between history and live
 		live = make(chan *nats.Msg, 256)
-		sub, err := s.nc.ChanSubscribe(wire.ResultSubject(st.Name, "*"), live)
+		sub, err := s.cfg.NATS.ChanSubscribe(wire.ResultSubject(st.Name, "*"), live)
 		if err != nil {
 			return err
 		}
 		defer sub.Unsubscribe()
 	}
-	history, err := lastResults(s.kafka, st.ResultsTopic, last)
+	history, err := s.cfg.Kafka.LastResults(r.Context(), st.ResultsTopic, last)
 	if err != nil {
 		return errorf(http.StatusBadGateway, "reading %s: %v", st.ResultsTopic, err)
 	}
@@ -90,66 +86,27 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// lastResults reads up to n of the newest results of topic, oldest first by capture time.
-func lastResults(brokers []string, topic string, n int) ([][]byte, error) {
-	if n == 0 {
-		return nil, nil
-	}
-	cfg := kafkaclient.NewConfig("diplip-gateway-results")
-	client, err := sarama.NewClient(brokers, cfg)
+// frame serves GET /v1/streams/{stream}/frames/{partition}/{offset}: the JPEG of one frame
+// record, which the live view draws a result's boxes on.
+func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.stream(r.Context(), r.PathValue("stream"))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
+	part, err1 := strconv.ParseInt(r.PathValue("partition"), 10, 32)
+	off, err2 := strconv.ParseInt(r.PathValue("offset"), 10, 64)
+	if err1 != nil || err2 != nil || part < 0 || off < 0 {
+		return errorf(http.StatusBadRequest, "want /v1/streams/STREAM/frames/PARTITION/OFFSET with non-negative integers")
+	}
+	m, err := s.cfg.Kafka.ReadRecord(r.Context(), st.Topic, int32(part), off)
+	if errors.Is(err, kafkaclient.ErrNoRecord) {
+		return errorf(http.StatusNotFound, "stream %s: %v", st.Name, err)
+	}
 	if err != nil {
-		return nil, err
+		return errorf(http.StatusBadGateway, "kafka: %v", err)
 	}
-	defer consumer.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		return nil, err
-	}
-	type rec struct {
-		at time.Time
-		b  []byte
-	}
-	var recs []rec
-	for _, p := range parts {
-		start, end, err := retained(client, topic, p)
-		if err != nil {
-			return nil, err
-		}
-		from := max(start, end-int64(n))
-		if from >= end {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(topic, p, from)
-		if err != nil {
-			return nil, err
-		}
-		for off := from; off < end; {
-			select {
-			case m := <-pc.Messages():
-				off = m.Offset + 1
-				var res struct {
-					CaptureTime time.Time `json:"capture_time"`
-				}
-				_ = json.Unmarshal(m.Value, &res)
-				recs = append(recs, rec{res.CaptureTime, m.Value})
-			case <-time.After(10 * time.Second):
-				off = end // a compacted or deleted range: give what we have
-			}
-		}
-		pc.Close()
-	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
-	if len(recs) > n {
-		recs = recs[len(recs)-n:]
-	}
-	out := make([][]byte, len(recs))
-	for i, r := range recs {
-		out[i] = r.b
-	}
-	return out, nil
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "private, max-age=3600") // a record never changes
+	w.Write(m.Value)
+	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
@@ -19,59 +18,64 @@ import (
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/metrics"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/scaler"
 )
+
+// Scaler is what the gateway shows of the scaler on /v1/resources.
+type Scaler interface {
+	Runners() []wire.Heartbeat
+	Status() []scaler.DeploymentStatus
+}
 
 // Config is what a gateway serves and talks to.
 type Config struct {
-	// Kafka is the cluster's bootstrap addresses. Required.
-	Kafka []string
+	// Kafka is the process's Kafka client. Required.
+	Kafka *kafkaclient.Client
 	// NATS is the control plane connection. Required.
 	NATS *nats.Conn
 	// Store holds the control-plane records (on NATS JetStream). Required.
 	Store *controlplane.Store
+	// Streams is the local view of the stream records that ingest resolves topics with;
+	// its owner runs it. Required.
+	Streams *controlplane.StreamView
 	// Registry, when not nil, is served under /v2/.
 	Registry http.Handler
-	// Token, when set, is required on /v1/ and /v2/ (bearer, or basic auth password).
+	// Token, when set, is required on /v1/, /v2/ and /metrics (bearer, or basic auth password).
 	Token string
 	// RegistryOptions are used when the gateway reads function images from registries.
 	RegistryOptions []remote.Option
 	// MaxFrameBytes bounds one pushed frame. Default ingest.DefaultMaxFrameBytes.
 	MaxFrameBytes int64
 	// Scaler, when not nil, reports runners and deployment status on /v1/resources.
-	Scaler *Autoscaler
+	Scaler Scaler
 	// OpenSource opens pulled cameras; nil: /v1/cameras answers 501.
 	OpenSource OpenSourceFunc
 	Logger     *slog.Logger
 }
 
-// Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry),
-// /healthz and /readyz.
+// Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry), the
+// dashboard, /metrics, /healthz and /readyz. Run serves it and runs the pulled cameras.
 type Server struct {
-	kafka        []string
-	nc           *nats.Conn
-	store        *controlplane.Store
-	token        string
-	registryOpts []remote.Option
-	log          *slog.Logger
-	mux          *http.ServeMux
-	producer     *lazyProducer
-	scaler       *Autoscaler
-	openSource   OpenSourceFunc
-	cams         cameras
-	push         *ingest.HTTPPush
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	producer *ingest.Producer
+	push     *ingest.HTTPPush
+	cams     *cameras
 }
 
-// NewServer returns a gateway serving cfg.
+// NewServer returns a gateway serving cfg; Run serves it.
 func NewServer(cfg Config) (*Server, error) {
-	if len(cfg.Kafka) == 0 || cfg.NATS == nil || cfg.Store == nil {
-		return nil, errors.New("gateway: Config needs Kafka, NATS and Store")
+	if cfg.Kafka == nil || cfg.NATS == nil || cfg.Store == nil || cfg.Streams == nil {
+		return nil, errors.New("gateway: Config needs Kafka, NATS, Store and Streams")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{kafka: cfg.Kafka, nc: cfg.NATS, store: cfg.Store, token: cfg.Token, registryOpts: cfg.RegistryOptions,
-		log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux(), scaler: cfg.Scaler,
-		openSource: cfg.OpenSource, cams: cameras{running: map[string]*ingest.Camera{}}}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux(),
+		producer: ingest.NewProducer(cfg.Kafka)}
+	s.cams = newCameras(s)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -81,7 +85,6 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Registry != nil {
 		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))
 	}
-	s.producer = &lazyProducer{brokers: cfg.Kafka}
 	push, err := ingest.NewHTTPPush(ingest.PushConfig{
 		Producer: s.producer, Topic: s.framesTopic, MaxFrameBytes: cfg.MaxFrameBytes, Logger: cfg.Logger,
 	})
@@ -93,58 +96,17 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// framesTopic resolves a stream to its frames topic for ingest.
+// framesTopic resolves a stream to its frames topic for ingest, from the local view.
 func (s *Server) framesTopic(ctx context.Context, stream string) (string, error) {
-	st, err := s.store.Stream(ctx, stream)
+	topic, err := s.cfg.Streams.FramesTopic(ctx, stream)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return "", fmt.Errorf("%w: %s", ingest.ErrUnknownStream, stream)
 	}
-	return st.Topic, err
+	return topic, err
 }
 
-// Close releases the gateway's Kafka producer.
-func (s *Server) Close() error { return s.producer.Close() }
-
-// lazyProducer connects its Kafka producer on first use, and again after a failed
-// connect, so the gateway starts (and answers /readyz) while Kafka is still down.
-type lazyProducer struct {
-	brokers []string
-	mu      sync.Mutex
-	p       sarama.SyncProducer
-}
-
-func (l *lazyProducer) get() (sarama.SyncProducer, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.p != nil {
-		return l.p, nil
-	}
-	p, err := sarama.NewSyncProducer(l.brokers, kafkaclient.NewConfig("diplip-gateway"))
-	if err != nil {
-		return nil, err
-	}
-	l.p = p
-	return p, nil
-}
-
-func (l *lazyProducer) SendMessage(m *sarama.ProducerMessage) (int32, int64, error) {
-	p, err := l.get()
-	if err != nil {
-		return 0, 0, err
-	}
-	return p.SendMessage(m)
-}
-
-func (l *lazyProducer) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.p == nil {
-		return nil
-	}
-	err := l.p.Close()
-	l.p = nil
-	return err
-}
+// Streams is the stream view the gateway resolves topics with (its owner runs it).
+func (s *Server) Streams() *controlplane.StreamView { return s.cfg.Streams }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -154,11 +116,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{"nats": "ok", "kafka": "ok"}
 	ready := true
-	if s.nc == nil || !s.nc.IsConnected() {
+	if !s.cfg.NATS.IsConnected() {
 		checks["nats"] = "not connected"
 		ready = false
 	}
-	if err := s.pingKafka(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.cfg.Kafka.Ping(ctx); err != nil {
 		checks["kafka"] = err.Error()
 		ready = false
 	}
@@ -169,46 +133,34 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
 }
 
-func (s *Server) pingKafka(ctx context.Context) error {
-	cfg := kafkaclient.NewConfig("diplip-gateway-readyz")
-	cfg.Net.DialTimeout = 2 * time.Second
-	cfg.Metadata.Retry.Max = 0
-	done := make(chan error, 1)
-	go func() {
-		c, err := sarama.NewClient(s.kafka, cfg)
-		if err == nil {
-			c.Close()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Serve serves HTTP on ln until ctx ends, then shuts down gracefully, giving in-flight
-// requests up to 10 s.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Run serves HTTP on ln and runs the recorded cameras until ctx ends; then it stops the
+// cameras (storing what they buffered), gives in-flight requests up to 10 s, and closes
+// ingest's producer. It returns early with the listener's error if serving fails.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	var wg sync.WaitGroup
+	wg.Go(func() { errc <- srv.Serve(ln) })
+	if err := s.cams.resume(ctx); err != nil {
+		s.log.Warn("some cameras did not resume", "err", err)
+	}
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("gateway: %w", err)
+		serveErr = fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s.cams.stopAll() // no new frames from pulled cameras
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("gateway: shutdown: %w", err)
+	if err := srv.Shutdown(sctx); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("gateway: shutdown: %w", err)
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("gateway: %w", err)
+	wg.Wait()
+	if err := s.producer.Close(); err != nil {
+		s.log.Warn("closing the frames producer", "err", err)
 	}
-	return nil
+	return serveErr
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

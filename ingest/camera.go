@@ -63,10 +63,8 @@ type CameraHealth struct {
 // the source drops, samples to FPS, and hands frames to Kafka through a bounded buffer
 // that drops the oldest frame (counted) rather than falling behind a live camera.
 type Camera struct {
-	cfg    CameraConfig
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg CameraConfig
+	log *slog.Logger
 
 	mu     sync.Mutex
 	health CameraHealth
@@ -74,8 +72,8 @@ type Camera struct {
 	seq    atomic.Uint64
 }
 
-// StartCamera starts pulling. Stop ends it.
-func StartCamera(cfg CameraConfig) (*Camera, error) {
+// NewCamera checks cfg; Run pulls.
+func NewCamera(cfg CameraConfig) (*Camera, error) {
 	if err := wire.ValidCamera(cfg.ID); err != nil {
 		return nil, err
 	}
@@ -94,21 +92,23 @@ func StartCamera(cfg CameraConfig) (*Camera, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &Camera{cfg: cfg, log: cfg.Logger.With("component", "camera", "camera", cfg.ID), cancel: cancel, done: make(chan struct{}),
+	c := &Camera{cfg: cfg, log: cfg.Logger.With("component", "camera", "camera", cfg.ID),
 		health: CameraHealth{ID: cfg.ID, Stream: cfg.Stream}}
 	c.seq.Store(uint64(time.Now().UnixMicro()))
-	frames := make(chan wire.Frame, cfg.Buffer)
+	return c, nil
+}
+
+// Run pulls frames into the stream until ctx ends or a file ends, then stores what it
+// buffered (dropping, and counting, what Kafka will not take within a few tries) and
+// closes the source.
+func (c *Camera) Run(ctx context.Context) error {
+	frames := make(chan wire.Frame, c.cfg.Buffer)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.produce(ctx, frames) })
-	go func() {
-		c.pull(ctx, frames)
-		close(frames)
-		wg.Wait()
-		cfg.Source.Close()
-		close(c.done)
-	}()
-	return c, nil
+	c.pull(ctx, frames)
+	close(frames)
+	wg.Wait()
+	return c.cfg.Source.Close()
 }
 
 // Health reports the camera's state now.
@@ -233,12 +233,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-// Stop ends the camera and waits until its buffered frames are stored.
-func (c *Camera) Stop() {
-	c.cancel()
-	<-c.done
-}
-
-// Done is closed when the camera has stopped (by Stop, or at the end of a file).
-func (c *Camera) Done() <-chan struct{} { return c.done }

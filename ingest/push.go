@@ -23,6 +23,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -211,14 +212,6 @@ func (h *HTTPPush) send(stream, topic string, f *wire.Frame) (int32, int64, erro
 	return part, off, nil
 }
 
-// FrameAck is the answer to an accepted frame.
-type FrameAck struct {
-	Camera    string `json:"camera"`
-	Seq       uint64 `json:"seq"`
-	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-}
-
 // Frames handles POST /v1/streams/{stream}/frames?camera=ID[&seq=N][&ts=MS] with an
 // image/jpeg or image/png body. 201 means Kafka has the frame.
 func (h *HTTPPush) Frames(w http.ResponseWriter, r *http.Request) {
@@ -274,18 +267,8 @@ func (h *HTTPPush) frames(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.answer(w, http.StatusCreated, FrameAck{Camera: camera, Seq: seq, Partition: part, Offset: off})
+	h.answer(w, http.StatusCreated, api.FrameAck{Camera: camera, Seq: seq, Partition: part, Offset: off})
 	return nil
-}
-
-// MJPEGSummary is the answer when an MJPEG push ends.
-type MJPEGSummary struct {
-	Camera   string `json:"camera"`
-	Frames   int    `json:"frames"`  // stored in Kafka
-	Skipped  int    `json:"skipped"` // parts that were not decodable images
-	FirstSeq uint64 `json:"first_seq,omitempty"`
-	LastSeq  uint64 `json:"last_seq,omitempty"`
-	Error    string `json:"error,omitempty"`
 }
 
 // MJPEG handles POST /v1/streams/{stream}/mjpeg?camera=ID: a long-lived
@@ -311,7 +294,7 @@ func (h *HTTPPush) mjpeg(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	mr := multipart.NewReader(br, boundary)
-	sum := MJPEGSummary{Camera: camera}
+	sum := api.MJPEGSummary{Camera: camera}
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {

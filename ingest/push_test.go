@@ -18,8 +18,8 @@ import (
 
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/assets"
+	"github.com/diplip/diplip/internal/engines/kafkanode"
 	"github.com/diplip/diplip/internal/kafkaclient"
-	"github.com/diplip/diplip/internal/kafkanode"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
 )

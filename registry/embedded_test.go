@@ -12,15 +12,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-
-	"github.com/diplip/diplip/internal/testkit"
 )
 
 // An image pushed over HTTP is still there, tag and all, after the registry restarts on
 // the same directory; go-containerregistry's registry alone would have forgotten it.
 func TestEmbeddedRegistryKeepsImagesAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	host := testkit.Registry(t, dir)
+	host := serveRegistry(t, dir)
 	img, err := random.Image(1024, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +43,7 @@ func TestEmbeddedRegistryKeepsImagesAcrossRestart(t *testing.T) {
 		t.Fatalf("deleting: %v", err)
 	}
 
-	host = testkit.Registry(t, dir) // a second server on the same store: a restart
+	host = serveRegistry(t, dir) // a second server on the same store: a restart
 	for _, ref := range []string{host + "/fn/detector:v1", host + "/fn/detector@" + want.String()} {
 		r, err := name.ParseReference(ref, name.Insecure)
 		if err != nil {
@@ -70,7 +68,7 @@ func TestEmbeddedRegistryKeepsImagesAcrossRestart(t *testing.T) {
 }
 
 func TestEmbeddedRegistryRejectsOversizeManifest(t *testing.T) {
-	host := testkit.Registry(t, "")
+	host := serveRegistry(t, "")
 	body := bytes.Repeat([]byte("x"), 4<<20+1)
 	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/v2/fn/big/manifests/v1", host), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")

@@ -24,7 +24,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/registry"
 )
 
@@ -85,7 +84,7 @@ func TestBuildRefusesBrokenFunctions(t *testing.T) {
 // The whole path a runner takes: push over HTTP, pull by digest into the cache, the files
 // come back identical, and a second pull of that digest needs no registry at all.
 func TestPushPullCache(t *testing.T) {
-	host := testkit.Registry(t, "")
+	host := serveRegistry(t, "")
 	img := build(t, example)
 	ref, err := registry.ParseReference(host+"/fn/yolox-nano:v1", false)
 	if err != nil {
@@ -136,7 +135,7 @@ func TestPushPullCache(t *testing.T) {
 // A registry that serves a blob whose bytes do not match its digest is caught, and
 // nothing lands in the cache.
 func TestPullRejectsTamperedBlob(t *testing.T) {
-	host := testkit.Registry(t, "")
+	host := serveRegistry(t, "")
 	img := build(t, example)
 	ref, _ := registry.ParseReference(host+"/fn/yolox-nano:v1", false)
 	pinned, err := registry.Push(context.Background(), img, ref, nil)
@@ -248,7 +247,7 @@ func TestThirdPartyClientReadsFunctionImages(t *testing.T) {
 	if err != nil {
 		t.Fatal("skopeo not found: install it with: go tool task setup (Debian package skopeo)")
 	}
-	host := testkit.Registry(t, "")
+	host := serveRegistry(t, "")
 	img := build(t, example)
 	ref, _ := registry.ParseReference(host+"/fn/yolox-nano:v1", false)
 	pinned, err := registry.Push(context.Background(), img, ref, nil)
@@ -346,7 +345,7 @@ func mustHash(t *testing.T, s string) v1.Hash {
 // A malicious function image (a valid function plus a layer that reaches for
 // ../../etc/x) is refused on pull, and nothing is written outside the cache.
 func TestPullRefusesMaliciousImage(t *testing.T) {
-	host := testkit.Registry(t, "")
+	host := serveRegistry(t, "")
 	evilTar := tarOf(t, []*tar.Header{reg("../../etc/x", 4)})
 	evilLayer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(evilTar)), nil })
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,71 +19,24 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/nats-io/nats.go"
 
-	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
 )
 
-// NATS subjects of the runner protocol. The gateway listens to heartbeats and sends
-// activation and deactivation requests to one runner.
-const (
-	SubjectHeartbeat = "diplip.runners.heartbeat"
-)
-
-// ActivateSubject is where runner id takes activation requests.
-func ActivateSubject(id string) string { return "diplip.runner." + id + ".activate" }
-
-// DeactivateSubject is where runner id takes deactivation requests.
-func DeactivateSubject(id string) string { return "diplip.runner." + id + ".deactivate" }
-
-// Heartbeat is what a runner announces every HeartbeatInterval.
-type Heartbeat struct {
-	ID       string   `json:"id"`
-	Host     string   `json:"host"`
-	PID      int      `json:"pid"`
-	CPUs     int      `json:"cpus"`
-	MemoryMB int64    `json:"memory_mb"`
-	Devices  []string `json:"devices"` // "cpu", and "cuda:N" where the CUDA provider works
-	// Providers are the ONNX Runtime execution providers that work here.
-	Providers []string `json:"providers"`
-	// GPUs are what nvidia-smi reports, where it exists.
-	GPUs       []GPU   `json:"gpus,omitempty"`
-	State      string  `json:"state"` // idle, loading or active
-	Deployment string  `json:"deployment,omitempty"`
-	Digest     string  `json:"digest,omitempty"`
-	Partitions []int32 `json:"partitions,omitempty"`
-	Frames     int64   `json:"frames"`
-	// RateFPS is frames per second over the last heartbeat interval.
-	RateFPS float64 `json:"rate_fps"`
-	// BatchMode says how the model runs a batch: "batch" (one run, dynamic batch axis)
-	// or "per-frame" (the model's batch axis is fixed at 1).
-	BatchMode string `json:"batch_mode,omitempty"`
-	// MetricsURL is where the runner serves Prometheus metrics.
-	MetricsURL string `json:"metrics_url,omitempty"`
-	// Unhealthy says why the active function keeps failing; empty when it does not.
-	Unhealthy string    `json:"unhealthy,omitempty"`
-	Sent      time.Time `json:"sent"`
-}
-
-// GPU is one accelerator as nvidia-smi reports it.
-type GPU struct {
-	Index    int    `json:"index"`
-	Name     string `json:"name"`
-	MemoryMB int64  `json:"memory_mb"`
-}
-
 // NvidiaGPUs asks nvidia-smi for the machine's GPUs; none when it is missing or fails.
-func NvidiaGPUs() []GPU {
+func NvidiaGPUs() []wire.GPU {
 	out, err := exec.Command("nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits").Output()
 	if err != nil {
 		return nil
 	}
-	var gpus []GPU
+	var gpus []wire.GPU
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, ",")
 		if len(f) != 3 {
 			continue
 		}
-		var g GPU
+		var g wire.GPU
 		g.Index, _ = strconv.Atoi(strings.TrimSpace(f[0]))
 		g.Name = strings.TrimSpace(f[1])
 		g.MemoryMB, _ = strconv.ParseInt(strings.TrimSpace(f[2]), 10, 64)
@@ -91,62 +45,58 @@ func NvidiaGPUs() []GPU {
 	return gpus
 }
 
-// Activation asks a runner to work a deployment.
-type Activation struct {
-	Deployment controlplane.Deployment `json:"deployment"`
-	Stream     controlplane.Stream     `json:"stream"`
-	Brokers    []string                `json:"brokers"`
-}
-
-// Reply answers an activation or deactivation.
-type Reply struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-	// ColdStart is how long pulling and loading took, in milliseconds.
-	ColdStartMs float64 `json:"cold_start_ms,omitempty"`
-}
-
 // LoadFunc loads the function in dir for device, returning the model, whether it runs a
 // batch in one run, and a way to free it. functions/onnx provides it; it is a parameter so
 // this package stays free of cgo.
-type LoadFunc func(dir, device string) (m Model, batched bool, free func() error, err error)
+type LoadFunc func(dir string, device wire.Device) (m Model, batched bool, free func() error, err error)
 
 // AgentConfig configures a runner process's agent.
 type AgentConfig struct {
-	ID      string
-	NATS    *nats.Conn
-	Cache   *registry.Cache
-	Load    LoadFunc
-	Devices []string // default ["cpu"]
+	ID    string
+	NATS  *nats.Conn
+	Cache *registry.Cache
+	Load  LoadFunc
+	// Devices are where this runner can run models; default [cpu].
+	Devices []wire.Device
 	// GPUs and Providers are announced as they are (see NvidiaGPUs).
-	GPUs      []GPU
+	GPUs      []wire.GPU
 	Providers []string
+	// Lanes is how many inferences a worker runs at once (see WorkerConfig.Lanes).
+	Lanes int
 	// MetricsURL is where this runner serves /metrics, announced in heartbeats.
 	MetricsURL string
-	Interval   time.Duration
-	Logger     *slog.Logger
+	// Interval between heartbeats. Default 1s.
+	Interval time.Duration
+	// PullTimeout bounds pulling a function image. Default 2 minutes.
+	PullTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Agent is a runner: it announces itself, and on activation pulls the function image by
 // digest, loads it and runs a Worker; on deactivation it stops the worker and frees the
-// model, going back to idle (no model, no group membership).
+// model, going back to idle (no model, no group membership). The process's one Kafka
+// client is made on the first activation and kept until Run returns.
 type Agent struct {
 	cfg AgentConfig
 	log *slog.Logger
 
-	mu        sync.Mutex // guards the fields below
-	active    *Activation
-	worker    *Worker
-	free      func() error
-	batchMode string
-	loading   string // the deployment being pulled and loaded, if any
-	lastN     int64
-	lastAt    time.Time
-	stopped   bool
+	mu         sync.Mutex // guards the fields below
+	active     *wire.Activation
+	worker     *Worker
+	stopWorker context.CancelFunc
+	workerDone chan struct{}
+	free       func() error
+	batchMode  string
+	loading    string             // the deployment being pulled and loaded, if any
+	cancelLoad context.CancelFunc // cancels that load (a deactivation while loading)
+	lastErr    string
+	lastN      int64
+	lastAt     time.Time
+	kafka      *kafkaclient.Client
 }
 
-// StartAgent subscribes to the runner's subjects and starts heartbeats. Close stops it.
-func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
+// NewAgent checks cfg; Run announces the runner and serves activations.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.NATS == nil || cfg.Cache == nil || cfg.Load == nil {
 		return nil, errors.New("runner: AgentConfig needs NATS, Cache and Load")
 	}
@@ -155,53 +105,77 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if len(cfg.Devices) == 0 {
-		cfg.Devices = []string{"cpu"}
+		cfg.Devices = []wire.Device{wire.DeviceCPU}
 	}
+	cfg.Lanes = max(cfg.Lanes, 1)
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.PullTimeout <= 0 {
+		cfg.PullTimeout = 2 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "runner", "runner", cfg.ID), lastAt: time.Now()}
-	if _, err := cfg.NATS.Subscribe(ActivateSubject(cfg.ID), a.onActivate); err != nil {
-		return nil, err
-	}
-	if _, err := cfg.NATS.Subscribe(DeactivateSubject(cfg.ID), a.onDeactivate); err != nil {
-		return nil, err
-	}
-	go a.heartbeats(ctx)
-	a.beat()
-	return a, nil
+	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "runner", "runner", cfg.ID), lastAt: time.Now()}, nil
 }
 
 // ID is the runner's id.
 func (a *Agent) ID() string { return a.cfg.ID }
 
-func (a *Agent) heartbeats(ctx context.Context) {
+// Run announces the runner every Interval and serves activation and deactivation
+// requests until ctx ends; then it deactivates (the worker finishes its batches and
+// commits), unsubscribes and closes the Kafka client.
+func (a *Agent) Run(ctx context.Context) error {
+	var handlers sync.WaitGroup // activation requests in progress
+	actSub, err := a.cfg.NATS.Subscribe(wire.ActivateSubject(a.cfg.ID), func(m *nats.Msg) {
+		handlers.Go(func() { a.onActivate(ctx, m) })
+	})
+	if err != nil {
+		return fmt.Errorf("runner: subscribing to activations: %w", err)
+	}
+	deSub, err := a.cfg.NATS.Subscribe(wire.DeactivateSubject(a.cfg.ID), a.onDeactivate)
+	if err != nil {
+		actSub.Unsubscribe()
+		return fmt.Errorf("runner: subscribing to deactivations: %w", err)
+	}
+	a.beat()
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
-	for {
+	for done := false; !done; {
 		select {
 		case <-ctx.Done():
-			return
+			done = true
 		case <-t.C:
 			a.beat()
 		}
 	}
+	actSub.Unsubscribe()
+	deSub.Unsubscribe()
+	a.Deactivate() // also cancels a load in progress
+	handlers.Wait()
+	a.Deactivate() // an activation that finished while we waited
+	a.mu.Lock()
+	kc := a.kafka
+	a.kafka = nil
+	a.mu.Unlock()
+	if kc != nil {
+		kc.Close()
+	}
+	return nil
 }
 
 func (a *Agent) beat() {
 	a.mu.Lock()
-	hb := Heartbeat{ID: a.cfg.ID, PID: os.Getpid(), CPUs: runtime.NumCPU(), MemoryMB: totalMemoryMB(),
-		Devices: a.cfg.Devices, Providers: a.cfg.Providers, GPUs: a.cfg.GPUs, State: "idle", Sent: time.Now(),
-		MetricsURL: a.cfg.MetricsURL}
+	hb := wire.Heartbeat{ID: a.cfg.ID, PID: os.Getpid(), CPUs: runtime.NumCPU(), MemoryMB: totalMemoryMB(),
+		Devices: a.cfg.Devices, Providers: a.cfg.Providers, GPUs: a.cfg.GPUs, State: wire.StateIdle, Sent: time.Now(),
+		MetricsURL: a.cfg.MetricsURL, LastError: a.lastErr, Lanes: a.cfg.Lanes}
 	hb.Host, _ = os.Hostname()
 	if a.loading != "" {
-		hb.State, hb.Deployment = "loading", a.loading
+		hb.State, hb.Deployment = wire.StateLoading, a.loading
 	}
 	if a.active != nil && a.worker != nil {
-		hb.State, hb.Deployment, hb.Digest = "active", a.active.Deployment.Key(), a.active.Deployment.Digest
+		hb.State, hb.Deployment, hb.Digest = wire.StateActive, a.active.Deployment.Key(), a.active.Deployment.Digest
 		hb.Partitions = a.worker.Partitions()
 		hb.Unhealthy = a.worker.Unhealthy()
 		hb.BatchMode = a.batchMode
@@ -212,40 +186,45 @@ func (a *Agent) beat() {
 		a.lastN = hb.Frames
 	}
 	a.lastAt = hb.Sent
-	stopped := a.stopped
 	a.mu.Unlock()
-	if stopped {
-		return
-	}
 	b, _ := json.Marshal(hb)
-	_ = a.cfg.NATS.Publish(SubjectHeartbeat, b)
+	_ = a.cfg.NATS.Publish(wire.SubjectHeartbeat, b)
 }
 
-func respond(m *nats.Msg, r Reply) {
+func respond(m *nats.Msg, r wire.Reply) {
 	b, _ := json.Marshal(r)
 	_ = m.Respond(b)
 }
 
-func (a *Agent) onActivate(m *nats.Msg) {
-	var act Activation
+func (a *Agent) onActivate(ctx context.Context, m *nats.Msg) {
+	var act wire.Activation
 	if err := json.Unmarshal(m.Data, &act); err != nil {
-		respond(m, Reply{Error: "activation is not valid JSON: " + err.Error()})
+		respond(m, wire.Reply{Error: "activation is not valid JSON: " + err.Error()})
 		return
 	}
 	t0 := time.Now()
-	err := a.activate(act)
+	err := a.activate(ctx, act)
+	a.mu.Lock()
+	a.lastErr = ""
+	if err != nil {
+		a.lastErr = err.Error()
+	}
+	a.mu.Unlock()
 	if err != nil {
 		a.log.Error("activation failed", "deployment", act.Deployment.Key(), "err", err)
-		respond(m, Reply{Error: err.Error()})
+		respond(m, wire.Reply{Error: err.Error()})
+		a.beat()
 		return
 	}
 	cold := time.Since(t0)
 	a.log.Info("activated", "deployment", act.Deployment.Key(), "digest", act.Deployment.Digest, "cold_start", cold)
-	respond(m, Reply{OK: true, ColdStartMs: float64(cold.Microseconds()) / 1000})
+	respond(m, wire.Reply{OK: true, ColdStartMs: float64(cold.Microseconds()) / 1000})
 	a.beat()
 }
 
-func (a *Agent) activate(act Activation) error {
+func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
+	lctx, cancel := context.WithTimeout(ctx, a.cfg.PullTimeout)
+	defer cancel()
 	a.mu.Lock()
 	switch {
 	case a.active != nil && a.active.Deployment.Key() == act.Deployment.Key() && a.active.Deployment.Digest == act.Deployment.Digest:
@@ -258,11 +237,11 @@ func (a *Agent) activate(act Activation) error {
 		a.mu.Unlock()
 		return fmt.Errorf("runner %s is loading %s", a.cfg.ID, a.loading)
 	}
-	a.loading = act.Deployment.Key() // heartbeats say "loading" while the lock is free
+	a.loading, a.cancelLoad = act.Deployment.Key(), cancel // heartbeats say "loading" while the lock is free
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
-		a.loading = ""
+		a.loading, a.cancelLoad = "", nil
 		a.mu.Unlock()
 	}()
 
@@ -270,69 +249,102 @@ func (a *Agent) activate(act Activation) error {
 	if err != nil {
 		return fmt.Errorf("deployment digest %q: %w", act.Deployment.Digest, err)
 	}
-	dir, spec, err := a.cfg.Cache.Pull(context.Background(), ref)
+	dir, spec, err := a.cfg.Cache.Pull(lctx, ref)
 	if err != nil {
+		if errors.Is(lctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("pulling %s took longer than %v: %w", ref, a.cfg.PullTimeout, err)
+		}
 		return err
 	}
 	device := act.Deployment.Device
-	if device == "any" || device == "" {
+	if device == wire.DeviceAny || device == "" {
 		device = a.cfg.Devices[len(a.cfg.Devices)-1] // the last listed is the best (GPU after cpu)
+	}
+	if !slices.Contains(a.cfg.Devices, device) {
+		return fmt.Errorf("device %s: this runner has %v", device, a.cfg.Devices)
 	}
 	model, batched, free, err := a.cfg.Load(dir, device)
 	if err != nil {
 		return fmt.Errorf("loading %s on %s: %w", spec.Name, device, err)
 	}
+	if lctx.Err() != nil { // deactivated (or stopped) while loading
+		_ = free()
+		return fmt.Errorf("deactivated while loading %s", act.Deployment.Key())
+	}
 	var maxDelay time.Duration // a per-frame model gains nothing from waiting for a batch
 	if batched {
 		maxDelay = time.Duration(spec.Batch.MaxDelay)
 	}
-	w, err := StartWorker(WorkerConfig{Brokers: act.Brokers, Deployment: act.Deployment, Stream: act.Stream, Model: model,
-		MaxDelay: maxDelay, NATS: a.cfg.NATS, ClientID: "diplip-runner-" + a.cfg.ID, Logger: a.cfg.Logger})
+	kc := a.kafkaClient(act.Brokers)
+	w, err := NewWorker(WorkerConfig{Kafka: kc, Deployment: act.Deployment, Stream: act.Stream, Model: model,
+		Lanes: a.cfg.Lanes, MaxDelay: maxDelay, NATS: a.cfg.NATS, Logger: a.cfg.Logger})
 	if err != nil {
 		_ = free()
 		return err
 	}
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx)) // Deactivate stops it, in order
+	done := make(chan struct{})
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.active, a.worker, a.free = &act, w, free
+	a.active, a.worker, a.free, a.stopWorker, a.workerDone = &act, w, free, stop, done
 	a.batchMode = "per-frame"
 	if batched {
 		a.batchMode = "batch"
 	}
 	a.lastN = 0
+	a.mu.Unlock()
+	go func() { // owned: Deactivate waits for done
+		defer close(done)
+		if err := w.Run(wctx); err != nil {
+			a.log.Error("worker stopped", "deployment", act.Deployment.Key(), "err", err)
+			a.mu.Lock()
+			a.lastErr = err.Error()
+			a.mu.Unlock()
+		}
+	}()
 	return nil
+}
+
+// kafkaClient returns the process's Kafka client for brokers, replacing one made for
+// another cluster.
+func (a *Agent) kafkaClient(brokers []string) *kafkaclient.Client {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kafka != nil && slices.Equal(a.kafka.Brokers(), brokers) {
+		return a.kafka
+	}
+	if a.kafka != nil {
+		a.kafka.Close()
+	}
+	a.kafka = kafkaclient.NewWithConfig(brokers, kafkaclient.RunnerConfig("diplip-runner-"+a.cfg.ID))
+	return a.kafka
 }
 
 func (a *Agent) onDeactivate(m *nats.Msg) {
 	a.Deactivate()
-	respond(m, Reply{OK: true})
+	respond(m, wire.Reply{OK: true})
 	a.beat()
 }
 
-// Deactivate stops the worker (finishing its batch, committing, leaving the group) and
-// frees the model. It does nothing on an idle runner.
+// Deactivate stops the worker (finishing its batches, committing, leaving the group) and
+// frees the model; a load in progress is cancelled. It does nothing on an idle runner.
 func (a *Agent) Deactivate() {
 	a.mu.Lock()
-	w, free, act := a.worker, a.free, a.active
-	a.worker, a.free, a.active = nil, nil, nil
+	if a.cancelLoad != nil {
+		a.cancelLoad()
+	}
+	w, free, act, stop, done := a.worker, a.free, a.active, a.stopWorker, a.workerDone
+	a.worker, a.free, a.active, a.stopWorker, a.workerDone = nil, nil, nil, nil, nil
 	a.mu.Unlock()
 	if w == nil {
 		return
 	}
-	w.Stop()
+	stop()
+	<-done
 	if err := free(); err != nil {
 		a.log.Warn("freeing the model", "err", err)
 	}
 	debug.FreeOSMemory() // give the model's memory back to the OS, not just to Go's heap
 	a.log.Info("deactivated", "deployment", act.Deployment.Key())
-}
-
-// Close deactivates and stops announcing.
-func (a *Agent) Close() {
-	a.Deactivate()
-	a.mu.Lock()
-	a.stopped = true
-	a.mu.Unlock()
 }
 
 // totalMemoryMB reads the machine's memory from /proc/meminfo (0 where unavailable).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,49 +17,71 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
 
 // Model runs a function on a batch of encoded frames. functions/onnx.Function is the real
-// one; bench uses a simulated accelerator with a fixed service time.
+// one; bench uses a simulated accelerator with a fixed service time. Run is called from
+// WorkerConfig.Lanes goroutines at once. A frame it cannot use (a corrupt JPEG) gets
+// FrameResult.Err; the error return means the model or its device failed for the batch.
 type Model interface {
 	Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error)
 }
 
 // WorkerConfig is one deployment's work on one runner.
 type WorkerConfig struct {
-	Brokers    []string
-	Deployment controlplane.Deployment
-	Stream     controlplane.Stream
+	// Kafka is the process's Kafka client, made with kafkaclient.RunnerConfig. Required.
+	Kafka      *kafkaclient.Client
+	Deployment wire.Deployment
+	Stream     wire.Stream
 	Model      Model
+	// Lanes is how many batches are inferred at once (Model.Run calls in flight), so that
+	// decoding and laying out the next frames overlaps the current inference. Default 1.
+	Lanes int
 	// MaxDelay is the longest the first frame of a batch waits for the batch to fill. 0
-	// means no wait: a batch is whatever has arrived by the time the previous one is done,
-	// which is right for models that run frame by frame anyway (waiting buys them nothing).
+	// means no wait: a batch is whatever has arrived by the time a lane is free, which is
+	// right for models that run frame by frame anyway (waiting buys them nothing).
 	MaxDelay time.Duration
+	// MaxInFlight bounds results handed to Kafka and not yet acknowledged. Default
+	// 4 × Lanes × batch.
+	MaxInFlight int
+	// RetryBackoff is the first wait before a failed model run is retried; it doubles up
+	// to 30 s. Default 1s.
+	RetryBackoff time.Duration
 	// NATS, when not nil, receives every result live on wire.ResultSubject.
-	NATS *nats.Conn
-	// ClientID names this runner in Kafka (and is its group member's client id).
-	ClientID string
-	Logger   *slog.Logger
+	NATS   *nats.Conn
+	Logger *slog.Logger
 }
 
 // Stats counts what a worker did.
 type Stats struct {
 	Frames, OK, Skipped, Errors, Batches atomic.Int64
-	// LastResult is the Unix nanosecond time of the last result produced.
+	// LastResult is the Unix nanosecond time of the last result acknowledged.
 	LastResult atomic.Int64
 }
 
 // UnhealthyAfter is how many consecutive failed inference runs mark a function unhealthy.
 const UnhealthyAfter = 3
 
-// Worker consumes a deployment's stream as one member of its consumer group, runs the
-// model per batch across the partitions it holds, and produces one result per frame. An
-// offset is marked (and so committed) only after that frame's result is acknowledged
-// by Kafka: at-least-once end to end.
+// MaxResultBytes is the largest result record a worker writes; a bigger one (e.g. the raw
+// decoder's tensors) is replaced by an error result that says so. The producer's own
+// limit (sarama's Producer.MaxMessageBytes, 1 MB by default, and the broker's) is set
+// above it by kafkaclient.RunnerConfig.
+const MaxResultBytes = 900 << 10
+
+// Worker consumes a deployment's stream as one member of its consumer group and turns
+// every frame into one result:
+//
+//	claims ──► batcher ──► lanes (Model.Run, Lanes at once) ──► sequencer ──► producer ──► acks
+//
+// The sequencer hands results to the async producer in the order the frames were
+// consumed, so each partition's results come out in offset order. An offset is marked
+// (and so committed) only when its result and every earlier one of its partition are
+// acknowledged by Kafka: at-least-once end to end. A failing model run is retried with
+// backoff and nothing of its batch is committed; after UnhealthyAfter failures in a row
+// the function is reported unhealthy (and consumption waits on the retries).
 type Worker struct {
 	cfg   WorkerConfig
 	log   *slog.Logger
@@ -71,84 +94,112 @@ type Worker struct {
 	failedRuns   int    // consecutive batches whose inference failed
 	unhealthyWhy string // set after UnhealthyAfter consecutive failures
 
-	group    sarama.ConsumerGroup
-	producer sarama.SyncProducer
-	in       chan item
-	cancel   context.CancelFunc
-	done     chan struct{}
-	err      error // why the worker stopped by itself; set before done closes
+	in       chan *item
+	inFlight chan struct{} // a slot per result handed to Kafka and not yet acknowledged
+	trackMu  sync.Mutex
+	tracks   map[trackKey]*partitionTrack
 }
 
 // item is one consumed record on its way through a batch.
 type item struct {
 	msg     *sarama.ConsumerMessage
 	session sarama.ConsumerGroupSession
-	taken   time.Time
-	release func() // tells the claim the record is finished
+	release func() // tells the claim the record is finished (acknowledged or abandoned)
+	result  wire.Result
+	payload []byte
+	acked   bool
+	givenUp bool // its model run was given up at shutdown: no result, redelivered later
 }
 
-// StartWorker joins the deployment's consumer group and starts processing.
-func StartWorker(cfg WorkerConfig) (*Worker, error) {
-	if cfg.Model == nil || len(cfg.Brokers) == 0 || cfg.Stream.Topic == "" {
-		return nil, errors.New("runner: WorkerConfig needs Brokers, Stream and Model")
+// batch is a numbered group of items; lanes finish them in any order, the sequencer
+// produces them in number order.
+type batch struct {
+	n     uint64
+	items []*item
+}
+
+// NewWorker checks cfg; Run does the work.
+func NewWorker(cfg WorkerConfig) (*Worker, error) {
+	if cfg.Model == nil || cfg.Kafka == nil || cfg.Stream.Topic == "" {
+		return nil, errors.New("runner: WorkerConfig needs Kafka, Stream and Model")
 	}
-	if cfg.Deployment.Batch < 1 {
-		cfg.Deployment.Batch = 1
+	cfg.Deployment.Batch = max(cfg.Deployment.Batch, 1)
+	cfg.Lanes = max(cfg.Lanes, 1)
+	cfg.MaxDelay = max(cfg.MaxDelay, 0)
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4 * cfg.Lanes * cfg.Deployment.Batch
 	}
-	if cfg.MaxDelay < 0 {
-		cfg.MaxDelay = 0
-	}
-	if cfg.ClientID == "" {
-		cfg.ClientID = "diplip-runner"
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key()),
-		in:      make(chan item, 2*cfg.Deployment.Batch),
-		done:    make(chan struct{}),
-		claimed: map[int32]bool{},
-	}
-	gc := kafkaclient.NewConfig(cfg.ClientID)
-	gc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
-	gc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	gc.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
-	gc.Consumer.Fetch.Default = 4 << 20 // frames are large
-	gc.Consumer.Group.Session.Timeout = 10 * time.Second
-	gc.Consumer.Group.Heartbeat.Interval = 2 * time.Second
-	var err error
-	if w.group, err = sarama.NewConsumerGroup(cfg.Brokers, cfg.Deployment.Group(), gc); err != nil {
-		return nil, fmt.Errorf("runner: joining consumer group %s: %w", cfg.Deployment.Group(), err)
-	}
-	if w.producer, err = sarama.NewSyncProducer(cfg.Brokers, kafkaclient.NewConfig(cfg.ClientID+"-results")); err != nil {
-		w.group.Close()
-		return nil, fmt.Errorf("runner: results producer: %w", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.batchLoop()
-	}()
-	go func() {
-		w.err = w.consumeLoop(ctx)
-		close(w.in) // every claim has returned: nothing more will be sent
-		wg.Wait()
-		w.producer.Close()
-		close(w.done)
-	}()
-	return w, nil
+	return &Worker{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key()),
+		in:       make(chan *item, 2*cfg.Deployment.Batch*cfg.Lanes),
+		inFlight: make(chan struct{}, cfg.MaxInFlight),
+		claimed:  map[int32]bool{},
+		tracks:   map[trackKey]*partitionTrack{},
+	}, nil
 }
 
-// consumeLoop stays in the group until ctx ends, rejoining after every rebalance.
-func (w *Worker) consumeLoop(ctx context.Context) error {
-	defer w.group.Close() // leaves the group: its partitions move to the others at once
+// Run joins the deployment's consumer group and processes until ctx ends; then it stops
+// fetching, finishes the batches in flight, waits for their acknowledgements (marking
+// their offsets), leaves the group and returns. Every goroutine it starts has ended when
+// it returns. An error means the worker could not work (e.g. the group could not be
+// joined); the model is the caller's to close.
+func (w *Worker) Run(ctx context.Context) error {
+	client, err := w.cfg.Kafka.Sarama()
+	if err != nil {
+		return fmt.Errorf("runner: %w", err)
+	}
+	group, err := sarama.NewConsumerGroupFromClient(w.cfg.Deployment.Group(), client)
+	if err != nil {
+		return fmt.Errorf("runner: joining consumer group %s: %w", w.cfg.Deployment.Group(), err)
+	}
+	producer, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		group.Close()
+		return fmt.Errorf("runner: results producer: %w", err)
+	}
+
+	work := make(chan batch, w.cfg.Lanes)
+	done := make(chan batch, w.cfg.Lanes)
+	var consumeErr error
+	var consume, lanes, pipeline sync.WaitGroup
+	consume.Go(func() {
+		consumeErr = w.consume(ctx, group)
+		close(w.in) // every claim has returned: nothing more will be sent
+	})
+	pipeline.Go(func() { w.batch(work); close(work) })
+	for range w.cfg.Lanes {
+		lanes.Go(func() { w.lane(ctx, work, done) })
+	}
+	pipeline.Go(func() { lanes.Wait(); close(done) })
+	pipeline.Go(func() { w.sequence(done, producer); producer.AsyncClose() })
+	pipeline.Go(func() { w.acks(ctx, producer) })
+	consume.Wait()
+	pipeline.Wait()
+	return consumeErr
+}
+
+// consume stays in the group until ctx ends, rejoining after every rebalance.
+func (w *Worker) consume(ctx context.Context, group sarama.ConsumerGroup) error {
+	var errs sync.WaitGroup
+	defer errs.Wait()
+	errs.Go(func() { // commit and fetch errors of the group: read them, or sarama blocks
+		for err := range group.Errors() {
+			w.log.Warn("consumer group error", "err", err)
+		}
+	})
+	// Leaving the group commits the marked offsets and moves its partitions to the others
+	// at once; it also ends the errors loop. It runs only after every claim has returned,
+	// so every record this worker took is marked or abandoned by then.
+	defer group.Close()
 	for {
-		err := w.group.Consume(ctx, []string{w.cfg.Stream.Topic}, w)
+		err := group.Consume(ctx, []string{w.cfg.Stream.Topic}, w)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -190,10 +241,12 @@ func (w *Worker) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGr
 				return nil
 			}
 			pending.Add(1)
+			it := &item{msg: m, session: s, release: pending.Done}
+			w.track(it)
 			select {
-			case w.in <- item{msg: m, session: s, taken: time.Now(), release: pending.Done}:
+			case w.in <- it:
 			case <-s.Context().Done():
-				pending.Done()
+				w.abandon(it)
 				return nil
 			}
 		case <-s.Context().Done():
@@ -219,16 +272,17 @@ func (w *Worker) Partitions() []int32 {
 	return slices.Sorted(maps.Keys(w.claimed))
 }
 
-// batchLoop collects up to Batch frames, waiting at most MaxDelay after the first, and
-// processes them, until the input closes.
-func (w *Worker) batchLoop() {
-	max := w.cfg.Deployment.Batch
+// batch collects up to Batch items, waiting at most MaxDelay after the first, numbers the
+// batches and hands them to the lanes, until the input closes.
+func (w *Worker) batch(work chan<- batch) {
+	size := w.cfg.Deployment.Batch
+	var n uint64
 	for {
 		first, ok := <-w.in
 		if !ok {
 			return
 		}
-		batch := []item{first}
+		items := []*item{first}
 		var timer *time.Timer
 		var deadline <-chan time.Time // nil without MaxDelay: take only what is queued
 		if w.cfg.MaxDelay > 0 {
@@ -236,14 +290,14 @@ func (w *Worker) batchLoop() {
 			deadline = timer.C
 		}
 	fill:
-		for len(batch) < max {
+		for len(items) < size {
 			if deadline == nil {
 				select {
 				case it, ok := <-w.in:
 					if !ok {
 						break fill
 					}
-					batch = append(batch, it)
+					items = append(items, it)
 				default:
 					break fill
 				}
@@ -254,7 +308,7 @@ func (w *Worker) batchLoop() {
 				if !ok {
 					break fill
 				}
-				batch = append(batch, it)
+				items = append(items, it)
 			case <-deadline:
 				break fill
 			}
@@ -262,19 +316,29 @@ func (w *Worker) batchLoop() {
 		if timer != nil {
 			timer.Stop()
 		}
-		w.process(batch)
+		work <- batch{n: n, items: items}
+		n++
 	}
 }
 
-// process turns a batch into results, produces them, and only then marks the offsets.
-func (w *Worker) process(batch []item) {
+// lane runs batches through the model until work closes. When ctx ends, a batch whose
+// model run keeps failing is given up (its records stay uncommitted and are redelivered).
+func (w *Worker) lane(ctx context.Context, work <-chan batch, done chan<- batch) {
+	for b := range work {
+		w.process(ctx, b.items)
+		done <- b
+	}
+}
+
+// process turns a batch into results. Frame errors (a record that is not a frame, an
+// image that does not decode) become error results; a failed model run is retried.
+func (w *Worker) process(ctx context.Context, items []*item) {
 	start := time.Now()
 	d := w.cfg.Deployment
-	results := make([]wire.Result, len(batch))
 	var frames [][]byte
 	var inferIdx []int
-	for i, it := range batch {
-		r := &results[i]
+	for i, it := range items {
+		r := &it.result
 		r.Stream, r.Function, r.Digest = d.Stream, d.Function, d.Digest
 		r.Source = wire.Source{Partition: it.msg.Partition, Offset: it.msg.Offset}
 		f, err := wire.DecodeFrame(it.msg)
@@ -290,7 +354,7 @@ func (w *Worker) process(batch []item) {
 		case err != nil:
 			r.Status, r.Error = wire.StatusError, err.Error()
 			r.ID = wire.ResultIDAt(d.Stream, it.msg.Partition, it.msg.Offset, d.Digest)
-		case d.Policy == "live" && d.MaxAge > 0 && start.Sub(f.CaptureTime) > time.Duration(d.MaxAge):
+		case d.Policy == wire.PolicyLive && d.MaxAge > 0 && start.Sub(f.CaptureTime) > time.Duration(d.MaxAge):
 			r.Status = wire.StatusSkipped
 			r.Error = fmt.Sprintf("older than the deployment's max age %v", time.Duration(d.MaxAge))
 		default:
@@ -298,26 +362,64 @@ func (w *Worker) process(batch []item) {
 			inferIdx = append(inferIdx, i)
 		}
 	}
-	if len(frames) > 0 {
-		out, tm, err := w.cfg.Model.Run(frames)
-		n := float64(len(frames))
-		for k, i := range inferIdx {
-			r := &results[i]
-			r.Timings.Batch = len(frames)
-			r.Timings.Decode, r.Timings.Preprocess, r.Timings.Infer = ms(tm.Decode)/n, ms(tm.Preprocess)/n, ms(tm.Infer)/n
-			switch {
-			case err != nil:
-				r.Status, r.Error = wire.StatusError, "inference failed: "+err.Error()
-			case out[k].Err != nil:
-				r.Status, r.Error = wire.StatusError, out[k].Err.Error()
-			default:
-				r.Status = wire.StatusOK
-				r.Width, r.Height, r.Detections, r.Raw = out[k].Width, out[k].Height, out[k].Detections, out[k].Raw
-			}
-		}
-		w.recordRun(err)
+	if len(frames) == 0 {
+		return
 	}
-	w.produce(batch, results)
+	out, tm, err := w.run(ctx, frames)
+	n := float64(len(frames))
+	for k, i := range inferIdx {
+		r := &items[i].result
+		r.Timings.Batch = len(frames)
+		r.Timings.Decode, r.Timings.Preprocess, r.Timings.Infer = ms(tm.Decode)/n, ms(tm.Preprocess)/n, ms(tm.Infer)/n
+		switch {
+		case err != nil: // only when ctx ended during retries
+			items[i].givenUp = true
+		case out[k].Err != nil:
+			r.Status, r.Error = wire.StatusError, out[k].Err.Error()
+		default:
+			r.Status = wire.StatusOK
+			r.Width, r.Height, r.Raw = out[k].Width, out[k].Height, out[k].Raw
+			r.Detections = toWire(out[k].Detections)
+		}
+	}
+	if err == nil {
+		metrics.BatchSize.WithLabelValues(d.Key()).Observe(n)
+		metrics.Inference.WithLabelValues(d.Key()).Observe(tm.Infer.Seconds())
+	}
+}
+
+// run calls the model, retrying a failed run with backoff (RetryBackoff doubling to 30 s) until it
+// succeeds or ctx ends.
+func (w *Worker) run(ctx context.Context, frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	wait := w.cfg.RetryBackoff
+	for {
+		out, tm, err := w.cfg.Model.Run(frames)
+		w.recordRun(err)
+		if err == nil {
+			return out, tm, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, tm, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// toWire converts a function's detections to the result record's, dropping any whose
+// numbers are not finite (JSON cannot carry NaN or Inf).
+func toWire(ds []functions.Detection) []wire.Detection {
+	out := make([]wire.Detection, 0, len(ds))
+	for _, d := range ds {
+		v := []float32{d.Score, d.Box.X1, d.Box.Y1, d.Box.X2, d.Box.Y2}
+		if slices.ContainsFunc(v, func(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }) {
+			continue
+		}
+		out = append(out, wire.Detection{ClassID: d.ClassID, Label: d.Label, Score: d.Score,
+			Box: wire.Box{X1: d.Box.X1, Y1: d.Box.Y1, X2: d.Box.X2, Y2: d.Box.Y2}})
+	}
+	return out
 }
 
 // recordRun tracks consecutive inference failures; a success clears them.
@@ -329,7 +431,7 @@ func (w *Worker) recordRun(err error) {
 		return
 	}
 	w.failedRuns++
-	w.log.Error("inference failed for a whole batch", "consecutive", w.failedRuns, "err", err)
+	w.log.Error("inference failed; retrying the batch", "consecutive", w.failedRuns, "err", err)
 	if w.failedRuns >= UnhealthyAfter {
 		w.unhealthyWhy = fmt.Sprintf("%d inference runs in a row failed; last: %v", w.failedRuns, err)
 	}
@@ -342,82 +444,201 @@ func (w *Worker) Unhealthy() string {
 	return w.unhealthyWhy
 }
 
-// produce writes the batch's results and then marks its records, retrying until Kafka
-// takes them or the worker is stopped (then the records stay unmarked and are redelivered).
-func (w *Worker) produce(batch []item, results []wire.Result) {
+// sequence hands finished batches' results to the producer in batch order, each taking
+// an in-flight slot (so at most MaxInFlight results wait for acknowledgement).
+func (w *Worker) sequence(done <-chan batch, producer sarama.AsyncProducer) {
+	var next uint64
+	waiting := map[uint64]batch{}
+	for b := range done {
+		waiting[b.n] = b
+		for {
+			b, ok := waiting[next]
+			if !ok {
+				break
+			}
+			delete(waiting, next)
+			next++
+			for _, it := range b.items {
+				if it.givenUp {
+					w.abandon(it) // redelivered to the partition's next owner
+					continue
+				}
+				w.send(producer, it)
+			}
+		}
+	}
+}
+
+// send encodes a result and hands it to the producer.
+func (w *Worker) send(producer sarama.AsyncProducer, it *item) {
+	r := &it.result
+	if !r.CaptureTime.IsZero() {
+		r.Timings.EndToEnd = ms(time.Since(r.CaptureTime))
+	}
+	b, err := json.Marshal(r)
+	if err == nil && len(b) > MaxResultBytes {
+		err = fmt.Errorf("the result is %d bytes, over the %d-byte limit of a result record", len(b), MaxResultBytes)
+	}
+	if err != nil {
+		w.log.Warn("result replaced by an error result", "camera", r.Camera, "seq", r.Seq, "err", err)
+		*r = errorResult(*r, err)
+		b, _ = json.Marshal(r)
+	}
+	it.payload = b
+	w.inFlight <- struct{}{}
+	producer.Input() <- &sarama.ProducerMessage{Topic: w.cfg.Stream.ResultsTopic, Key: sarama.StringEncoder(r.Camera),
+		Value: sarama.ByteEncoder(b), Metadata: it}
+}
+
+// errorResult keeps a result's identity and says why it carries no output.
+func errorResult(r wire.Result, err error) wire.Result {
+	return wire.Result{ID: r.ID, Stream: r.Stream, Camera: r.Camera, Seq: r.Seq, CaptureTime: r.CaptureTime,
+		Function: r.Function, Digest: r.Digest, Status: wire.StatusError, Error: err.Error(), Width: r.Width,
+		Height: r.Height, Timings: r.Timings, Source: r.Source}
+}
+
+// acks reads the producer's answers until it is closed: a success marks offsets, a
+// permanent refusal (the record is too large or invalid) becomes an error result, and any
+// other failure is retried after a second, unless the partition has moved on.
+func (w *Worker) acks(ctx context.Context, producer sarama.AsyncProducer) {
+	successes, errs := producer.Successes(), producer.Errors()
+	for successes != nil || errs != nil {
+		select {
+		case m, ok := <-successes:
+			if !ok {
+				successes = nil
+				continue
+			}
+			<-w.inFlight
+			w.acked(m.Metadata.(*item))
+		case pe, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			<-w.inFlight
+			it := pe.Msg.Metadata.(*item)
+			switch {
+			case errors.Is(pe.Err, sarama.ErrMessageSizeTooLarge) || errors.Is(pe.Err, sarama.ErrInvalidMessage) ||
+				errors.Is(pe.Err, sarama.ErrMessageTooLarge):
+				it.result = errorResult(it.result, fmt.Errorf("kafka refused the result: %w", pe.Err))
+				w.resend(producer, it)
+			case it.session.Context().Err() != nil || ctx.Err() != nil:
+				w.log.Warn("result not acknowledged; its frame goes to the partition's next owner", "err", pe.Err)
+				w.abandon(it)
+			default:
+				w.log.Warn("result not acknowledged by Kafka; retrying", "err", pe.Err)
+				time.AfterFunc(time.Second, func() { w.resend(producer, it) })
+			}
+		}
+	}
+}
+
+// resend hands a result to the producer again; the producer may be closing, in which case
+// the frame is abandoned (redelivered).
+func (w *Worker) resend(producer sarama.AsyncProducer, it *item) {
 	defer func() {
-		for _, it := range batch {
-			it.release()
+		if recover() != nil { // the input channel was closed by AsyncClose
+			w.abandon(it)
 		}
 	}()
-	now := time.Now()
-	msgs := make([]*sarama.ProducerMessage, len(results))
-	payloads := make([][]byte, len(results))
-	for i := range results {
-		r := &results[i]
-		if !r.CaptureTime.IsZero() {
-			r.Timings.EndToEnd = ms(now.Sub(r.CaptureTime))
-		}
-		b, _ := json.Marshal(r)
-		payloads[i] = b
-		msgs[i] = &sarama.ProducerMessage{Topic: w.cfg.Stream.ResultsTopic, Key: sarama.StringEncoder(r.Camera), Value: sarama.ByteEncoder(b)}
-	}
-	for attempt := 1; ; attempt++ {
-		err := w.producer.SendMessages(msgs)
-		if err == nil {
-			break
-		}
-		w.log.Warn("results not acknowledged by Kafka; retrying", "attempt", attempt, "err", err)
-		select {
-		case <-batch[0].session.Context().Done():
-			return // the partitions are gone; the next owner redoes these frames
-		case <-time.After(time.Second):
-		}
-	}
+	b, _ := json.Marshal(&it.result)
+	it.payload = b
+	w.inFlight <- struct{}{}
+	producer.Input() <- &sarama.ProducerMessage{Topic: w.cfg.Stream.ResultsTopic, Key: sarama.StringEncoder(it.result.Camera),
+		Value: sarama.ByteEncoder(b), Metadata: it}
+}
+
+// acked counts an acknowledged result, publishes it live, and marks every offset of its
+// partition up to the first one still waiting.
+func (w *Worker) acked(it *item) {
+	r := &it.result
 	key := w.cfg.Deployment.Key()
-	if n := len(results); n > 0 {
-		metrics.BatchSize.WithLabelValues(key).Observe(float64(results[0].Timings.Batch))
-		if results[0].Timings.Batch > 0 {
-			metrics.Inference.WithLabelValues(key).Observe(results[0].Timings.Infer * float64(results[0].Timings.Batch) / 1000)
-		}
+	metrics.FramesProcessed.WithLabelValues(key, r.Status).Inc()
+	if r.Timings.EndToEnd > 0 {
+		metrics.EndToEnd.WithLabelValues(key).Observe(r.Timings.EndToEnd / 1000)
 	}
-	for i, it := range batch {
-		it.session.MarkMessage(it.msg, "")
-		metrics.FramesProcessed.WithLabelValues(key, results[i].Status).Inc()
-		if results[i].Timings.EndToEnd > 0 {
-			metrics.EndToEnd.WithLabelValues(key).Observe(results[i].Timings.EndToEnd / 1000)
-		}
-		if w.cfg.NATS != nil {
-			_ = w.cfg.NATS.Publish(wire.ResultSubject(results[i].Stream, results[i].Camera), payloads[i])
-		}
-		switch results[i].Status {
-		case wire.StatusOK:
-			w.Stats.OK.Add(1)
-		case wire.StatusSkipped:
-			w.Stats.Skipped.Add(1)
-		default:
-			w.Stats.Errors.Add(1)
-		}
+	if w.cfg.NATS != nil {
+		_ = w.cfg.NATS.Publish(wire.ResultSubject(r.Stream, r.Camera), it.payload)
 	}
-	w.Stats.Frames.Add(int64(len(batch)))
-	w.Stats.Batches.Add(1)
-	w.Stats.LastResult.Store(now.UnixNano())
+	switch r.Status {
+	case wire.StatusOK:
+		w.Stats.OK.Add(1)
+	case wire.StatusSkipped:
+		w.Stats.Skipped.Add(1)
+	default:
+		w.Stats.Errors.Add(1)
+	}
+	w.Stats.Frames.Add(1)
+	w.Stats.LastResult.Store(time.Now().UnixNano())
+	it.acked = true
+	w.settle(it)
 }
 
-// Stop deactivates the worker: it stops fetching, finishes the batch in flight, commits,
-// leaves the consumer group and closes its producer. The model is the caller's to close.
-func (w *Worker) Stop() {
-	w.cancel()
-	<-w.done
+// abandon finishes an item without a result: its offset is not marked, and nothing after
+// it in its partition is marked by this session (the next owner redoes them).
+func (w *Worker) abandon(it *item) {
+	w.trackMu.Lock()
+	t := w.tracks[trackKeyOf(it)]
+	if t != nil {
+		t.broken = true
+	}
+	w.trackMu.Unlock()
+	w.settle(it)
 }
 
-// Done is closed when the worker has stopped, by Stop or by itself; Err says why.
-func (w *Worker) Done() <-chan struct{} { return w.done }
+// trackKey identifies a partition within one group session: the same partition in a
+// later session (after a rebalance) is tracked afresh.
+type trackKey struct {
+	session   sarama.ConsumerGroupSession
+	partition int32
+}
 
-// Err is the reason a worker stopped by itself (nil after Stop).
-func (w *Worker) Err() error {
-	<-w.done
-	return w.err
+func trackKeyOf(it *item) trackKey { return trackKey{it.session, it.msg.Partition} }
+
+// partitionTrack is a partition's records in consumption order that are not yet marked.
+type partitionTrack struct {
+	pending []*item
+	settled map[*item]bool
+	broken  bool // an item was abandoned: mark nothing more in this session
+}
+
+func (w *Worker) track(it *item) {
+	w.trackMu.Lock()
+	defer w.trackMu.Unlock()
+	k := trackKeyOf(it)
+	t := w.tracks[k]
+	if t == nil {
+		t = &partitionTrack{settled: map[*item]bool{}}
+		w.tracks[k] = t
+	}
+	t.pending = append(t.pending, it)
+}
+
+// settle records that it is finished and marks the partition's offsets up to the first
+// record still in flight, releasing each record from its claim.
+func (w *Worker) settle(it *item) {
+	w.trackMu.Lock()
+	k := trackKeyOf(it)
+	t := w.tracks[k]
+	t.settled[it] = true
+	var ready []*item
+	for len(t.pending) > 0 && t.settled[t.pending[0]] {
+		ready = append(ready, t.pending[0])
+		delete(t.settled, t.pending[0])
+		t.pending = t.pending[1:]
+	}
+	broken := t.broken
+	if len(t.pending) == 0 && !broken { // a broken track stays, so nothing later is marked
+		delete(w.tracks, k)
+	}
+	w.trackMu.Unlock()
+	for _, r := range ready {
+		if r.acked && !broken {
+			r.session.MarkMessage(r.msg, "")
+		}
+		r.release()
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

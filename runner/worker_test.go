@@ -1,10 +1,12 @@
 package runner_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,7 +14,6 @@ import (
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
-	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
@@ -20,15 +21,15 @@ import (
 )
 
 // stream creates a frames and a results topic with the given partitions.
-func stream(t *testing.T, partitions int32) ([]string, controlplane.Stream) {
+func stream(t *testing.T, partitions int32) ([]string, wire.Stream) {
 	t.Helper()
 	addrs, frames := testkit.Topic(t, partitions)
 	_, results := testkit.Topic(t, partitions)
-	return addrs, controlplane.Stream{Name: testkit.Name("s"), Topic: frames, ResultsTopic: results, Partitions: partitions}
+	return addrs, wire.Stream{Name: testkit.Name("s"), Topic: frames, ResultsTopic: results, Partitions: partitions}
 }
 
-func deployment(st controlplane.Stream, batch int) controlplane.Deployment {
-	return controlplane.Deployment{Function: "det", Stream: st.Name, Digest: "r/fn@sha256:0123456789abcdef0123", Max: 2,
+func deployment(st wire.Stream, batch int) wire.Deployment {
+	return wire.Deployment{Function: "det", Stream: st.Name, Digest: "r/fn@sha256:0123456789abcdef0123", Max: 2,
 		Batch: batch, Device: "cpu", Policy: "replay"}
 }
 
@@ -90,6 +91,33 @@ func results(t *testing.T, addrs []string, topic string, want int) map[string]wi
 	return got
 }
 
+// startWorker runs a worker with its own Kafka client (as a runner process has) until
+// the returned stop is called or the test ends.
+func startWorker(t *testing.T, addrs []string, id string, cfg runner.WorkerConfig) (*runner.Worker, func()) {
+	t.Helper()
+	kc := kafkaclient.NewWithConfig(addrs, kafkaclient.RunnerConfig(id))
+	cfg.Kafka = kc
+	w, err := runner.NewWorker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker %s: %v", id, err)
+			}
+			kc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return w, stop
+}
+
 func byCameraSeq(rs map[string]wire.Result, camera string, seq uint64) wire.Result {
 	for _, r := range rs {
 		if r.Camera == camera && r.Seq == seq {
@@ -109,11 +137,8 @@ func TestWorkerRunsTheDetector(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fn.Close()
-	w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: deployment(st, 4), Stream: st, Model: fn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	_, stop := startWorker(t, addrs, "detector", runner.WorkerConfig{Deployment: deployment(st, 4), Stream: st, Model: fn, Lanes: 2})
+	defer stop()
 
 	street, astro := testkit.Media(t, "vtest_frame600.jpg"), testkit.Media(t, "astronaut.png")
 	produceFrames(t, addrs, st.Topic,
@@ -138,7 +163,7 @@ func TestWorkerRunsTheDetector(t *testing.T) {
 			best := float32(0)
 			for _, d := range r.Detections {
 				if d.Label == want.label {
-					best = max(best, functions.IoU(d.Box, want.box))
+					best = max(best, functions.IoU(functions.Box(d.Box), want.box))
 				}
 			}
 			if best < 0.7 {
@@ -186,7 +211,7 @@ func (m *fixedModel) Run(frames [][]byte) ([]functions.FrameResult, functions.Ba
 func TestWorkerLivePolicySkipsStaleFrames(t *testing.T) {
 	addrs, st := stream(t, 1)
 	d := deployment(st, 8)
-	d.Policy, d.MaxAge = "live", controlplane.Duration(5*time.Second)
+	d.Policy, d.MaxAge = "live", wire.Duration(5*time.Second)
 	model := &fixedModel{service: 5 * time.Millisecond}
 	var frames []wire.Frame
 	for i := range 20 {
@@ -197,12 +222,9 @@ func TestWorkerLivePolicySkipsStaleFrames(t *testing.T) {
 		frames = append(frames, f)
 	}
 	produceFrames(t, addrs, st.Topic, frames...)
-	w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: d, Stream: st, Model: model, MaxDelay: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, stop := startWorker(t, addrs, "live", runner.WorkerConfig{Deployment: d, Stream: st, Model: model, MaxDelay: 50 * time.Millisecond})
 	rs := results(t, addrs, st.ResultsTopic, 20)
-	w.Stop()
+	stop()
 	for i := range 20 {
 		r := byCameraSeq(rs, "cam", uint64(i+1))
 		want := wire.StatusOK
@@ -231,16 +253,11 @@ func TestWorkerLivePolicySkipsStaleFrames(t *testing.T) {
 func TestWorkersSharePartitionsAndSurviveALeaver(t *testing.T) {
 	addrs, st := stream(t, 4)
 	d := deployment(st, 4)
-	start := func(id string) *runner.Worker {
-		w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: d, Stream: st, ClientID: id,
-			Model: &fixedModel{service: 10 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
+	start := func(id string) (*runner.Worker, func()) {
+		return startWorker(t, addrs, id, runner.WorkerConfig{Deployment: d, Stream: st, Model: &fixedModel{service: 10 * time.Millisecond}})
 	}
-	a, b := start("runner-a"), start("runner-b")
-	defer b.Stop()
+	a, stopA := start("runner-a")
+	b, _ := start("runner-b")
 	// The group protocol splits the four partitions between the two, two each (with
 	// cooperative-sticky, the first to join may hold all four until a follow-up rebalance).
 	testkit.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
@@ -260,7 +277,7 @@ func TestWorkersSharePartitionsAndSurviveALeaver(t *testing.T) {
 		}
 		return nil
 	})
-	a.Stop()
+	stopA()
 	produceFrames(t, addrs, st.Topic, frames[100:]...)
 	testkit.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		if len(b.Partitions()) != 4 {
@@ -276,34 +293,133 @@ func TestWorkersSharePartitionsAndSurviveALeaver(t *testing.T) {
 	}
 }
 
-// failingModel fails every run, as a broken session would.
-type failingModel struct{}
-
-func (failingModel) Run([][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
-	return nil, functions.BatchTimings{}, fmt.Errorf("CUDA error: out of memory")
+// flakyModel fails its first runs, as a device that ran out of memory for a while would,
+// then works.
+type flakyModel struct {
+	fixedModel
+	failFirst int
+	runs      atomic.Int64
 }
 
-// A function whose inference keeps failing answers every frame with an error result (the
-// stream goes on) and is marked unhealthy with the reason.
-func TestWorkerMarksAFailingFunctionUnhealthy(t *testing.T) {
+func (m *flakyModel) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	if m.runs.Add(1) <= int64(m.failFirst) {
+		return nil, functions.BatchTimings{}, fmt.Errorf("CUDA error: out of memory")
+	}
+	return m.fixedModel.Run(frames)
+}
+
+// A failing model run is a run error, not a frame error: the batch is retried with
+// backoff, nothing is committed as done, the function is reported unhealthy after
+// UnhealthyAfter failures in a row, and when the model works again every frame gets its
+// real result (no error results were written for the transient failure).
+func TestWorkerRetriesAFailingModelAndCommitsNothing(t *testing.T) {
 	addrs, st := stream(t, 1)
 	var frames []wire.Frame
 	for i := range 6 {
-		frames = append(frames, frame("cam", uint64(i+1), []byte{1}))
+		frames = append(frames, frame("cam", uint64(i+1), []byte{byte(i + 1)}))
 	}
 	produceFrames(t, addrs, st.Topic, frames...)
-	w, err := runner.StartWorker(runner.WorkerConfig{Brokers: addrs, Deployment: deployment(st, 1), Stream: st, Model: failingModel{}})
+	model := &flakyModel{fixedModel: fixedModel{service: time.Millisecond}, failFirst: runner.UnhealthyAfter + 1}
+	d := deployment(st, 1)
+	w, _ := startWorker(t, addrs, "flaky", runner.WorkerConfig{Deployment: d, Stream: st, Model: model, RetryBackoff: 100 * time.Millisecond})
+	testkit.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if why := w.Unhealthy(); !strings.Contains(why, "in a row failed") || !strings.Contains(why, "out of memory") {
+			return fmt.Errorf("Unhealthy() = %q", why)
+		}
+		return nil
+	})
+	if n := w.Stats.Frames.Load(); n != 0 {
+		t.Fatalf("%d results written while the model was failing, want none", n)
+	}
+	kc := kafkaclient.New(addrs, "test-lag")
+	defer kc.Close()
+	if lag, err := kc.Lag(d.Group(), st.Topic); err != nil || lag != 6 {
+		t.Fatalf("lag while failing: %d (%v), want all 6 frames uncommitted", lag, err)
+	}
+	rs := results(t, addrs, st.ResultsTopic, 6)
+	for _, r := range rs {
+		if r.Status != wire.StatusOK {
+			t.Fatalf("result %+v, want ok once the model works again", r)
+		}
+	}
+	testkit.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if why := w.Unhealthy(); why != "" {
+			return fmt.Errorf("still unhealthy after recovering: %q", why)
+		}
+		return nil
+	})
+}
+
+// With two lanes and frames of four cameras on two partitions, each partition's results
+// come out in offset order and none is missing, though the lanes finish out of order.
+func TestLanesKeepPartitionOrder(t *testing.T) {
+	addrs, st := stream(t, 2)
+	model := &jitterModel{}
+	_, stop := startWorker(t, addrs, "lanes", runner.WorkerConfig{Deployment: deployment(st, 2), Stream: st, Model: model, Lanes: 2})
+	defer stop()
+	var frames []wire.Frame
+	for i := range 200 {
+		frames = append(frames, frame(fmt.Sprintf("cam-%d", i%4), uint64(i/4+1), []byte{byte(i)}))
+	}
+	produceFrames(t, addrs, st.Topic, frames...)
+	rs := results(t, addrs, st.ResultsTopic, 200)
+	for _, f := range frames {
+		if r := byCameraSeq(rs, f.Camera, f.Seq); r.Status != wire.StatusOK {
+			t.Fatalf("frame %s/%d: %+v", f.Camera, f.Seq, r)
+		}
+	}
+	// Read the results topic in its order: per source partition, offsets only grow.
+	c, err := sarama.NewConsumer(addrs, kafkaclient.NewConfig("test-order"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
-	rs := results(t, addrs, st.ResultsTopic, 6)
-	for _, r := range rs {
-		if r.Status != wire.StatusError || !strings.Contains(r.Error, "out of memory") {
-			t.Fatalf("result %+v, want an error naming the failure", r)
+	defer c.Close()
+	last := map[int32]int64{}
+	n := 0
+	for _, p := range []int32{0, 1} {
+		pc, err := c.ConsumePartition(st.ResultsTopic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
 		}
+		hw := pc.HighWaterMarkOffset()
+		for hw > 0 {
+			m := <-pc.Messages()
+			var r wire.Result
+			if err := json.Unmarshal(m.Value, &r); err != nil {
+				t.Fatal(err)
+			}
+			if prev, ok := last[r.Source.Partition]; ok && r.Source.Offset <= prev {
+				t.Fatalf("results partition %d: source offset %d of partition %d after %d", p, r.Source.Offset, r.Source.Partition, prev)
+			}
+			last[r.Source.Partition] = r.Source.Offset
+			n++
+			if m.Offset+1 >= hw {
+				break
+			}
+		}
+		pc.Close()
 	}
-	if why := w.Unhealthy(); !strings.Contains(why, "in a row failed") || !strings.Contains(why, "out of memory") {
-		t.Fatalf("Unhealthy() = %q", why)
+	if n != 200 || model.concurrent.Load() < 2 {
+		t.Fatalf("%d results in the topic, want 200; lanes at once: %d, want 2", n, model.concurrent.Load())
 	}
+}
+
+// jitterModel takes a varying time per batch, so lanes finish out of order, and records
+// how many runs were in flight at once.
+type jitterModel struct {
+	inFlight, concurrent atomic.Int64
+	n                    atomic.Int64
+}
+
+func (m *jitterModel) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	now := m.inFlight.Add(1)
+	defer m.inFlight.Add(-1)
+	for c := m.concurrent.Load(); now > c && !m.concurrent.CompareAndSwap(c, now); c = m.concurrent.Load() {
+	}
+	time.Sleep(time.Duration(1+m.n.Add(1)%3*4) * time.Millisecond)
+	out := make([]functions.FrameResult, len(frames))
+	for i, f := range frames {
+		out[i].Detections = []functions.Detection{{Label: "x", Score: float32(f[0]) / 255}}
+	}
+	return out, functions.BatchTimings{}, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,17 +10,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/bench"
-	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/node"
 	"github.com/diplip/diplip/registry"
 )
 
@@ -41,6 +42,9 @@ func benchCommand() *cli.Command {
 		Action: runBench,
 	}
 }
+
+// errBenchDone ends the node once the bench has its rows.
+var errBenchDone = errors.New("bench done")
 
 func runBench(c *cli.Context) error {
 	var sw *bench.Sweep
@@ -81,7 +85,7 @@ func runBench(c *cli.Context) error {
 	defer stop()
 
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := gateway.LocalConfig{StateDir: state, Listen: "127.0.0.1:0", Logger: logger, RunnerCommand: []string{exe, "runner"},
+	cfg := node.Config{StateDir: state, Listen: "127.0.0.1:0", Logger: logger, RunnerCommand: []string{exe, "runner"},
 		IdleTimeout: 60 * time.Second}
 	if k := c.String("kafka"); k != "" {
 		if cfg.Kafka, err = kafkaclient.ParseBrokers(k); err != nil {
@@ -90,42 +94,45 @@ func runBench(c *cli.Context) error {
 	}
 	w := c.App.ErrWriter
 	fmt.Fprintf(w, "bench: sweep %q, results in %s\n", sw.Name, out)
-	l, err := gateway.StartLocal(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer l.Stop()
-
-	dir, err := assets.Example("yolox-nano")
-	if err != nil {
-		return err
-	}
-	img, _, err := registry.Build(dir, checkWithONNXRuntime)
-	if err != nil {
-		return err
-	}
-	ref, err := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/yolox-nano:bench", false)
-	if err != nil {
-		return err
-	}
-	if _, err := registry.Push(ctx, img, ref, nil); err != nil {
-		return err
-	}
-	p, err := assets.Media("vtest_10s.mjpeg")
-	if err != nil {
-		return err
-	}
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	lib, err := assets.KafkaLibDir()
-	if err != nil {
-		return err
-	}
-	env := &bench.Env{Local: l, Ref: ref.String(), FunctionDir: dir, Frames: ingest.SplitJPEGs(raw), KafkaLib: lib, Progress: w}
+	var rows []bench.Row
+	var runErr error
 	t0 := time.Now()
-	rows, runErr := bench.Run(ctx, sw, env)
+	err = runNode(ctx, cfg, func(ctx context.Context, n *node.Node) error {
+
+		dir, err := assets.Example("yolox-nano")
+		if err != nil {
+			return err
+		}
+		img, _, err := registry.Build(dir, checkWithONNXRuntime)
+		if err != nil {
+			return err
+		}
+		ref, err := registry.ParseReference(n.Addr()+"/fn/yolox-nano:bench", false)
+		if err != nil {
+			return err
+		}
+		if _, err := registry.Push(ctx, img, ref, nil); err != nil {
+			return err
+		}
+		p, err := assets.Media("vtest_10s.mjpeg")
+		if err != nil {
+			return err
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		lib, err := assets.KafkaLibDir()
+		if err != nil {
+			return err
+		}
+		env := &bench.Env{Node: n, Ref: ref.String(), FunctionDir: dir, Frames: ingest.SplitJPEGs(raw), KafkaLib: lib, Progress: w}
+		rows, runErr = bench.Run(ctx, sw, env)
+		return errBenchDone // stop the node
+	})
+	if err != nil && !errors.Is(err, errBenchDone) {
+		return err
+	}
 	md := bench.Markdown(rows)
 	fmt.Fprint(c.App.Writer, "\n"+md)
 	fmt.Fprintf(c.App.Writer, "\n(%s, %d cores; %.0f s)\n", sw.Name, runtime.NumCPU(), time.Since(t0).Seconds())

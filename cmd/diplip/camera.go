@@ -7,8 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/gateway/apiclient"
 	"github.com/diplip/diplip/ingest/video"
 )
 
@@ -47,7 +48,7 @@ func cameraCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					cam, err := cl.AddCamera(c.Context, gateway.CameraRequest{ID: c.String("id"), Stream: stream, URL: c.String("url"),
+					cam, err := cl.AddCamera(c.Context, api.CameraRequest{ID: c.String("id"), Stream: stream, URL: c.String("url"),
 						FPS: c.Float64("fps"), Loop: c.Bool("loop")})
 					if err != nil {
 						return apiExit(err)
@@ -62,7 +63,7 @@ func cameraCommand() *cli.Command {
 				Usage:     "list pulled cameras with their health",
 				UsageText: "diplip camera ls [-o json]\n\nExample:\n   diplip camera ls --gateway http://gw:8080",
 				Flags:     globalFlags,
-				Action: show((*apiclient.Client).Cameras, func(w *tabwriter.Writer, cams []gateway.CameraStatus) {
+				Action: show((*apiclient.Client).Cameras, func(w *tabwriter.Writer, cams []api.CameraStatus) {
 					fmt.Fprintln(w, "ID\tSTREAM\tCONNECTED\tFPS\tFRAMES\tDROPPED\tRECONNECTS\tLAST FRAME\tLAST ERROR\tURL")
 					for _, s := range cams {
 						last := "-"

@@ -14,16 +14,16 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
 )
 
-func camera(t *testing.T, gw, id string) gateway.CameraStatus {
+func camera(t *testing.T, gw, id string) api.CameraStatus {
 	t.Helper()
-	var cams []gateway.CameraStatus
+	var cams []api.CameraStatus
 	if err := json.Unmarshal([]byte(run(t, 0, "camera", "ls", "-o", "json", gw)), &cams); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func camera(t *testing.T, gw, id string) gateway.CameraStatus {
 		}
 	}
 	t.Fatalf("camera %s not listed: %+v", id, cams)
-	return gateway.CameraStatus{}
+	return api.CameraStatus{}
 }
 
 // rtspServer starts a real RTSP camera (GStreamer's RTSP server) serving the sample video.
@@ -162,7 +162,7 @@ func TestFileCamera(t *testing.T) {
 		}
 		last = f
 	}
-	var sts []gateway.StreamStatus
+	var sts []api.StreamStatus
 	if err := json.Unmarshal([]byte(run(t, 0, "stream", "ls", "-o", "json", gw)), &sts); err != nil {
 		t.Fatal(err)
 	}

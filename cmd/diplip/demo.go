@@ -12,13 +12,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/bench"
+	"github.com/diplip/diplip/node"
 
-	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/gateway/apiclient"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/assets"
-	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
 )
@@ -33,12 +32,12 @@ const (
 // built and pushed to the embedded registry, deployed with min 0 (so the first frame wakes
 // a runner), and a camera pushing the video at 10 fps. It prints one status line a second
 // until ctx ends.
-func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) error {
-	cl, err := apiclient.New(l.URL, token)
+func runDemo(ctx context.Context, w io.Writer, n *node.Node, token string) error {
+	cl, err := apiclient.New(n.URL(), token)
 	if err != nil {
 		return err
 	}
-	if _, err := cl.CreateStream(ctx, gateway.StreamRequest{Name: demoStream, Partitions: 2}); err != nil && !strings.Contains(err.Error(), "already exists") {
+	if _, err := cl.CreateStream(ctx, api.StreamRequest{Name: demoStream, Partitions: 2}); err != nil && !strings.Contains(err.Error(), "already exists") {
 		return fmt.Errorf("demo: creating stream: %w", err)
 	}
 	dir, err := assets.Example("yolox-nano")
@@ -49,7 +48,7 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	if err != nil {
 		return fmt.Errorf("demo: building the function: %w", err)
 	}
-	ref, err := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/"+spec.Name+":demo", false)
+	ref, err := registry.ParseReference(n.Addr()+"/fn/"+spec.Name+":demo", false)
 	if err != nil {
 		return err
 	}
@@ -61,14 +60,14 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	if err != nil {
 		return fmt.Errorf("demo: pushing the function: %w", err)
 	}
-	d, err := cl.Deploy(ctx, gateway.DeployRequest{Ref: ref.String(), Stream: demoStream, Min: 0, Max: 1, MaxAge: "3s"})
+	d, err := cl.Deploy(ctx, api.DeployRequest{Ref: ref.String(), Stream: demoStream, Min: 0, Max: 1, MaxAge: "3s"})
 	if err != nil {
 		return fmt.Errorf("demo: deploying: %w", err)
 	}
 	fmt.Fprintf(w, "demo: stream %q, function %s\n      (%s) deployed with min 0, max 1\n", demoStream, spec.Name, pinned.DigestStr()[:19])
 
 	st := &demoStats{started: time.Now()} // the camera starts below: its first frame starts the cold start
-	nc, err := l.ConnectNATS("diplip-demo")
+	nc, err := n.ConnectNATS("diplip-demo")
 	if err != nil {
 		return err
 	}
@@ -88,12 +87,12 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	_, err = cl.AddCamera(ctx, gateway.CameraRequest{ID: demoCamera, Stream: demoStream, URL: video, FPS: demoFPS, Loop: true})
+	_, err = cl.AddCamera(ctx, api.CameraRequest{ID: demoCamera, Stream: demoStream, URL: video, FPS: demoFPS, Loop: true})
 	if err != nil && !strings.Contains(err.Error(), "already exists") {
 		return fmt.Errorf("demo: adding the camera: %w", err)
 	}
 	fmt.Fprintf(w, "demo: camera %q plays the sample video in a loop at %d fps (diplip camera ls)\n", demoCamera, demoFPS)
-	fmt.Fprintf(w, "demo: watch it at %s/ (live view), or: diplip results %s --follow --gateway %s\n\n", l.URL, demoStream, l.URL)
+	fmt.Fprintf(w, "demo: watch it at %s/ (live view), or: diplip results %s --follow --gateway %s\n\n", n.URL(), demoStream, n.URL())
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -110,7 +109,7 @@ func runDemo(ctx context.Context, w io.Writer, l *gateway.Local, token string) e
 					}
 				}
 			}
-			fmt.Fprintln(w, st.line(l, d, inFPS))
+			fmt.Fprintln(w, st.line(cl, ctx, d, inFPS))
 		}
 	}
 }
@@ -141,7 +140,7 @@ func (s *demoStats) result(r wire.Result) {
 	}
 }
 
-func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment, inFPS float64) string {
+func (s *demoStats) line(cl *apiclient.Client, ctx context.Context, d api.Deployment, inFPS float64) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cut := time.Now().Add(-10 * time.Second)
@@ -155,14 +154,15 @@ func (s *demoStats) line(l *gateway.Local, d controlplane.Deployment, inFPS floa
 		p50, p99 = bench.Percentile(s.latencies, 0.5), bench.Percentile(s.latencies, 0.99)
 	}
 	runners, lag := 0, int64(0)
-	for _, ds := range l.Scaler.Status() {
+	res, _ := cl.Resources(ctx)
+	for _, ds := range res.Deployments {
 		if ds.Key == d.Key() {
 			runners, lag = len(ds.Runners), ds.Lag
 		}
 	}
 	what := "waiting for the first result (a runner is starting)"
 	if s.latest.ID != "" {
-		what = functions.Summarize(s.latest.Detections)
+		what = wire.Summarize(s.latest.Detections)
 	}
 	line := fmt.Sprintf("in %4.1f fps  out %2d fps  e2e p50 %5.0f ms  p99 %5.0f ms  runners %d  lag %3d  latest: %s",
 		inFPS, s.out, p50, p99, runners, lag, what)

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -30,9 +29,9 @@ func pushFrame(t *testing.T, addr, stream, camera, contentType, media string) {
 	}
 }
 
-func resources(t *testing.T, gw string) gateway.Resources {
+func resources(t *testing.T, gw string) api.Resources {
 	t.Helper()
-	var r gateway.Resources
+	var r api.Resources
 	if err := json.Unmarshal([]byte(run(t, 0, "resources", "-o", "json", gw)), &r); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +87,7 @@ func TestEndToEndScaleFromAndToZero(t *testing.T) {
 	pushFrame(t, addr, stream, "space", "image/png", "astronaut.png")
 	rs := waitResults(t, gw, stream, 2)
 	for _, r := range rs {
-		s := functions.Summarize(r.Detections)
+		s := wire.Summarize(r.Detections)
 		switch r.Camera {
 		case "street":
 			if r.Status != wire.StatusOK || !strings.Contains(s, "car") || !strings.Contains(s, "truck") || !strings.Contains(s, "person") {
@@ -255,7 +254,7 @@ func TestSplitGatewayAndRunner(t *testing.T) {
 	run(t, 0, "fn", "deploy", ref, "--stream", stream, "--policy", "replay", gw)
 	pushFrame(t, addr, stream, "space", "image/png", "astronaut.png")
 	rs := waitResults(t, gw, stream, 1)
-	if s := functions.Summarize(rs[0].Detections); s != "1 person" {
+	if s := wire.Summarize(rs[0].Detections); s != "1 person" {
 		t.Fatalf("astronaut through the split deployment: %q", s)
 	}
 	res := resources(t, gw)

@@ -14,10 +14,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/registry"
 )
 
@@ -313,7 +312,7 @@ func fnDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	req := gateway.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
+	req := api.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
 		Max: c.Int("max"), Batch: c.Int("batch"), Device: c.String("device"), Policy: c.String("policy")}
 	if d := c.Duration("max-age"); d > 0 {
 		req.MaxAge = d.String()
@@ -349,9 +348,9 @@ func fnUndeploy(c *cli.Context) error {
 }
 
 type fnRow struct {
-	controlplane.Function
-	Deployments []controlplane.Deployment `json:"deployments"`
-	Health      string                    `json:"health"` // ok, or why it keeps failing
+	api.Function
+	Deployments []api.Deployment `json:"deployments"`
+	Health      string           `json:"health"` // ok, or why it keeps failing
 }
 
 func fnList(c *cli.Context) error {
@@ -382,7 +381,7 @@ func fnList(c *cli.Context) error {
 	}
 	rows := []fnRow{}
 	for _, f := range fns {
-		r := fnRow{Function: f, Deployments: []controlplane.Deployment{}, Health: "ok"}
+		r := fnRow{Function: f, Deployments: []api.Deployment{}, Health: "ok"}
 		for _, d := range deps {
 			if d.Function == f.Name {
 				r.Deployments = append(r.Deployments, d)

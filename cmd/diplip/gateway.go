@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,8 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/node"
 )
 
 func gatewayCommand() *cli.Command {
@@ -39,21 +40,18 @@ func gatewayCommand() *cli.Command {
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			l, err := gateway.StartLocal(ctx, gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"),
-				NATSURL: c.String("nats"), Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger, OpenSource: openVideo})
+			w := c.App.Writer
+			cfg := node.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), NATSURL: c.String("nats"),
+				Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger, OpenSource: openVideo}
+			err = runNode(ctx, cfg, func(ctx context.Context, n *node.Node) error {
+				fmt.Fprintf(w, "diplip gateway: %s (registry %s/v2/)\n  nats   %s\n  kafka  %v\n  runners: start them with: diplip runner --nats %s\n",
+					n.URL(), n.URL(), n.NATSURL(), n.Brokers(), n.NATSURL())
+				<-ctx.Done()
+				return nil
+			})
 			if err != nil {
 				return cli.Exit(err.Error(), exitFailed)
 			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "diplip gateway: %s (registry %s/v2/)\n  nats   %s\n  kafka  %v\n  runners: start them with: diplip runner --nats %s\n",
-				l.URL, l.URL, l.NATSURL, l.Brokers, l.NATSURL)
-			select {
-			case <-ctx.Done():
-			case err := <-l.Done():
-				l.Stop()
-				return fmt.Errorf("gateway stopped: %w", err)
-			}
-			l.Stop()
 			fmt.Fprintln(w, "diplip gateway: stopped")
 			return nil
 		},

@@ -10,7 +10,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
-	"github.com/diplip/diplip/gateway/apiclient"
+	apiclient "github.com/diplip/diplip/api/client"
 )
 
 // Global flags every command that talks to a gateway understands.

@@ -11,9 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/wire"
 )
 
@@ -59,7 +58,7 @@ func resultsCommand() *cli.Command {
 
 // resultLine is one result for a terminal.
 func resultLine(r wire.Result) string {
-	what := functions.Summarize(r.Detections)
+	what := wire.Summarize(r.Detections)
 	if r.Status != wire.StatusOK {
 		what = r.Status + ": " + r.Error
 	}
@@ -73,7 +72,7 @@ func resourcesCommand() *cli.Command {
 		Usage:     "show the runners (CPUs, memory, devices) and what each runs: DiPLIP's step 1",
 		UsageText: "diplip resources [-o json]\n\nExample:\n   diplip resources --gateway http://gw:8080",
 		Flags:     globalFlags,
-		Action: show((*apiclient.Client).Resources, func(w *tabwriter.Writer, res gateway.Resources) {
+		Action: show((*apiclient.Client).Resources, func(w *tabwriter.Writer, res api.Resources) {
 			fmt.Fprintln(w, "RUNNER\tHOST\tCPUS\tMEMORY\tDEVICES\tGPUS\tSTATE\tDEPLOYMENT\tPARTITIONS\tBATCH\tFPS")
 			for _, r := range res.Runners {
 				var gpus []string
@@ -84,7 +83,7 @@ func resourcesCommand() *cli.Command {
 					gpus = []string{"-"}
 				}
 				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%.1f\n", r.ID, r.Host, r.CPUs, humanBytes(r.MemoryMB<<20),
-					strings.Join(r.Devices, ","), strings.Join(gpus, ","), r.State, r.Deployment, r.Partitions, r.BatchMode, r.RateFPS)
+					fmt.Sprint(r.Devices), strings.Join(gpus, ","), r.State, r.Deployment, r.Partitions, r.BatchMode, r.RateFPS)
 			}
 			if len(res.Runners) == 0 {
 				fmt.Fprintln(w, "(no runners: deployments wake them on the first frame)")

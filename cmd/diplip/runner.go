@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,9 +16,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/diplip/diplip/functions/onnx"
 	"github.com/diplip/diplip/internal/metrics"
+	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
 	"github.com/diplip/diplip/runner"
 )
@@ -36,6 +39,7 @@ func runnerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "this runner's id (default: HOST-PID)"},
 			&cli.StringFlag{Name: "cache", Value: filepath.Join(defaultStateDir(), "cache"), Usage: "the function image cache"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
+			&cli.IntFlag{Name: "lanes", Value: 1, Usage: "inferences run at once (each decodes and lays out its frames while the others infer)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token (for NATS and its registry)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:0", Usage: "where /metrics (Prometheus) is served; empty: nowhere"},
@@ -63,9 +67,9 @@ func runRunner(c *cli.Context) error {
 	if t := c.String("token"); t != "" {
 		cache.Options = []remote.Option{registry.WithToken(t)}
 	}
-	threads := c.Int("threads")
-	load := func(dir, device string) (runner.Model, bool, func() error, error) {
-		fn, err := onnx.Load(dir, onnx.Options{Device: device, IntraOpThreads: threads})
+	threads, lanes := c.Int("threads"), c.Int("lanes")
+	load := func(dir string, device wire.Device) (runner.Model, bool, func() error, error) {
+		fn, err := onnx.Load(dir, onnx.Options{Device: string(device), IntraOpThreads: threads})
 		if err != nil {
 			return nil, false, nil, err
 		}
@@ -73,6 +77,7 @@ func runRunner(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	g, gctx := errgroup.WithContext(ctx)
 	var metricsURL string
 	if addr := c.String("metrics-listen"); addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -83,22 +88,35 @@ func runRunner(c *cli.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler())
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics listener: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return srv.Close()
+		})
 	}
-	devices := onnx.Devices()
+	var devices []wire.Device
+	for _, d := range onnx.Devices() {
+		devices = append(devices, wire.Device(d))
+	}
 	providers := []string{"CPUExecutionProvider"}
 	if len(devices) > 1 {
 		providers = append(providers, "CUDAExecutionProvider")
 	}
-	agent, err := runner.StartAgent(ctx, runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
-		Devices: devices, Providers: providers, GPUs: runner.NvidiaGPUs(), Logger: logger, MetricsURL: metricsURL})
+	agent, err := runner.NewAgent(runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
+		Devices: devices, Providers: providers, GPUs: runner.NvidiaGPUs(), Lanes: lanes, Logger: logger, MetricsURL: metricsURL})
 	if err != nil {
 		return err
 	}
 	logger.Info("runner ready", "runner", agent.ID(), "nats", c.String("nats"), "metrics", metricsURL)
-	<-ctx.Done()
-	agent.Close()
+	g.Go(func() error { return agent.Run(gctx) })
+	if err := g.Wait(); err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
 	logger.Info("runner stopped", "runner", agent.ID())
 	return nil
 }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/gateway/apiclient"
+	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 )
 
 func streamCommand() *cli.Command {
@@ -44,7 +44,7 @@ func streamCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					st, err := cl.CreateStream(c.Context, gateway.StreamRequest{
+					st, err := cl.CreateStream(c.Context, api.StreamRequest{
 						Name: name, Partitions: int32(c.Int("partitions")), Replication: int16(c.Int("replication")),
 						RetentionMs: c.Duration("retention").Milliseconds(), RetentionBytes: c.Int64("retention-bytes"),
 					})
@@ -61,7 +61,7 @@ func streamCommand() *cli.Command {
 				Usage:     "list streams",
 				UsageText: "diplip stream ls [-o json]\n\nExample:\n   diplip stream ls -o json",
 				Flags:     globalFlags,
-				Action: show((*apiclient.Client).Streams, func(w *tabwriter.Writer, sts []gateway.StreamStatus) {
+				Action: show((*apiclient.Client).Streams, func(w *tabwriter.Writer, sts []api.StreamStatus) {
 					fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tFRAMES\tLAG\tTOPIC")
 					for _, s := range sts {
 						ret := "broker default"

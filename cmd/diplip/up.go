@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/node"
 )
 
 func defaultStateDir() string {
@@ -55,7 +55,7 @@ func runUp(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := gateway.LocalConfig{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
+	cfg := node.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
 		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout"), NATSListen: c.String("nats-listen"), OpenSource: openVideo}
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
@@ -78,45 +78,35 @@ func runUp(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "diplip: starting services (state in %s)\n", cfg.StateDir)
 	t0 := time.Now()
-	l, err := gateway.StartLocal(ctx, cfg)
+	err = runNode(ctx, cfg, func(ctx context.Context, n *node.Node) error {
+		kafkaKind := "managed local broker"
+		if !n.ManagedKafka() {
+			kafkaKind = "external cluster"
+		}
+		fmt.Fprintf(w, "diplip: up in %.1fs\n", time.Since(t0).Seconds())
+		fmt.Fprintf(w, "  ui        %s/\n", n.URL())
+		fmt.Fprintf(w, "  gateway   %s  (health: %s/readyz, metrics: %s/metrics)\n", n.URL(), n.URL(), n.URL())
+		fmt.Fprintf(w, "  registry  %s/v2/\n", n.URL())
+		fmt.Fprintf(w, "  nats      %s\n", n.NATSURL())
+		fmt.Fprintf(w, "  kafka     %v (%s)\n", n.Brokers(), kafkaKind)
+		if cfg.Token == "" {
+			fmt.Fprintln(w, "  auth      none: the gateway accepts requests without a token (set --token to require one)")
+		} else {
+			fmt.Fprintln(w, "  auth      token required on /v1, /v2, /metrics and NATS")
+		}
+		fmt.Fprintln(w, "diplip: press Ctrl-C to stop")
+		if c.Bool("demo") {
+			if err := runDemo(ctx, w, n, cfg.Token); err != nil {
+				return err
+			}
+		}
+		<-ctx.Done()
+		fmt.Fprintln(w, "diplip: stopping (gateway, runners, kafka, registry, nats)")
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	kafkaKind := "managed local broker"
-	if l.Kafka == nil {
-		kafkaKind = "external cluster"
-	}
-	fmt.Fprintf(w, "diplip: up in %.1fs\n", time.Since(t0).Seconds())
-	fmt.Fprintf(w, "  ui        %s/\n", l.URL)
-	fmt.Fprintf(w, "  gateway   %s  (health: %s/readyz, metrics: %s/metrics)\n", l.URL, l.URL, l.URL)
-	fmt.Fprintf(w, "  registry  %s/v2/\n", l.URL)
-	fmt.Fprintf(w, "  nats      %s\n", l.NATSURL)
-	fmt.Fprintf(w, "  kafka     %v (%s)\n", l.Brokers, kafkaKind)
-	if cfg.Token == "" {
-		fmt.Fprintln(w, "  auth      none: the gateway accepts requests without a token (set --token to require one)")
-	} else {
-		fmt.Fprintln(w, "  auth      token required on /v1 and /v2")
-	}
-	fmt.Fprintln(w, "diplip: press Ctrl-C to stop")
-
-	demoErr := make(chan error, 1)
-	if c.Bool("demo") {
-		go func() { demoErr <- runDemo(ctx, w, l, cfg.Token) }()
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-demoErr:
-		if err != nil {
-			l.Stop()
-			return err
-		}
-		<-ctx.Done()
-	case err := <-l.Done():
-		l.Stop()
-		return fmt.Errorf("gateway stopped: %w", err)
-	}
-	fmt.Fprintln(w, "diplip: stopping (gateway, runners, kafka, registry, nats)")
-	l.Stop()
 	fmt.Fprintln(w, "diplip: stopped")
 	return nil
 }

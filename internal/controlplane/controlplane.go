@@ -10,13 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/diplip/diplip/internal/wire"
 )
 
 // Buckets, one per record kind.
@@ -32,137 +31,6 @@ var ErrNotFound = errors.New("not found")
 
 // ErrExists is returned when creating a record that already exists.
 var ErrExists = errors.New("already exists")
-
-// Stream is a Kafka topic that cameras write frames to.
-type Stream struct {
-	Name           string    `json:"name"`
-	Topic          string    `json:"topic"`
-	ResultsTopic   string    `json:"results_topic"`
-	Partitions     int32     `json:"partitions"`
-	Replication    int16     `json:"replication"`
-	RetentionMs    int64     `json:"retention_ms,omitempty"`
-	RetentionBytes int64     `json:"retention_bytes,omitempty"`
-	Created        time.Time `json:"created"`
-}
-
-// Function is a function image known to the platform, pinned by digest.
-type Function struct {
-	Name    string          `json:"name"`
-	Ref     string          `json:"ref"`    // as given, e.g. 127.0.0.1:8080/fn/yolox-nano:v1
-	Digest  string          `json:"digest"` // repo@sha256:... that runners pull
-	Spec    json.RawMessage `json:"spec"`
-	Size    int64           `json:"size"` // bytes of config and layers
-	Created time.Time       `json:"created"`
-}
-
-// Camera is a pulled camera: the gateway reads URL and writes its frames to Stream.
-type Camera struct {
-	ID      string    `json:"id"`
-	Stream  string    `json:"stream"`
-	URL     string    `json:"url"`
-	FPS     float64   `json:"fps,omitempty"`  // sample down to this rate; 0 keeps every frame
-	Loop    bool      `json:"loop,omitempty"` // files: start again at the end
-	Created time.Time `json:"created"`
-}
-
-// Deployment runs a function on a stream. Its key is "FUNCTION.STREAM": one deployment
-// per (function, stream); deploying a new digest to the pair is a rolling update.
-type Deployment struct {
-	Function string    `json:"function"`
-	Stream   string    `json:"stream"`
-	Digest   string    `json:"digest"`
-	Min      int       `json:"min"`
-	Max      int       `json:"max"`
-	Batch    int       `json:"batch"`
-	Device   string    `json:"device"` // cpu, cuda:N or any
-	Policy   string    `json:"policy"` // live or replay
-	MaxAge   Duration  `json:"max_age,omitempty"`
-	Updated  time.Time `json:"updated"`
-	// Generation counts updates of this deployment (1 when created).
-	Generation int `json:"generation"`
-}
-
-// Key is the deployment's key in its bucket.
-func (d Deployment) Key() string { return DeploymentKey(d.Function, d.Stream) }
-
-// DeploymentKey is the key of the deployment of function on stream.
-func DeploymentKey(function, stream string) string { return function + "." + stream }
-
-// Group is the Kafka consumer group of the deployment's runners.
-func (d Deployment) Group() string { return "diplip." + d.Function + "." + d.Stream }
-
-// Duration is a time.Duration written as "2s" in JSON.
-type Duration time.Duration
-
-// MarshalText writes the duration as a string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText parses the duration.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration like 2s", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName checks a stream or function name: it becomes part of Kafka topic names, NATS
-// subjects and KV keys, so it is kept to lowercase letters, digits and '-'.
-func ValidName(kind, name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%s name %q: want 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit", kind, name)
-	}
-	return nil
-}
-
-// Validate checks a deployment's fields, naming each wrong one.
-func (d *Deployment) Validate() error {
-	var errs []string
-	if err := ValidName("function", d.Function); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if err := ValidName("stream", d.Stream); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if d.Min < 0 || d.Max < 1 || d.Min > d.Max || d.Max > 64 {
-		errs = append(errs, fmt.Sprintf("min %d, max %d: want 0 ≤ min ≤ max, 1 ≤ max ≤ 64", d.Min, d.Max))
-	}
-	if d.Batch < 1 || d.Batch > 256 {
-		errs = append(errs, fmt.Sprintf("batch %d: want 1..256", d.Batch))
-	}
-	if !validDevice(d.Device) {
-		errs = append(errs, fmt.Sprintf("device %q: want cpu, any or cuda:N", d.Device))
-	}
-	if !slices.Contains([]string{"live", "replay"}, d.Policy) {
-		errs = append(errs, fmt.Sprintf("policy %q: want live or replay", d.Policy))
-	}
-	if d.MaxAge < 0 {
-		errs = append(errs, "max_age must not be negative")
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
-}
-
-func validDevice(d string) bool {
-	if d == "cpu" || d == "any" {
-		return true
-	}
-	n, ok := strings.CutPrefix(d, "cuda:")
-	if !ok || n == "" {
-		return false
-	}
-	for _, c := range n {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
 
 // Store reads and writes the records.
 type Store struct {
@@ -270,18 +138,20 @@ func del(ctx context.Context, kv jetstream.KeyValue, key string) error {
 }
 
 // CreateStream records a new stream; ErrExists if one of that name exists.
-func (s *Store) CreateStream(ctx context.Context, st Stream) error {
+func (s *Store) CreateStream(ctx context.Context, st wire.Stream) error {
 	return create(ctx, s.streams, st.Name, st)
 }
 
 // Stream returns the stream called name.
-func (s *Store) Stream(ctx context.Context, name string) (Stream, error) {
-	v, _, err := get[Stream](ctx, s.streams, name)
+func (s *Store) Stream(ctx context.Context, name string) (wire.Stream, error) {
+	v, _, err := get[wire.Stream](ctx, s.streams, name)
 	return v, err
 }
 
 // Streams lists all streams by name.
-func (s *Store) Streams(ctx context.Context) ([]Stream, error) { return list[Stream](ctx, s.streams) }
+func (s *Store) Streams(ctx context.Context) ([]wire.Stream, error) {
+	return list[wire.Stream](ctx, s.streams)
+}
 
 // DeleteStream removes the stream record.
 func (s *Store) DeleteStream(ctx context.Context, name string) error {
@@ -289,30 +159,32 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 }
 
 // CreateCamera records a new camera; ErrExists if one with that id exists.
-func (s *Store) CreateCamera(ctx context.Context, c Camera) error {
+func (s *Store) CreateCamera(ctx context.Context, c wire.Camera) error {
 	return create(ctx, s.cameras, c.ID, c)
 }
 
 // Cameras lists all cameras by id.
-func (s *Store) Cameras(ctx context.Context) ([]Camera, error) { return list[Camera](ctx, s.cameras) }
+func (s *Store) Cameras(ctx context.Context) ([]wire.Camera, error) {
+	return list[wire.Camera](ctx, s.cameras)
+}
 
 // DeleteCamera removes the camera record.
 func (s *Store) DeleteCamera(ctx context.Context, id string) error { return del(ctx, s.cameras, id) }
 
 // PutFunction records (or replaces) a function.
-func (s *Store) PutFunction(ctx context.Context, f Function) error {
+func (s *Store) PutFunction(ctx context.Context, f wire.Function) error {
 	return put(ctx, s.functions, f.Name, f)
 }
 
 // Function returns the function called name.
-func (s *Store) Function(ctx context.Context, name string) (Function, error) {
-	v, _, err := get[Function](ctx, s.functions, name)
+func (s *Store) Function(ctx context.Context, name string) (wire.Function, error) {
+	v, _, err := get[wire.Function](ctx, s.functions, name)
 	return v, err
 }
 
 // Functions lists all functions by name.
-func (s *Store) Functions(ctx context.Context) ([]Function, error) {
-	return list[Function](ctx, s.functions)
+func (s *Store) Functions(ctx context.Context) ([]wire.Function, error) {
+	return list[wire.Function](ctx, s.functions)
 }
 
 // DeleteFunction removes the function record.
@@ -323,9 +195,9 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 // PutDeployment creates a deployment or updates it in place (a rolling update), with
 // compare-and-set so that two concurrent updates cannot both win. It returns the stored
 // record, whose Generation tells the one from the other.
-func (s *Store) PutDeployment(ctx context.Context, d Deployment) (Deployment, error) {
+func (s *Store) PutDeployment(ctx context.Context, d wire.Deployment) (wire.Deployment, error) {
 	for {
-		old, rev, err := get[Deployment](ctx, s.deployments, d.Key())
+		old, rev, err := get[wire.Deployment](ctx, s.deployments, d.Key())
 		switch {
 		case errors.Is(err, ErrNotFound):
 			d.Generation = 1
@@ -360,19 +232,19 @@ func isWrongRevision(err error) bool {
 }
 
 // Deployment returns the deployment of function on stream.
-func (s *Store) Deployment(ctx context.Context, function, stream string) (Deployment, error) {
-	v, _, err := get[Deployment](ctx, s.deployments, DeploymentKey(function, stream))
+func (s *Store) Deployment(ctx context.Context, function, stream string) (wire.Deployment, error) {
+	v, _, err := get[wire.Deployment](ctx, s.deployments, wire.DeploymentKey(function, stream))
 	return v, err
 }
 
 // Deployments lists all deployments by key.
-func (s *Store) Deployments(ctx context.Context) ([]Deployment, error) {
-	return list[Deployment](ctx, s.deployments)
+func (s *Store) Deployments(ctx context.Context) ([]wire.Deployment, error) {
+	return list[wire.Deployment](ctx, s.deployments)
 }
 
 // DeleteDeployment removes the deployment of function on stream.
 func (s *Store) DeleteDeployment(ctx context.Context, function, stream string) error {
-	return del(ctx, s.deployments, DeploymentKey(function, stream))
+	return del(ctx, s.deployments, wire.DeploymentKey(function, stream))
 }
 
 // WatchDeployments streams every change to deployments, starting with the current ones.
@@ -418,5 +290,5 @@ func (s *Store) WatchDeployments(ctx context.Context) (<-chan DeploymentChange, 
 type DeploymentChange struct {
 	Key        string
 	Deleted    bool
-	Deployment Deployment
+	Deployment wire.Deployment
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/internal/wire"
 )
 
 func open(t *testing.T, storeDir string) *controlplane.Store {
@@ -27,23 +28,23 @@ func open(t *testing.T, storeDir string) *controlplane.Store {
 	return st
 }
 
-func deployment(fn, stream string) controlplane.Deployment {
-	return controlplane.Deployment{Function: fn, Stream: stream, Digest: "r@sha256:aa", Max: 2, Batch: 4, Device: "cpu", Policy: "live"}
+func deployment(fn, stream string) wire.Deployment {
+	return wire.Deployment{Function: fn, Stream: stream, Digest: "r@sha256:aa", Max: 2, Batch: 4, Device: "cpu", Policy: "live"}
 }
 
 func TestStreamsAndFunctions(t *testing.T) {
 	ctx := context.Background()
 	st := open(t, "")
-	if err := st.CreateStream(ctx, controlplane.Stream{Name: "lobby", Partitions: 4}); err != nil {
+	if err := st.CreateStream(ctx, wire.Stream{Name: "lobby", Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CreateStream(ctx, controlplane.Stream{Name: "lobby"}); !errors.Is(err, controlplane.ErrExists) {
+	if err := st.CreateStream(ctx, wire.Stream{Name: "lobby"}); !errors.Is(err, controlplane.ErrExists) {
 		t.Fatalf("second create: %v, want ErrExists", err)
 	}
 	if _, err := st.Stream(ctx, "hall"); !errors.Is(err, controlplane.ErrNotFound) {
 		t.Fatalf("missing stream: %v", err)
 	}
-	if err := st.PutFunction(ctx, controlplane.Function{Name: "det", Digest: "r@sha256:aa"}); err != nil {
+	if err := st.PutFunction(ctx, wire.Function{Name: "det", Digest: "r@sha256:aa"}); err != nil {
 		t.Fatal(err)
 	}
 	fns, err := st.Functions(ctx)
@@ -134,14 +135,14 @@ func TestWatchDeployments(t *testing.T) {
 func TestDeploymentValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		edit func(*controlplane.Deployment)
+		edit func(*wire.Deployment)
 		want string
 	}{
-		{"bad stream", func(d *controlplane.Deployment) { d.Stream = "Lobby!" }, `stream name "Lobby!"`},
-		{"min over max", func(d *controlplane.Deployment) { d.Min = 3 }, "min 3, max 2"},
-		{"batch", func(d *controlplane.Deployment) { d.Batch = 0 }, "batch 0"},
-		{"device", func(d *controlplane.Deployment) { d.Device = "gpu0" }, `device "gpu0"`},
-		{"policy", func(d *controlplane.Deployment) { d.Policy = "sometimes" }, `policy "sometimes"`},
+		{"bad stream", func(d *wire.Deployment) { d.Stream = "Lobby!" }, `stream name "Lobby!"`},
+		{"min over max", func(d *wire.Deployment) { d.Min = 3 }, "min 3, max 2"},
+		{"batch", func(d *wire.Deployment) { d.Batch = 0 }, "batch 0"},
+		{"device", func(d *wire.Deployment) { d.Device = "gpu0" }, `device "gpu0"`},
+		{"policy", func(d *wire.Deployment) { d.Policy = "sometimes" }, `policy "sometimes"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := deployment("det", "lobby")

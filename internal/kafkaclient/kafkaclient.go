@@ -1,11 +1,15 @@
-// Package kafkaclient holds the sarama configuration every diplip component shares, so
-// that the producer, the consumer groups and the admin client agree on the protocol
-// version and on delivery guarantees. It does not start brokers (see internal/kafkanode).
+// Package kafkaclient is diplip's one room for talking to Kafka: the sarama configuration
+// every component shares (so producers, consumer groups and admin agree on the protocol
+// version and on delivery guarantees), and Client, the one long-lived connection per
+// process with the queries the platform needs (topic admin, lag, retained offsets, the
+// last results, a frame by position). It does not start brokers (see
+// internal/engines/kafkanode).
 package kafkaclient
 
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -49,4 +53,22 @@ func ParseBrokers(list string) ([]string, error) {
 		return nil, fmt.Errorf("kafka broker list %q is empty: want host:port[,host:port...]", list)
 	}
 	return out, nil
+}
+
+// RunnerConfig is the config of a runner process's client: NewConfig plus the consumer
+// group settings (a consumer group made from a shared client takes them from the
+// client's config).
+func RunnerConfig(clientID string) *sarama.Config {
+	c := NewConfig(clientID)
+	c.Net.DialTimeout = 5 * time.Second
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+	// A group without a commit starts at the earliest retained frame; the gateway commits a
+	// new live deployment's offsets at the stream's end when it creates it.
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
+	c.Consumer.Fetch.Default = 4 << 20 // frames are large
+	c.Consumer.Group.Session.Timeout = 10 * time.Second
+	c.Consumer.Group.Heartbeat.Interval = 2 * time.Second
+	c.Producer.MaxMessageBytes = 1 << 20
+	return c
 }

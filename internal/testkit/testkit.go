@@ -11,9 +11,7 @@ package testkit
 import (
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/diplip/diplip/internal/assets"
+	"github.com/diplip/diplip/internal/engines/natsnode"
 	"github.com/diplip/diplip/internal/kafkaclient"
-	"github.com/diplip/diplip/internal/natsnode"
-	"github.com/diplip/diplip/registry"
 )
 
 // EnvKafka names the variable holding the test run's Kafka bootstrap addresses.
@@ -112,25 +109,6 @@ func NATSConn(t testing.TB) (*natsnode.Server, *nats.Conn) {
 	}
 	t.Cleanup(nc.Close)
 	return s, nc
-}
-
-// Registry serves the embedded OCI registry, stored in dir (a fresh temporary directory
-// when empty), over real HTTP on a random loopback port, and returns its host:port.
-func Registry(t testing.TB, dir string) string {
-	t.Helper()
-	if dir == "" {
-		dir = filepath.Join(t.TempDir(), "registry")
-	}
-	reg, err := registry.NewEmbedded(dir, nil)
-	if err != nil {
-		t.Fatalf("opening embedded registry: %v", err)
-	}
-	srv := httptest.NewServer(reg)
-	t.Cleanup(func() {
-		srv.Close()
-		reg.Close()
-	})
-	return strings.TrimPrefix(srv.URL, "http://")
 }
 
 // CheckFor calls f every sleep until it returns nil, failing the test with f's last error

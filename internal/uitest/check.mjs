@@ -47,7 +47,7 @@ try {
   }, stream);
   const result = res.find((r) => r.id === drawn.id);
   if (!result) fail("the drawn result " + drawn.id + " is not among the stream's results");
-  const want = result.detections.map((d) => [d.label, d.box.X1, d.box.Y1, d.box.X2, d.box.Y2]);
+  const want = result.detections.map((d) => [d.label, d.box.x1, d.box.y1, d.box.x2, d.box.y2]);
   if (JSON.stringify(want) !== JSON.stringify(drawn.boxes)) fail("drawn boxes differ from the result's: " + JSON.stringify(drawn.boxes));
   if (drawn.w !== result.width || drawn.h !== result.height) fail(`overlay ${drawn.w}x${drawn.h} vs frame ${result.width}x${result.height}`);
 

@@ -1,6 +1,11 @@
 // Package wire is the one place diplip's records on Kafka and NATS are defined: the frame
-// record cameras' images travel in, and the result record runners answer with. Ingest,
-// runners and tools encode and decode them only through this package.
+// record cameras' images travel in (frame.go), the result record runners answer with
+// (result.go), the control-plane records kept in JetStream (records.go: streams,
+// functions, deployments, cameras) and the runner protocol (runner.go: heartbeats,
+// activation, typed states, policies and devices). Ingest, runners, the scaler, the
+// gateway and tools encode and decode them only through this package.
+//
+// It imports nothing of diplip, so every floor above can depend on it.
 //
 // A frame is a plain Kafka record, readable by any Kafka tool:
 //

@@ -1,11 +1,12 @@
 package wire
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
-
-	"github.com/diplip/diplip/functions"
 )
 
 // Result statuses.
@@ -20,21 +21,37 @@ const (
 // given frame and function digest, so consumers can drop duplicates (delivery is at least
 // once).
 type Result struct {
-	ID          string                `json:"id"`
-	Stream      string                `json:"stream"`
-	Camera      string                `json:"camera"`
-	Seq         uint64                `json:"seq"`
-	CaptureTime time.Time             `json:"capture_time"`
-	Function    string                `json:"function"`
-	Digest      string                `json:"digest"`
-	Status      string                `json:"status"`
-	Error       string                `json:"error,omitempty"`
-	Width       int                   `json:"width,omitempty"`
-	Height      int                   `json:"height,omitempty"`
-	Detections  []functions.Detection `json:"detections,omitempty"`
-	Raw         map[string][]float32  `json:"raw,omitempty"`
-	Timings     Timings               `json:"timings_ms"`
-	Source      Source                `json:"source"`
+	ID          string               `json:"id"`
+	Stream      string               `json:"stream"`
+	Camera      string               `json:"camera"`
+	Seq         uint64               `json:"seq"`
+	CaptureTime time.Time            `json:"capture_time"`
+	Function    string               `json:"function"`
+	Digest      string               `json:"digest"`
+	Status      string               `json:"status"`
+	Error       string               `json:"error,omitempty"`
+	Width       int                  `json:"width,omitempty"`
+	Height      int                  `json:"height,omitempty"`
+	Detections  []Detection          `json:"detections,omitempty"`
+	Raw         map[string][]float32 `json:"raw,omitempty"`
+	Timings     Timings              `json:"timings_ms"`
+	Source      Source               `json:"source"`
+}
+
+// Detection is one object found in a frame, in source-image pixels.
+type Detection struct {
+	ClassID int     `json:"class_id"`
+	Label   string  `json:"label,omitempty"`
+	Score   float32 `json:"score"`
+	Box     Box     `json:"box"`
+}
+
+// Box is an axis-aligned box in pixels: (x1,y1) top-left, (x2,y2) bottom-right.
+type Box struct {
+	X1 float32 `json:"x1"`
+	Y1 float32 `json:"y1"`
+	X2 float32 `json:"x2"`
+	Y2 float32 `json:"y2"`
 }
 
 // Timings of one frame, in milliseconds. Batch stages are shared by the frames of a batch
@@ -72,3 +89,30 @@ func ResultIDAt(stream string, partition int32, offset int64, digest string) str
 // ResultSubject is the NATS subject live results of a camera are published on;
 // subscribe to ResultSubject(stream, "*") for a whole stream.
 func ResultSubject(stream, camera string) string { return "diplip.results." + stream + "." + camera }
+
+// Summarize counts detections by label, most frequent first: "7 person, 1 car".
+func Summarize(dets []Detection) string {
+	counts := map[string]int{}
+	for _, d := range dets {
+		l := d.Label
+		if l == "" {
+			l = fmt.Sprintf("class %d", d.ClassID)
+		}
+		counts[l]++
+	}
+	labels := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(labels, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	parts := make([]string, len(labels))
+	for i, l := range labels {
+		parts[i] = fmt.Sprintf("%d %s", counts[l], l)
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/diplip/diplip/internal/assets"
-	"github.com/diplip/diplip/internal/kafkanode"
+	"github.com/diplip/diplip/internal/engines/kafkanode"
 	"github.com/diplip/diplip/internal/testkit"
 )
 

@@ -1,6 +1,7 @@
-// Package apiclient is a small client of the gateway's /v1 API, used by the CLI and by
-// tests. Errors carry the gateway's own message, which says what to do next.
-package apiclient
+// Package client is a small client of the gateway's /v1 API, used by the CLI, the bench
+// and tests. It imports only package api, so it links nothing of the server. Errors carry
+// the gateway's own message, which says what to do next.
+package client
 
 import (
 	"bytes"
@@ -15,9 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diplip/diplip/gateway"
-	"github.com/diplip/diplip/internal/controlplane"
-	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/api"
 )
 
 // Client talks to one gateway.
@@ -97,14 +96,14 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 // CreateStream creates a stream.
-func (c *Client) CreateStream(ctx context.Context, req gateway.StreamRequest) (controlplane.Stream, error) {
-	var st controlplane.Stream
+func (c *Client) CreateStream(ctx context.Context, req api.StreamRequest) (api.Stream, error) {
+	var st api.Stream
 	return st, c.do(ctx, http.MethodPost, "/v1/streams", req, &st)
 }
 
 // Streams lists the streams with their frame counts and lag per deployment.
-func (c *Client) Streams(ctx context.Context) ([]gateway.StreamStatus, error) {
-	var st []gateway.StreamStatus
+func (c *Client) Streams(ctx context.Context) ([]api.StreamStatus, error) {
+	var st []api.StreamStatus
 	return st, c.do(ctx, http.MethodGet, "/v1/streams", nil, &st)
 }
 
@@ -114,20 +113,20 @@ func (c *Client) DeleteStream(ctx context.Context, name string) error {
 }
 
 // RegisterFunction records the function image ref, pinned to its digest.
-func (c *Client) RegisterFunction(ctx context.Context, req gateway.FunctionRequest) (controlplane.Function, error) {
-	var fn controlplane.Function
+func (c *Client) RegisterFunction(ctx context.Context, req api.FunctionRequest) (api.Function, error) {
+	var fn api.Function
 	return fn, c.do(ctx, http.MethodPost, "/v1/functions", req, &fn)
 }
 
 // Functions lists the functions.
-func (c *Client) Functions(ctx context.Context) ([]controlplane.Function, error) {
-	var fns []controlplane.Function
+func (c *Client) Functions(ctx context.Context) ([]api.Function, error) {
+	var fns []api.Function
 	return fns, c.do(ctx, http.MethodGet, "/v1/functions", nil, &fns)
 }
 
 // Function returns one function.
-func (c *Client) Function(ctx context.Context, name string) (controlplane.Function, error) {
-	var fn controlplane.Function
+func (c *Client) Function(ctx context.Context, name string) (api.Function, error) {
+	var fn api.Function
 	return fn, c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name), nil, &fn)
 }
 
@@ -137,14 +136,14 @@ func (c *Client) DeleteFunction(ctx context.Context, name string) error {
 }
 
 // Deploy creates or updates the deployment of a function image on a stream.
-func (c *Client) Deploy(ctx context.Context, req gateway.DeployRequest) (controlplane.Deployment, error) {
-	var d controlplane.Deployment
+func (c *Client) Deploy(ctx context.Context, req api.DeployRequest) (api.Deployment, error) {
+	var d api.Deployment
 	return d, c.do(ctx, http.MethodPost, "/v1/deployments", req, &d)
 }
 
 // Deployments lists the deployments.
-func (c *Client) Deployments(ctx context.Context) ([]controlplane.Deployment, error) {
-	var ds []controlplane.Deployment
+func (c *Client) Deployments(ctx context.Context) ([]api.Deployment, error) {
+	var ds []api.Deployment
 	return ds, c.do(ctx, http.MethodGet, "/v1/deployments", nil, &ds)
 }
 
@@ -154,14 +153,14 @@ func (c *Client) Undeploy(ctx context.Context, function, stream string) error {
 }
 
 // Resources returns the runners and the deployments' status.
-func (c *Client) Resources(ctx context.Context) (gateway.Resources, error) {
-	var r gateway.Resources
+func (c *Client) Resources(ctx context.Context) (api.Resources, error) {
+	var r api.Resources
 	return r, c.do(ctx, http.MethodGet, "/v1/resources", nil, &r)
 }
 
 // Results calls fn with each result of stream: the last n, then, with follow, new ones
 // as they come, until ctx ends or fn returns an error.
-func (c *Client) Results(ctx context.Context, stream string, last int, follow bool, fn func(wire.Result) error) error {
+func (c *Client) Results(ctx context.Context, stream string, last int, follow bool, fn func(api.Result) error) error {
 	q := url.Values{"last": {strconv.Itoa(last)}}
 	if follow {
 		q.Set("follow", "1")
@@ -192,7 +191,7 @@ func (c *Client) Results(ctx context.Context, stream string, last int, follow bo
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var r wire.Result
+		var r api.Result
 		if err := dec.Decode(&r); err != nil {
 			if err == io.EOF || ctx.Err() != nil {
 				return nil
@@ -206,14 +205,14 @@ func (c *Client) Results(ctx context.Context, stream string, last int, follow bo
 }
 
 // AddCamera records a pulled camera and starts it.
-func (c *Client) AddCamera(ctx context.Context, req gateway.CameraRequest) (controlplane.Camera, error) {
-	var cam controlplane.Camera
+func (c *Client) AddCamera(ctx context.Context, req api.CameraRequest) (api.Camera, error) {
+	var cam api.Camera
 	return cam, c.do(ctx, http.MethodPost, "/v1/cameras", req, &cam)
 }
 
 // Cameras lists the pulled cameras with their health.
-func (c *Client) Cameras(ctx context.Context) ([]gateway.CameraStatus, error) {
-	var cams []gateway.CameraStatus
+func (c *Client) Cameras(ctx context.Context) ([]api.CameraStatus, error) {
+	var cams []api.CameraStatus
 	return cams, c.do(ctx, http.MethodGet, "/v1/cameras", nil, &cams)
 }
 

@@ -1,11 +1,10 @@
-package gateway_test
+package kafkaclient_test
 
 import (
 	"testing"
 
 	"github.com/IBM/sarama"
 
-	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 )
@@ -35,11 +34,13 @@ func TestLag(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	kc := kafkaclient.New(addrs, "test-lag")
+	defer kc.Close()
 	ends := map[int32]int64{0: 5, 1: 5}
 	group := "g-" + topic
 	lag := func() int64 {
 		t.Helper()
-		l, err := gateway.Lag(client, admin, group, topic)
+		l, err := kc.Lag(group, topic)
 		if err != nil {
 			t.Fatal(err)
 		}

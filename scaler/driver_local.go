@@ -1,4 +1,4 @@
-package gateway
+package scaler
 
 import (
 	"fmt"
@@ -53,6 +53,9 @@ func (d *LocalDriver) Launch() error {
 	cmd.Env = append(os.Environ(), d.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &localProc{cmd: cmd, done: make(chan struct{})}
+	d.mu.Lock()
+	d.procs[id] = p // before it can exit, so reap finds it
+	d.mu.Unlock()
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread lives as long as the runner
@@ -62,19 +65,41 @@ func (d *LocalDriver) Launch() error {
 			return
 		}
 		started <- nil
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		close(p.done)
+		d.reap(id, p, err)
 	}()
 	if err := <-started; err != nil {
+		d.mu.Lock()
+		delete(d.procs, id)
+		d.mu.Unlock()
 		return fmt.Errorf("starting runner %s: %w", id, err)
 	}
-	d.mu.Lock()
-	d.procs[id] = p
-	d.mu.Unlock()
 	if d.Logger != nil {
 		d.Logger.Info("runner process started", "runner", id, "pid", cmd.Process.Pid, "log", logf.Name())
 	}
 	return nil
+}
+
+// reap forgets a runner process that exited by itself, so it is neither counted nor
+// retired later; the exit is logged with its status.
+func (d *LocalDriver) reap(id string, p *localProc, err error) {
+	d.mu.Lock()
+	mine := d.procs[id] == p
+	if mine {
+		delete(d.procs, id)
+	}
+	d.mu.Unlock()
+	if mine && d.Logger != nil {
+		d.Logger.Warn("runner process exited", "runner", id, "status", exitStatus(err), "log", filepath.Join(d.LogDir, id+".log"))
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
 }
 
 // Retire stops runner id (SIGTERM, then SIGKILL after 15 s) if this driver started it.

@@ -327,7 +327,7 @@ func (c *Cluster) serverProperties(i int) string {
 	}
 	slices.Sort(keys)
 	var b strings.Builder
-	b.WriteString("# Written by diplip's internal/kafkanode; rewritten at every start.\n")
+	b.WriteString("# Written by diplip's internal/engines/kafkanode; rewritten at every start.\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s\n", k, props[k])
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/diplip/diplip/internal/natsnode"
+	"github.com/diplip/diplip/internal/engines/natsnode"
 	"github.com/diplip/diplip/internal/testkit"
 )
 

@@ -15,8 +15,8 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/diplip/diplip/internal/engines/kafkanode"
 	"github.com/diplip/diplip/internal/kafkaclient"
-	"github.com/diplip/diplip/internal/kafkanode"
 	"github.com/diplip/diplip/internal/testkit"
 )
 

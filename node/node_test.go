@@ -1,4 +1,4 @@
-package gateway_test
+package node_test
 
 import (
 	"context"
@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/node"
+	"github.com/diplip/diplip/node/nodetest"
 )
 
 func getJSON(t *testing.T, url string) (int, map[string]any) {
@@ -27,20 +28,14 @@ func getJSON(t *testing.T, url string) (int, map[string]any) {
 }
 
 func TestLocalServesHealthAndRegistry(t *testing.T) {
-	l, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
-		StateDir: t.TempDir(), Listen: "127.0.0.1:0", Kafka: testkit.Kafka(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Stop()
-	if code, _ := getJSON(t, l.URL+"/healthz"); code != http.StatusOK {
+	l := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t)})
+	if code, _ := getJSON(t, l.URL()+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d", code)
 	}
-	if code, v := getJSON(t, l.URL+"/readyz"); code != http.StatusOK || v["ready"] != true {
+	if code, v := getJSON(t, l.URL()+"/readyz"); code != http.StatusOK || v["ready"] != true {
 		t.Fatalf("/readyz with Kafka and NATS up: %d %v", code, v)
 	}
-	resp, err := http.Get(l.URL + "/v2/")
+	resp, err := http.Get(l.URL() + "/v2/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,14 +50,8 @@ func TestReadyzNamesAnUnreachableKafka(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	l, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
-		StateDir: t.TempDir(), Listen: "127.0.0.1:0", Kafka: []string{dead},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Stop()
-	code, v := getJSON(t, l.URL+"/readyz")
+	l := nodetest.Start(t, node.Config{Kafka: []string{dead}})
+	code, v := getJSON(t, l.URL()+"/readyz")
 	checks, _ := v["checks"].(map[string]any)
 	if code != http.StatusServiceUnavailable || checks["nats"] != "ok" || checks["kafka"] == "ok" {
 		t.Fatalf("/readyz with Kafka down: %d %v; want 503 naming kafka", code, v)
@@ -72,9 +61,11 @@ func TestReadyzNamesAnUnreachableKafka(t *testing.T) {
 func TestLocalReportsABusyPort(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
-	_, err := gateway.StartLocal(context.Background(), gateway.LocalConfig{
-		StateDir: t.TempDir(), Listen: ln.Addr().String(), Kafka: []string{"127.0.0.1:1"},
-	})
+	n, err := node.New(node.Config{StateDir: t.TempDir(), Listen: ln.Addr().String(), Kafka: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "--listen") {
 		t.Fatalf("busy port: err = %v, want one that suggests --listen", err)
 	}

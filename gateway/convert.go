@@ -1,0 +1,44 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/diplip/diplip/api"
+	"github.com/diplip/diplip/ingest"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/scaler"
+)
+
+// The API answers with its own types (package api); these convert the stored records.
+
+func apiStream(st wire.Stream) api.Stream {
+	return api.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions,
+		Replication: st.Replication, RetentionMs: st.RetentionMs, RetentionBytes: st.RetentionBytes, Created: st.Created}
+}
+
+func apiFunction(f wire.Function) api.Function {
+	return api.Function{Name: f.Name, Ref: f.Ref, Digest: f.Digest, Spec: f.Spec, Size: f.Size, Created: f.Created}
+}
+
+func apiDeployment(d wire.Deployment) api.Deployment {
+	out := api.Deployment{Function: d.Function, Stream: d.Stream, Digest: d.Digest, Min: d.Min, Max: d.Max,
+		Batch: d.Batch, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
+	if d.MaxAge > 0 {
+		out.MaxAge = time.Duration(d.MaxAge).String()
+	}
+	return out
+}
+
+func apiCamera(c wire.Camera) api.Camera {
+	return api.Camera{ID: c.ID, Stream: c.Stream, URL: c.URL, FPS: c.FPS, Loop: c.Loop, Created: c.Created}
+}
+
+func apiCameraHealth(h ingest.CameraHealth) api.CameraHealth {
+	return api.CameraHealth{Connected: h.Connected, FPS: h.FPS, Frames: h.Frames, Dropped: h.Dropped,
+		Reconnects: h.Reconnects, LastFrame: h.LastFrame, LastError: h.LastError, Ended: h.Ended}
+}
+
+func apiDeploymentStatus(s scaler.DeploymentStatus) api.DeploymentStatus {
+	return api.DeploymentStatus{Key: s.Key, Lag: s.Lag, Runners: s.Runners, Desired: s.Desired, RateFPS: s.RateFPS,
+		ColdStarts: s.ColdStarts, LastCold: s.LastCold, LastError: s.LastError, Unhealthy: s.Unhealthy, Updated: s.Updated}
+}

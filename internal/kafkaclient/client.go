@@ -1,0 +1,410 @@
+package kafkaclient
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Client is a process's one long-lived connection to a Kafka cluster: the gateway's topic
+// admin, lag and retained-offset queries, result history and frame reads, and the
+// producers built on it (sarama's NewSyncProducerFromClient), all share it. It connects
+// on first use and again after a failed connect, so a process starts (and reports
+// itself unready) while Kafka is still down; once connected, sarama reconnects to
+// brokers by itself.
+type Client struct {
+	brokers []string
+	cfg     *sarama.Config
+
+	mu     sync.Mutex
+	client sarama.Client
+	admin  sarama.ClusterAdmin
+	closed bool
+}
+
+// ErrClosed is returned by a Client after Close.
+var ErrClosed = errors.New("kafka client closed")
+
+// New returns a client of the cluster at brokers, named clientID in Kafka. It does not
+// connect yet.
+func New(brokers []string, clientID string) *Client {
+	cfg := NewConfig(clientID)
+	cfg.Net.DialTimeout = 5 * time.Second
+	return NewWithConfig(brokers, cfg)
+}
+
+// NewWithConfig is New with a config of the caller's (e.g. a runner's, whose consumer
+// group settings live in the client's config).
+func NewWithConfig(brokers []string, cfg *sarama.Config) *Client {
+	return &Client{brokers: brokers, cfg: cfg}
+}
+
+// Brokers returns the bootstrap addresses.
+func (c *Client) Brokers() []string { return c.brokers }
+
+// Sarama returns the connected sarama client, connecting first if needed. Callers must
+// not close it.
+func (c *Client) Sarama() (sarama.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.client != nil && !c.client.Closed() {
+		return c.client, nil
+	}
+	cl, err := sarama.NewClient(c.brokers, c.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka unreachable at %v: %w", c.brokers, err)
+	}
+	ad, err := sarama.NewClusterAdminFromClient(cl)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka admin: %w", err)
+	}
+	c.client, c.admin = cl, ad
+	return cl, nil
+}
+
+// Admin returns the cluster admin on the shared client. Callers must not close it.
+func (c *Client) Admin() (sarama.ClusterAdmin, error) {
+	if _, err := c.Sarama(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.admin, nil
+}
+
+// SyncProducer returns a new producer on the shared client (acks=all, idempotent, as
+// NewConfig sets). Closing it leaves the client open.
+func (c *Client) SyncProducer() (sarama.SyncProducer, error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	return sarama.NewSyncProducerFromClient(cl)
+}
+
+// Close closes the client; producers built on it must be closed first.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.client == nil {
+		return nil
+	}
+	// The admin was made from the client: closing it closes the client too.
+	err := c.admin.Close()
+	c.client, c.admin = nil, nil
+	return err
+}
+
+// Ping asks the cluster for fresh metadata, giving up when ctx ends.
+func (c *Client) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { // sarama's calls take no context; this one ends within its retries
+		cl, err := c.Sarama()
+		if err == nil {
+			err = cl.RefreshMetadata()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("kafka did not answer: %w", ctx.Err())
+	}
+}
+
+// Retained returns the earliest offset a partition still holds and its end offset.
+func (c *Client) Retained(topic string, partition int32) (start, end int64, err error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return 0, 0, err
+	}
+	if end, err = cl.GetOffset(topic, partition, sarama.OffsetNewest); err != nil {
+		return 0, 0, err
+	}
+	if start, err = cl.GetOffset(topic, partition, sarama.OffsetOldest); err != nil {
+		return 0, 0, err
+	}
+	return start, end, nil
+}
+
+// StoredRecords counts the records a topic holds now.
+func (c *Client) StoredRecords(topic string) (int64, error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return 0, err
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range parts {
+		start, end, err := c.Retained(topic, p)
+		if err != nil {
+			return 0, err
+		}
+		n += end - start
+	}
+	return n, nil
+}
+
+// PartitionLag is a consumer group's lag on each partition of topic: the end offset
+// minus the next offset the group will read, where a partition without a commit reads
+// from its earliest retained offset (not 0: retention may have deleted the start). Lag
+// is never negative (a commit can run ahead of a stale end offset read).
+func (c *Client) PartitionLag(group, topic string) (map[int32]int64, error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := c.Admin()
+	if err != nil {
+		return nil, err
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	committed, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+	if err != nil {
+		return nil, err
+	}
+	lag := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		start, end, err := c.Retained(topic, p)
+		if err != nil {
+			return nil, err
+		}
+		next := start
+		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
+			next = max(b.Offset, start)
+		}
+		lag[p] = max(0, end-next)
+	}
+	return lag, nil
+}
+
+// Lag is a consumer group's total lag on topic (see PartitionLag).
+func (c *Client) Lag(group, topic string) (int64, error) {
+	parts, err := c.PartitionLag(group, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range parts {
+		n += l
+	}
+	return n, nil
+}
+
+// ErrNoRecord is returned by ReadRecord for an offset the partition does not hold.
+var ErrNoRecord = errors.New("no such record")
+
+// ReadRecord reads the record at offset of a partition.
+func (c *Client) ReadRecord(ctx context.Context, topic string, partition int32, offset int64) (*sarama.ConsumerMessage, error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(topic, partition, offset)
+	if errors.Is(err, sarama.ErrOffsetOutOfRange) || errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return nil, fmt.Errorf("%w: partition %d offset %d of %s (expired or never written)", ErrNoRecord, partition, offset, topic)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case m := <-pc.Messages():
+		if m.Offset != offset {
+			return nil, fmt.Errorf("%w: offset %d of partition %d of %s (next is %d)", ErrNoRecord, offset, partition, topic, m.Offset)
+		}
+		return m, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: partition %d offset %d of %s", ErrNoRecord, partition, offset, topic)
+	}
+}
+
+// LastResults reads up to n of the newest result records of topic, oldest first by
+// their JSON capture_time.
+func (c *Client) LastResults(ctx context.Context, topic string, n int) ([][]byte, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	cl, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	type rec struct {
+		at time.Time
+		b  []byte
+	}
+	var recs []rec
+	for _, p := range parts {
+		start, end, err := c.Retained(topic, p)
+		if err != nil {
+			return nil, err
+		}
+		from := max(start, end-int64(n))
+		if from >= end {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, p, from)
+		if err != nil {
+			return nil, err
+		}
+		for off := from; off < end; {
+			select {
+			case m := <-pc.Messages():
+				off = m.Offset + 1
+				var res struct {
+					CaptureTime time.Time `json:"capture_time"`
+				}
+				_ = json.Unmarshal(m.Value, &res)
+				recs = append(recs, rec{res.CaptureTime, m.Value})
+			case <-time.After(10 * time.Second):
+				off = end // a compacted or deleted range: give what we have
+			case <-ctx.Done():
+				pc.Close()
+				return nil, ctx.Err()
+			}
+		}
+		pc.Close()
+	}
+	slices.SortStableFunc(recs, func(a, b rec) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
+	if len(recs) > n {
+		recs = recs[len(recs)-n:]
+	}
+	out := make([][]byte, len(recs))
+	for i, r := range recs {
+		out[i] = r.b
+	}
+	return out, nil
+}
+
+// TopicSpec is a topic to create.
+type TopicSpec struct {
+	Name        string
+	Partitions  int32
+	Replication int16
+	Config      map[string]*string
+}
+
+// CreateTopics creates every topic, or none: when one fails, those created are deleted
+// again and the error names the one that failed.
+func (c *Client) CreateTopics(topics []TopicSpec) error {
+	admin, err := c.Admin()
+	if err != nil {
+		return err
+	}
+	var created []string
+	for _, t := range topics {
+		err := admin.CreateTopic(t.Name, &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: t.Replication, ConfigEntries: t.Config}, false)
+		if err != nil {
+			err = fmt.Errorf("creating topic %s: %w", t.Name, err)
+			if derr := c.DeleteTopics(created...); derr != nil {
+				err = fmt.Errorf("%w (and removing what was created: %v)", err, derr)
+			}
+			return err
+		}
+		created = append(created, t.Name)
+	}
+	return nil
+}
+
+// DeleteTopics deletes topics; one that does not exist is not an error.
+func (c *Client) DeleteTopics(names ...string) error {
+	admin, err := c.Admin()
+	if err != nil {
+		return err
+	}
+	for _, t := range names {
+		if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return fmt.Errorf("deleting topic %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// BrokerCount is how many brokers the cluster has.
+func (c *Client) BrokerCount() (int, error) {
+	admin, err := c.Admin()
+	if err != nil {
+		return 0, err
+	}
+	brokers, _, err := admin.DescribeCluster()
+	return len(brokers), err
+}
+
+// StartGroupAtEnd commits a consumer group's offsets at topic's end offsets, for the
+// partitions where the group has no commit yet: a new live deployment then starts with
+// the frames that arrive from now on.
+func (c *Client) StartGroupAtEnd(group, topic string) error {
+	cl, err := c.Sarama()
+	if err != nil {
+		return err
+	}
+	admin, err := c.Admin()
+	if err != nil {
+		return err
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return err
+	}
+	committed, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+	if err != nil {
+		return err
+	}
+	om, err := sarama.NewOffsetManagerFromClient(group, cl)
+	if err != nil {
+		return err
+	}
+	defer om.Close()
+	for _, p := range parts {
+		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
+			continue
+		}
+		end, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return err
+		}
+		pom, err := om.ManagePartition(topic, p)
+		if err != nil {
+			return err
+		}
+		pom.MarkOffset(end, "")
+		pom.Close()
+	}
+	om.Commit()
+	return nil
+}

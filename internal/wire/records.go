@@ -1,0 +1,129 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// The control-plane records: what the gateway stores in NATS JetStream key-value buckets
+// (internal/controlplane keeps them) and hands to runners in activations. Their JSON is
+// the stored form; the /v1 API answers with its own types (package api).
+
+// Stream is a Kafka topic that cameras write frames to.
+type Stream struct {
+	Name           string    `json:"name"`
+	Topic          string    `json:"topic"`
+	ResultsTopic   string    `json:"results_topic"`
+	Partitions     int32     `json:"partitions"`
+	Replication    int16     `json:"replication"`
+	RetentionMs    int64     `json:"retention_ms,omitempty"`
+	RetentionBytes int64     `json:"retention_bytes,omitempty"`
+	Created        time.Time `json:"created"`
+}
+
+// Function is a function image known to the platform, pinned by digest.
+type Function struct {
+	Name    string          `json:"name"`
+	Ref     string          `json:"ref"`    // as given, e.g. 127.0.0.1:8080/fn/yolox-nano:v1
+	Digest  string          `json:"digest"` // repo@sha256:... that runners pull
+	Spec    json.RawMessage `json:"spec"`
+	Size    int64           `json:"size"` // bytes of config and layers
+	Created time.Time       `json:"created"`
+}
+
+// Camera is a pulled camera: the gateway reads URL and writes its frames to Stream.
+type Camera struct {
+	ID      string    `json:"id"`
+	Stream  string    `json:"stream"`
+	URL     string    `json:"url"`
+	FPS     float64   `json:"fps,omitempty"`  // sample down to this rate; 0 keeps every frame
+	Loop    bool      `json:"loop,omitempty"` // files: start again at the end
+	Created time.Time `json:"created"`
+}
+
+// Deployment runs a function on a stream. Its key is "FUNCTION.STREAM": one deployment
+// per (function, stream); deploying a new digest to the pair is a rolling update.
+type Deployment struct {
+	Function string    `json:"function"`
+	Stream   string    `json:"stream"`
+	Digest   string    `json:"digest"`
+	Min      int       `json:"min"`
+	Max      int       `json:"max"`
+	Batch    int       `json:"batch"`
+	Device   Device    `json:"device"` // cpu, cuda:N or any
+	Policy   Policy    `json:"policy"` // live or replay
+	MaxAge   Duration  `json:"max_age,omitempty"`
+	Updated  time.Time `json:"updated"`
+	// Generation counts updates of this deployment (1 when created).
+	Generation int `json:"generation"`
+}
+
+// Key is the deployment's key in its bucket.
+func (d Deployment) Key() string { return DeploymentKey(d.Function, d.Stream) }
+
+// DeploymentKey is the key of the deployment of function on stream.
+func DeploymentKey(function, stream string) string { return function + "." + stream }
+
+// Group is the Kafka consumer group of the deployment's runners.
+func (d Deployment) Group() string { return "diplip." + d.Function + "." + d.Stream }
+
+// Duration is a time.Duration written as "2s" in JSON.
+type Duration time.Duration
+
+// MarshalText writes the duration as a string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses the duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 2s", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName checks a stream or function name: it becomes part of Kafka topic names, NATS
+// subjects and KV keys, so it is kept to lowercase letters, digits and '-'.
+func ValidName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%s name %q: want 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// Validate checks a deployment's fields, naming each wrong one.
+func (d *Deployment) Validate() error {
+	var errs []string
+	if err := ValidName("function", d.Function); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := ValidName("stream", d.Stream); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if d.Min < 0 || d.Max < 1 || d.Min > d.Max || d.Max > 64 {
+		errs = append(errs, fmt.Sprintf("min %d, max %d: want 0 ≤ min ≤ max, 1 ≤ max ≤ 64", d.Min, d.Max))
+	}
+	if d.Batch < 1 || d.Batch > 256 {
+		errs = append(errs, fmt.Sprintf("batch %d: want 1..256", d.Batch))
+	}
+	if _, err := ParseDevice(string(d.Device)); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if _, err := ParsePolicy(string(d.Policy)); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if d.MaxAge < 0 {
+		errs = append(errs, "max_age must not be negative")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,279 @@
+// Package node assembles one diplip node: the embedded NATS server (or a connection to an
+// existing one), the embedded registry, a managed Kafka broker (or an existing cluster),
+// the process's Kafka client, the control-plane store and its stream view, the scaler
+// with its local runner driver, and the gateway's HTTP listener. `diplip up` runs all of
+// it; `diplip gateway` runs it against an existing NATS and Kafka.
+//
+// It holds no request handling (package gateway) and no scaling policy (package scaler).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/internal/controlplane"
+	"github.com/diplip/diplip/internal/engines/kafkanode"
+	"github.com/diplip/diplip/internal/engines/natsnode"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/registry"
+	"github.com/diplip/diplip/scaler"
+)
+
+// Config describes a node.
+type Config struct {
+	// StateDir holds all durable state: nats/, registry/, kafka/, cache/, runners/. Required.
+	StateDir string
+	// Listen is the gateway's HTTP address (API, registry, UI). Default 127.0.0.1:8080.
+	Listen string
+	// NATSURL, when set, is an existing NATS server (with JetStream) to use instead of the
+	// embedded one: the split deployment of `diplip gateway`.
+	NATSURL string
+	// NATSListen is the embedded NATS server's address. Default 127.0.0.1:0 (a free port);
+	// runners on other machines need an address they can reach.
+	NATSListen string
+	// Kafka, when set, is an existing cluster to use instead of a managed local broker.
+	Kafka []string
+	// Token, when set, is required by the API, the registry, /metrics and NATS.
+	Token string
+	// RunnerCommand starts a runner process (e.g. [diplip runner]); the driver adds
+	// --nats, --cache and --id. Empty: no local runners, only ones registered by hand.
+	RunnerCommand []string
+	// OpenSource opens pulled cameras (ingest/video.Open); nil: no pulled cameras.
+	OpenSource gateway.OpenSourceFunc
+	// IdleTimeout before a deployment scales to its min. Default 30s.
+	IdleTimeout time.Duration
+	// KafkaHeapMB is the managed broker's heap. Default 768.
+	KafkaHeapMB int
+	Logger      *slog.Logger
+}
+
+// Node is one diplip node. Run starts it and serves until its context ends; Ready is
+// closed once every service is up, and the accessors are valid from then on.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
+
+	ln       net.Listener
+	url      string
+	natsURL  string
+	nats     *natsnode.Server   // nil with an external NATS
+	nc       *nats.Conn         // the node's control-plane connection
+	kafka    *kafkanode.Cluster // nil with an external cluster
+	brokers  []string
+	client   *kafkaclient.Client
+	registry *registry.Embedded
+	driver   *scaler.LocalDriver // nil without RunnerCommand
+	scaler   *scaler.Scaler
+	gateway  *gateway.Server
+}
+
+// New checks cfg and fills its defaults; nothing starts until Run.
+func New(cfg Config) (*Node, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("node: Config.StateDir is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.KafkaHeapMB == 0 {
+		cfg.KafkaHeapMB = 768
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Node{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once every service is up.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// URL is the gateway's base URL, e.g. http://127.0.0.1:8080.
+func (n *Node) URL() string { return n.url }
+
+// Addr is the gateway's host:port (also the registry's).
+func (n *Node) Addr() string { return strings.TrimPrefix(n.url, "http://") }
+
+// NATSURL is where clients in other processes connect to the control plane.
+func (n *Node) NATSURL() string { return n.natsURL }
+
+// Brokers are the Kafka cluster's bootstrap addresses.
+func (n *Node) Brokers() []string { return n.brokers }
+
+// ManagedKafka reports whether the node runs its own broker.
+func (n *Node) ManagedKafka() bool { return n.kafka != nil }
+
+// KafkaPID is the managed broker's process id; 0 with an external cluster.
+func (n *Node) KafkaPID() int {
+	if n.kafka == nil {
+		return 0
+	}
+	return n.kafka.PID(0)
+}
+
+// RunnerPIDs lists the runner processes the node started, by runner id.
+func (n *Node) RunnerPIDs() map[string]int {
+	if n.driver == nil {
+		return nil
+	}
+	return n.driver.PIDs()
+}
+
+// ConnectNATS returns a new client of the control plane's NATS.
+func (n *Node) ConnectNATS(name string) (*nats.Conn, error) {
+	if n.nats != nil {
+		return n.nats.Connect(name)
+	}
+	opts := []nats.Option{nats.Name(name)}
+	if n.cfg.Token != "" {
+		opts = append(opts, nats.Token(n.cfg.Token))
+	}
+	return nats.Connect(n.natsURL, opts...)
+}
+
+// Run starts every service in order, closes Ready, and serves until ctx ends or a part
+// fails; then it stops everything in the reverse order: the cameras and the listener (no
+// new frames), the scaler, the runners (each finishes its batches and commits), Kafka,
+// the registry and NATS. It returns why it stopped, nil after ctx ended.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.stop()
+	if err := n.start(ctx); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	view := n.gateway.Streams()
+	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return n.scaler.Run(gctx) })
+	g.Go(func() error {
+		err := n.gateway.Run(gctx, n.ln)
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("gateway stopped")
+		}
+		return err
+	})
+	n.log.Info("diplip is up", "gateway", n.url, "registry", n.Addr()+"/v2/", "nats", n.natsURL,
+		"kafka", strings.Join(n.brokers, ","), "state", n.cfg.StateDir)
+	close(n.ready)
+	return g.Wait()
+}
+
+// start brings the services up in order; on error, stop undoes what was started.
+func (n *Node) start(ctx context.Context) (err error) {
+	// The listener first: a busy port is the commonest failure and the cheapest to report.
+	if n.ln, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+		return fmt.Errorf("listening on %s: %w (pick another with --listen)", n.cfg.Listen, err)
+	}
+	n.url = "http://" + n.ln.Addr().String()
+	if err := n.startNATS(); err != nil {
+		return err
+	}
+	if n.registry, err = registry.NewEmbedded(filepath.Join(n.cfg.StateDir, "registry"), n.log); err != nil {
+		return err
+	}
+	n.brokers = n.cfg.Kafka
+	if len(n.brokers) == 0 {
+		n.kafka, err = kafkanode.Start(ctx, kafkanode.Config{
+			Dir: filepath.Join(n.cfg.StateDir, "kafka"), HeapMB: n.cfg.KafkaHeapMB, Logger: n.log,
+		})
+		if err != nil {
+			return err
+		}
+		n.brokers = n.kafka.Addrs()
+	}
+	n.client = kafkaclient.New(n.brokers, "diplip-gateway")
+	store, err := controlplane.Open(ctx, n.nc)
+	if err != nil {
+		return err
+	}
+	var driver scaler.Driver
+	if len(n.cfg.RunnerCommand) > 0 {
+		cmd := append(append([]string{}, n.cfg.RunnerCommand...), "--nats", n.natsURL,
+			"--cache", filepath.Join(n.cfg.StateDir, "cache"))
+		n.driver = &scaler.LocalDriver{Command: cmd, LogDir: filepath.Join(n.cfg.StateDir, "runners"), Logger: n.log}
+		if n.cfg.Token != "" {
+			n.driver.Env = []string{"DIPLIP_TOKEN=" + n.cfg.Token}
+		}
+		driver = n.driver
+	}
+	if n.scaler, err = scaler.New(scaler.Config{Store: store, NATS: n.nc, Kafka: n.client, Driver: driver,
+		IdleTimeout: n.cfg.IdleTimeout, Logger: n.log}); err != nil {
+		return err
+	}
+	n.gateway, err = gateway.NewServer(gateway.Config{
+		Kafka: n.client, NATS: n.nc, Store: store, Streams: store.NewStreamView(), Registry: n.registry,
+		Token: n.cfg.Token, Logger: n.log, Scaler: n.scaler, OpenSource: n.cfg.OpenSource,
+		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(registry.SelfKeychain(n.ln.Addr().String(), n.cfg.Token))},
+	})
+	return err
+}
+
+// startNATS starts the embedded NATS server, or connects to Config.NATSURL.
+func (n *Node) startNATS() error {
+	var err error
+	if n.cfg.NATSURL != "" {
+		opts := []nats.Option{nats.Name("diplip-gateway"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+		if n.cfg.Token != "" {
+			opts = append(opts, nats.Token(n.cfg.Token))
+		}
+		if n.nc, err = nats.Connect(n.cfg.NATSURL, opts...); err != nil {
+			return fmt.Errorf("connecting to NATS at %s: %w", n.cfg.NATSURL, err)
+		}
+		n.natsURL = n.cfg.NATSURL
+		return nil
+	}
+	natsCfg := natsnode.Config{StoreDir: filepath.Join(n.cfg.StateDir, "nats"), Logger: n.log, Token: n.cfg.Token}
+	if n.cfg.NATSListen != "" {
+		host, port, err := net.SplitHostPort(n.cfg.NATSListen)
+		if err != nil {
+			return fmt.Errorf("NATS listen address %q: %w", n.cfg.NATSListen, err)
+		}
+		natsCfg.Host = host
+		if natsCfg.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("NATS listen address %q: bad port", n.cfg.NATSListen)
+		}
+	}
+	if n.nats, err = natsnode.Start(natsCfg); err != nil {
+		return err
+	}
+	n.natsURL = n.nats.ClientURL()
+	n.nc, err = n.nats.Connect("diplip-gateway")
+	return err
+}
+
+// stop shuts down what start started, in reverse order. The gateway and the scaler have
+// already returned from their Run.
+func (n *Node) stop() {
+	if n.gateway == nil && n.ln != nil {
+		n.ln.Close() // never served
+	}
+	if n.driver != nil {
+		n.driver.Close()
+	}
+	if n.client != nil {
+		_ = n.client.Close()
+	}
+	if n.kafka != nil {
+		_ = n.kafka.Stop()
+	}
+	if n.registry != nil {
+		_ = n.registry.Close()
+	}
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.nats != nil {
+		n.nats.Shutdown()
+	}
+}
