@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -85,9 +86,12 @@ func requireToken(token string, next http.Handler) http.Handler {
 	})
 }
 
+// decodeJSON reads a JSON request body. The Content-Type must say application/json: a
+// web page can send a cross-site "simple" request only with a form or text/plain type, so
+// this also keeps other sites from driving the API.
 func decodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return errorf(http.StatusUnsupportedMediaType, "content type %q: want application/json", ct)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "content type %q: want application/json", r.Header.Get("Content-Type"))
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBytes))
 	dec.DisallowUnknownFields()

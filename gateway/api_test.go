@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -309,5 +311,53 @@ func TestMetricsCountIngest(t *testing.T) {
 	}
 	if got := accepted(); got != 3 {
 		t.Fatalf("diplip_ingest_frames_total{outcome=accepted} = %v, want 3", got)
+	}
+}
+
+// Without a token, the gateway cannot be driven by another web site or through DNS
+// rebinding: JSON endpoints want application/json, the Host must be the gateway's, and a
+// cross-site Origin is refused; the gateway's own page (same origin) still works.
+func TestTokenlessGatewayRefusesCrossSiteRequests(t *testing.T) {
+	l, _ := startLocal(t, "")
+	host := strings.TrimPrefix(l.URL, "http://")
+	_, port, _ := net.SplitHostPort(host)
+	post := func(ct, hostHeader, origin string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, l.URL+"/v1/streams", strings.NewReader(`{"name":"`+testkit.Name("x")+`","partitions":1}`))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		if hostHeader != "" {
+			req.Host = hostHeader
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name, ct, host, origin string
+		code                   int
+		want                   string
+	}{
+		{"no content type (a form or a text/plain post)", "", "", "", http.StatusUnsupportedMediaType, "application/json"},
+		{"text/plain", "text/plain", "", "", http.StatusUnsupportedMediaType, "application/json"},
+		{"a rebinding host name", "application/json", "evil.example:" + port, "", http.StatusMisdirectedRequest, "--allow-host evil.example"},
+		{"a cross-site origin", "application/json", "", "http://evil.example", http.StatusForbidden, "--allow-origin"},
+		{"the dashboard itself", "application/json", "", l.URL, http.StatusCreated, ""},
+		{"localhost on the same port", "application/json; charset=utf-8", "localhost:" + port, "", http.StatusCreated, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := post(tc.ct, tc.host, tc.origin)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("%d %s; want %d mentioning %q", code, body, tc.code, tc.want)
+			}
+		})
 	}
 }

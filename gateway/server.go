@@ -51,7 +51,15 @@ type Config struct {
 	Scaler Scaler
 	// OpenSource opens pulled cameras; nil: /v1/cameras answers 501.
 	OpenSource OpenSourceFunc
-	Logger     *slog.Logger
+	// ListenAddr is the listener's address (host:port), which the Host header must name
+	// (besides localhost and loopback addresses on its port).
+	ListenAddr string
+	// AllowedHosts are further names the gateway answers to (a public DNS name).
+	AllowedHosts []string
+	// AllowedOrigins are web origins (scheme://host:port) besides the gateway's own that
+	// may send requests to the API.
+	AllowedOrigins []string
+	Logger         *slog.Logger
 }
 
 // Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry), the
@@ -63,6 +71,7 @@ type Server struct {
 	producer *ingest.Producer
 	push     *ingest.HTTPPush
 	cams     *cameras
+	guarded  http.Handler // mux behind guard
 }
 
 // NewServer returns a gateway serving cfg; Run serves it.
@@ -93,6 +102,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.push = push
 	s.routes()
+	s.guarded = s.guard(s.mux)
 	return s, nil
 }
 
@@ -109,7 +119,7 @@ func (s *Server) framesTopic(ctx context.Context, stream string) (string, error)
 func (s *Server) Streams() *controlplane.StreamView { return s.cfg.Streams }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.guarded.ServeHTTP(w, r) }
 
 // readyz answers 200 only when the services the gateway needs answer: NATS is connected
 // and Kafka returns metadata. A 503 names each one that does not.
@@ -137,7 +147,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // cameras (storing what they buffered), gives in-flight requests up to 10 s, and closes
 // ingest's producer. It returns early with the listener's error if serving fails.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// Timeouts against slow clients: headers in 10 s, an idle keep-alive closed after 2
+	// minutes. No overall read timeout: an MJPEG push is one request that lasts as long as
+	// its camera streams (ingest bounds each frame's read instead).
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- srv.Serve(ln) })

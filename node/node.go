@@ -56,7 +56,43 @@ type Config struct {
 	IdleTimeout time.Duration
 	// KafkaHeapMB is the managed broker's heap. Default 768.
 	KafkaHeapMB int
-	Logger      *slog.Logger
+	// AllowedHosts and AllowedOrigins widen the gateway's Host and Origin checks (see
+	// gateway.Config).
+	AllowedHosts, AllowedOrigins []string
+	// InsecureNoToken lets a listener that other machines can reach run without a token.
+	InsecureNoToken bool
+	Logger          *slog.Logger
+}
+
+// ErrExposed is wrapped by the error for a listener other machines can reach while no
+// token is set.
+var ErrExposed = errors.New("reachable from other machines without a token")
+
+// CheckExposure refuses a gateway or NATS listener that other machines can reach when no
+// token guards it: the API, the registry and NATS would be open to the network.
+func CheckExposure(cfg Config) error {
+	if cfg.Token != "" || cfg.InsecureNoToken {
+		return nil
+	}
+	for _, l := range []struct{ flag, addr string }{{"--listen", cfg.Listen}, {"--nats-listen", cfg.NATSListen}} {
+		if l.addr != "" && !loopback(l.addr) {
+			return fmt.Errorf("%s %s is %w; set --token (or DIPLIP_TOKEN), or pass --insecure-no-token to allow it", l.flag, l.addr, ErrExposed)
+		}
+	}
+	return nil
+}
+
+// loopback reports whether a listen address is reachable only from this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Node is one diplip node. Run starts it and serves until its context ends; Ready is
@@ -93,6 +129,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if err := CheckExposure(cfg); err != nil {
+		return nil, err
 	}
 	return &Node{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}, nil
 }
@@ -208,12 +247,13 @@ func (n *Node) start(ctx context.Context) (err error) {
 		driver = n.driver
 	}
 	if n.scaler, err = scaler.New(scaler.Config{Store: store, NATS: n.nc, Kafka: n.client, Driver: driver,
-		IdleTimeout: n.cfg.IdleTimeout, Logger: n.log}); err != nil {
+		IdleTimeout: n.cfg.IdleTimeout, Registry: n.Addr(), Logger: n.log}); err != nil {
 		return err
 	}
 	n.gateway, err = gateway.NewServer(gateway.Config{
 		Kafka: n.client, NATS: n.nc, Store: store, Streams: store.NewStreamView(), Registry: n.registry,
 		Token: n.cfg.Token, Logger: n.log, Scaler: n.scaler, OpenSource: n.cfg.OpenSource,
+		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
 		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(registry.SelfKeychain(n.ln.Addr().String(), n.cfg.Token))},
 	})
 	return err

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -68,5 +69,29 @@ func TestLocalReportsABusyPort(t *testing.T) {
 	err = n.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "--listen") {
 		t.Fatalf("busy port: err = %v, want one that suggests --listen", err)
+	}
+}
+
+func TestCheckExposure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  node.Config
+		ok   bool
+	}{
+		{"loopback without a token", node.Config{Listen: "127.0.0.1:8080", NATSListen: "127.0.0.1:0"}, true},
+		{"localhost", node.Config{Listen: "localhost:8080"}, true},
+		{"ipv6 loopback", node.Config{Listen: "[::1]:8080"}, true},
+		{"all interfaces without a token", node.Config{Listen: "0.0.0.0:8080"}, false},
+		{"empty host means all interfaces", node.Config{Listen: ":8080"}, false},
+		{"a LAN address without a token", node.Config{Listen: "127.0.0.1:8080", NATSListen: "10.0.0.7:4222"}, false},
+		{"public with a token", node.Config{Listen: "0.0.0.0:8080", NATSListen: "0.0.0.0:4222", Token: "t"}, true},
+		{"public, allowed explicitly", node.Config{Listen: "0.0.0.0:8080", InsecureNoToken: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := node.CheckExposure(tc.cfg)
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, node.ErrExposed)) {
+				t.Fatalf("CheckExposure(%+v) = %v, want ok=%v", tc.cfg, err, tc.ok)
+			}
+		})
 	}
 }

@@ -49,7 +49,7 @@ func (c *Cache) Path(d v1.Hash) string { return filepath.Join(c.Dir, d.Algorithm
 // (repo@sha256:...): a tag can move, a digest cannot. The manifest and every blob are
 // verified against their digests while they are read; the layers are extracted safely
 // into a temporary directory that is renamed into place only when complete.
-func (c *Cache) Pull(ctx context.Context, ref name.Digest) (string, *functions.Spec, error) {
+func (c *Cache) Pull(ctx context.Context, ref name.Digest, extra ...remote.Option) (string, *functions.Spec, error) {
 	want, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
 		return "", nil, fmt.Errorf("pull %s: %w", ref, err)
@@ -59,6 +59,7 @@ func (c *Cache) Pull(ctx context.Context, ref name.Digest) (string, *functions.S
 		return dir, spec, nil // cached: no network
 	}
 	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, c.Options...)
+	opts = append(opts, extra...)
 	// remote.Image verifies the manifest against the digest in ref.
 	img, err := remote.Image(ref, opts...)
 	if err != nil {

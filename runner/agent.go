@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
 	"github.com/diplip/diplip/internal/kafkaclient"
@@ -61,6 +62,9 @@ type AgentConfig struct {
 	// GPUs and Providers are announced as they are (see NvidiaGPUs).
 	GPUs      []wire.GPU
 	Providers []string
+	// Token is the platform's token; it is sent only to the gateway's own registry (the
+	// activation names it), never to other registries.
+	Token string
 	// Lanes is how many inferences a worker runs at once (see WorkerConfig.Lanes).
 	Lanes int
 	// MetricsURL is where this runner serves /metrics, announced in heartbeats.
@@ -249,7 +253,7 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 	if err != nil {
 		return fmt.Errorf("deployment digest %q: %w", act.Deployment.Digest, err)
 	}
-	dir, spec, err := a.cfg.Cache.Pull(lctx, ref)
+	dir, spec, err := a.cfg.Cache.Pull(lctx, ref, remote.WithAuthFromKeychain(registry.SelfKeychain(act.Registry, a.cfg.Token)))
 	if err != nil {
 		if errors.Is(lctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("pulling %s took longer than %v: %w", ref, a.cfg.PullTimeout, err)

@@ -42,6 +42,8 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Interval between decisions. Default 500ms.
 	Interval time.Duration
+	// Registry is the gateway's own registry host, told to runners in activations.
+	Registry string
 	Logger   *slog.Logger
 }
 
@@ -327,7 +329,7 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 // activate asks runner id to work d. The request runs in a goroutine the Run call owns
 // (loading a model can take a while) and ends with ctx.
 func (s *Scaler) activate(ctx context.Context, requests *sync.WaitGroup, id string, d wire.Deployment, st wire.Stream) {
-	b, _ := json.Marshal(wire.Activation{Deployment: d, Stream: st, Brokers: s.cfg.Kafka.Brokers()})
+	b, _ := json.Marshal(wire.Activation{Deployment: d, Stream: st, Brokers: s.cfg.Kafka.Brokers(), Registry: s.cfg.Registry})
 	// Mark it busy now so the next pass does not pick it again while it loads.
 	s.mu.Lock()
 	if rs, ok := s.runners[id]; ok {

@@ -256,6 +256,8 @@ func TestCLIBadInput(t *testing.T) {
 		{"bad output format", 2, []string{"stream", "ls", "-o", "yaml", gw}, `--output "yaml"`},
 		{"gateway down", 1, []string{"stream", "ls", "--gateway=http://127.0.0.1:1"}, "diplip up"},
 		{"two arguments", 2, []string{"fn", "rm", "a", "b", gw}, "want exactly one function name"},
+		{"public listener without a token", 2, []string{"up", "--listen", "0.0.0.0:0", "--state-dir", t.TempDir()}, "--insecure-no-token"},
+		{"public NATS without a token", 2, []string{"up", "--nats-listen", "0.0.0.0:0", "--state-dir", t.TempDir()}, "--nats-listen 0.0.0.0:0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if msg := run(t, tc.code, tc.args...); !strings.Contains(msg, tc.want) {

@@ -24,14 +24,14 @@ func gatewayCommand() *cli.Command {
 			"are started by hand (`diplip runner --nats URL`) on the machines that have the cores or GPUs.\n" +
 			"The state dir holds the embedded registry; control-plane state lives in NATS.\n\n" +
 			"Example:\n   diplip gateway --nats nats://nats1:4222 --kafka kafka1:9092,kafka2:9092 --listen 0.0.0.0:8080 --token $T",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "nats", Required: true, EnvVars: []string{"DIPLIP_NATS"}, Usage: "the NATS server (JetStream enabled)"},
 			&cli.StringFlag{Name: "kafka", Required: true, EnvVars: []string{"DIPLIP_KAFKA"}, Usage: "the Kafka cluster (host:port,...)"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: []string{"DIPLIP_LISTEN"}, Usage: "the gateway's address"},
 			&cli.StringFlag{Name: "state-dir", Value: defaultStateDir(), EnvVars: []string{"DIPLIP_STATE_DIR"}, Usage: "where the registry keeps images"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "require this token on the API, the registry and NATS"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 30 * time.Second, Usage: "an idle deployment scales to its min after this long"},
-		},
+		}, exposureFlags()...),
 		Action: func(c *cli.Context) error {
 			brokers, err := kafkaclient.ParseBrokers(c.String("kafka"))
 			if err != nil {
@@ -43,6 +43,7 @@ func gatewayCommand() *cli.Command {
 			w := c.App.Writer
 			cfg := node.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), NATSURL: c.String("nats"),
 				Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger, OpenSource: openVideo}
+			applyExposure(c, &cfg)
 			err = runNode(ctx, cfg, func(ctx context.Context, n *node.Node) error {
 				fmt.Fprintf(w, "diplip gateway: %s (registry %s/v2/)\n  nats   %s\n  kafka  %v\n  runners: start them with: diplip runner --nats %s\n",
 					n.URL(), n.URL(), n.NATSURL(), n.Brokers(), n.NATSURL())

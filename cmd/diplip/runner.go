@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -64,9 +63,6 @@ func runRunner(c *cli.Context) error {
 	}
 	defer nc.Close()
 	cache := &registry.Cache{Dir: c.String("cache")}
-	if t := c.String("token"); t != "" {
-		cache.Options = []remote.Option{registry.WithToken(t)}
-	}
 	threads, lanes := c.Int("threads"), c.Int("lanes")
 	load := func(dir string, device wire.Device) (runner.Model, bool, func() error, error) {
 		fn, err := onnx.Load(dir, onnx.Options{Device: string(device), IntraOpThreads: threads})
@@ -108,7 +104,7 @@ func runRunner(c *cli.Context) error {
 		providers = append(providers, "CUDAExecutionProvider")
 	}
 	agent, err := runner.NewAgent(runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
-		Devices: devices, Providers: providers, GPUs: runner.NvidiaGPUs(), Lanes: lanes, Logger: logger, MetricsURL: metricsURL})
+		Devices: devices, Providers: providers, GPUs: runner.NvidiaGPUs(), Lanes: lanes, Token: c.String("token"), Logger: logger, MetricsURL: metricsURL})
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func upCommand() *cli.Command {
 			"   diplip up --demo                      # the sample video through the platform\n" +
 			"   diplip up --kafka kafka1:9092         # use an existing Kafka cluster\n" +
 			"   diplip up --demo --duration 30s       # stop by itself after 30 s",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "state-dir", Value: defaultStateDir(), EnvVars: []string{"DIPLIP_STATE_DIR"}, Usage: "where all durable state lives"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: []string{"DIPLIP_LISTEN"}, Usage: "the gateway's address (API, registry, UI)"},
 			&cli.StringFlag{Name: "nats-listen", Value: "127.0.0.1:0", Usage: "the embedded NATS server's address (runners on other machines connect here)"},
@@ -44,7 +44,7 @@ func upCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (0: run until interrupted)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "require this token on the API and the registry"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 30 * time.Second, Usage: "an idle deployment scales to its min after this long"},
-		},
+		}, exposureFlags()...),
 		Action: runUp,
 	}
 }
@@ -57,6 +57,7 @@ func runUp(c *cli.Context) error {
 	}
 	cfg := node.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
 		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout"), NATSListen: c.String("nats-listen"), OpenSource: openVideo}
+	applyExposure(c, &cfg)
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
 		if err != nil {

@@ -138,6 +138,9 @@ type Activation struct {
 	Deployment Deployment `json:"deployment"`
 	Stream     Stream     `json:"stream"`
 	Brokers    []string   `json:"brokers"`
+	// Registry is the gateway's own registry (host:port): the only one a runner sends the
+	// platform's token to; every other registry gets the runner's Docker credentials.
+	Registry string `json:"registry,omitempty"`
 }
 
 // Reply answers an activation or deactivation.
