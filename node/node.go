@@ -195,6 +195,10 @@ func (n *Node) Run(ctx context.Context) error {
 	view := n.gateway.Streams()
 	g.Go(func() error { return view.Run(gctx) })
 	g.Go(func() error { return n.scaler.Run(gctx) })
+	if n.kafka != nil {
+		// The managed broker comes back by itself after a crash, or the node stops with why.
+		g.Go(func() error { return n.kafka.Supervise(gctx, 0, 5) })
+	}
 	g.Go(func() error {
 		err := n.gateway.Run(gctx, n.ln)
 		if err == nil && ctx.Err() == nil {

@@ -1,13 +1,19 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/node"
@@ -94,4 +100,48 @@ func TestCheckExposure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The managed broker is supervised: SIGKILLed under a running node, its JVM is started
+// again on its data, and /readyz is 200 again.
+func TestManagedBrokerComesBackAfterSIGKILL(t *testing.T) {
+	var logs syncBuffer
+	n := nodetest.Start(t, node.Config{KafkaHeapMB: 256, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	pid := n.KafkaPID()
+	if pid == 0 {
+		t.Fatal("no managed broker")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testkit.CheckFor(t, 90*time.Second, 250*time.Millisecond, func() error {
+		if p := n.KafkaPID(); p == 0 || p == pid {
+			return fmt.Errorf("broker pid %d (killed: %d)", p, pid)
+		}
+		if code, v := getJSON(t, n.URL()+"/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d %v", code, v)
+		}
+		return nil
+	})
+	if !strings.Contains(logs.String(), "kafka node exited; restarting it") || !strings.Contains(logs.String(), "kafka node restarted") {
+		t.Fatalf("the restart was not logged:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

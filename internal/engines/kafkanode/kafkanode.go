@@ -548,3 +548,62 @@ func BrokerPIDs() []int {
 	}
 	return pids
 }
+
+// Supervise watches node i until ctx ends: when its JVM exits without StopNode or
+// KillNode having been asked (a crash, an OOM kill, a SIGKILL from outside), it is logged
+// and restarted on its data, waiting 1 s, 2 s, 4 s … between tries. After maxTries
+// failed restarts in a row Supervise returns an error naming the node's log; a restart
+// that comes up resets the count. It returns nil when ctx ends.
+func (c *Cluster) Supervise(ctx context.Context, i, maxTries int) error {
+	id := c.state.Nodes[i].ID
+	for {
+		c.mu.Lock()
+		p := c.nodes[i]
+		c.mu.Unlock()
+		if p == nil { // stopped on purpose (or not started): wait for it to come back
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.done:
+		}
+		c.mu.Lock()
+		crashed := c.nodes[i] == p // StopNode clears the slot before it signals
+		if crashed {
+			c.nodes[i] = nil
+		}
+		c.mu.Unlock()
+		if !crashed {
+			continue
+		}
+		c.log.Error("kafka node exited; restarting it", "node", id, "err", p.err, "log", c.LogPath(i))
+		wait := time.Second
+		for try := 1; ; try++ {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			err := c.RestartNode(ctx, i)
+			if err == nil {
+				c.log.Warn("kafka node restarted", "node", id, "try", try, "pid", c.PID(i))
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			_ = c.StopNode(i) // a half-started JVM
+			if try >= maxTries {
+				return fmt.Errorf("kafkanode: node %d exited and did not come back after %d restarts (last: %v); see %s", id, try, err, c.LogPath(i))
+			}
+			c.log.Error("kafka node restart failed; trying again", "node", id, "try", try, "err", err)
+			wait = min(2*wait, 30*time.Second)
+		}
+	}
+}
