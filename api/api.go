@@ -77,7 +77,11 @@ type DeployRequest struct {
 	Batch    int    `json:"batch,omitempty"`  // default: the spec's batch.max
 	Device   string `json:"device,omitempty"` // default: the spec's resources.device (gpu → cuda:0)
 	Policy   string `json:"policy,omitempty"` // live (default) or replay
-	MaxAge   string `json:"max_age,omitempty"`
+	MaxAge   string `json:"max_age,omitempty"` // live: default 5s
+	// From starts a new replay deployment at the first frame stored at or after this time
+	// (RFC 3339); without it a replay starts at the earliest retained frame. A new live
+	// deployment starts at the stream's end.
+	From string `json:"from,omitempty"`
 }
 
 // Deployment runs a function on a stream; deploying a new image to the same pair is a

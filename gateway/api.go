@@ -395,6 +395,15 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	} else if d.Policy == wire.PolicyLive {
 		d.MaxAge = wire.Duration(DefaultMaxAge)
 	}
+	var from time.Time
+	if req.From != "" {
+		if from, err = time.Parse(time.RFC3339, req.From); err != nil {
+			return errorf(http.StatusBadRequest, "from %q: want an RFC 3339 time like 2026-11-26T10:00:00Z", req.From)
+		}
+		if d.Policy != wire.PolicyReplay {
+			return errorf(http.StatusBadRequest, "from: only a replay deployment starts at a time (add policy replay)")
+		}
+	}
 	if err := d.Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
@@ -405,12 +414,21 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if stored.Generation == 1 && stored.Policy == wire.PolicyLive {
-		// A new live deployment starts at the stream's end, not at its retained past; a
-		// group that already committed (an earlier deployment of the pair) keeps its place.
+	if stored.Generation == 1 {
+		// Where a new deployment starts: live at the stream's end (not its retained past),
+		// replay at --from or the earliest retained frame. A group that already committed
+		// (an earlier deployment of the pair) keeps its place.
 		st, _ := s.stream(r.Context(), stored.Stream)
-		if err := s.cfg.Kafka.StartGroupAtEnd(stored.Group(), st.Topic); err != nil {
-			s.log.Warn("a new live deployment could not be started at the stream's end; it reads the retained frames", "deployment", stored.Key(), "err", err)
+		var err error
+		switch {
+		case stored.Policy == wire.PolicyLive:
+			err = s.cfg.Kafka.StartGroupAtEnd(stored.Group(), st.Topic)
+		case !from.IsZero():
+			err = s.cfg.Kafka.StartGroupAt(stored.Group(), st.Topic, from)
+		}
+		if err != nil {
+			_ = s.cfg.Store.DeleteDeployment(context.WithoutCancel(r.Context()), stored.Function, stored.Stream) // nothing half-done
+			return errorf(http.StatusBadGateway, "kafka: setting where deployment %s starts: %v", stored.Key(), err)
 		}
 	}
 	status := http.StatusCreated

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
+	"github.com/diplip/diplip/ingest/video"
+	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
@@ -359,5 +362,152 @@ func TestTokenlessGatewayRefusesCrossSiteRequests(t *testing.T) {
 				t.Fatalf("%d %s; want %d mentioning %q", code, body, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// Where a new deployment starts: a live one at the stream's end (the retained frames are
+// not its backlog) with a default max age, a replay at the earliest retained frame or at
+// --from.
+func TestNewDeploymentsStartWhereTheirPolicySays(t *testing.T) {
+	ctx := context.Background()
+	l, c := startLocal(t, "")
+	ref := pushExample(t, l, "v1")
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
+	push := func(stream string, n int) {
+		t.Helper()
+		for range n {
+			resp, err := http.Post(l.URL+"/v1/streams/"+stream+"/frames?camera=c", "image/jpeg", bytes.NewReader(jpg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("push: %d", resp.StatusCode)
+			}
+		}
+	}
+	lagOf := func(stream string) int64 {
+		t.Helper()
+		sts, err := c.Streams(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range sts {
+			if st.Name == stream {
+				return st.Lag["yolox-nano."+stream]
+			}
+		}
+		t.Fatalf("stream %s not listed", stream)
+		return 0
+	}
+	for _, tc := range []struct {
+		name    string
+		req     api.DeployRequest
+		pushed  int
+		wantLag int64
+	}{
+		{"live starts at the end", api.DeployRequest{}, 3, 0},
+		{"replay starts at the earliest retained frame", api.DeployRequest{Policy: "replay"}, 3, 3},
+		{"replay from a time after the frames", api.DeployRequest{Policy: "replay", From: time.Now().Add(time.Minute).UTC().Format(time.RFC3339)}, 3, 0},
+		{"replay from a time before the frames", api.DeployRequest{Policy: "replay", From: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)}, 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := testkit.Name("s")
+			if _, err := c.CreateStream(ctx, api.StreamRequest{Name: stream, Partitions: 2}); err != nil {
+				t.Fatal(err)
+			}
+			push(stream, tc.pushed)
+			req := tc.req
+			req.Ref, req.Stream = ref, stream
+			d, err := c.Deploy(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Policy == "live" && d.MaxAge != "5s" {
+				t.Fatalf("live deployment's max age %q, want the default 5s", d.MaxAge)
+			}
+			if got := lagOf(stream); got != tc.wantLag {
+				t.Fatalf("lag after deploying: %d, want %d", got, tc.wantLag)
+			}
+			push(stream, 2) // new frames are the deployment's work either way
+			if got := lagOf(stream); got != tc.wantLag+2 {
+				t.Fatalf("lag after 2 more frames: %d, want %d", got, tc.wantLag+2)
+			}
+		})
+	}
+	_, err := c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: testkit.Name("nope"), From: "yesterday"})
+	wantAPIError(t, err, http.StatusNotFound, "diplip stream create")
+	st := testkit.Name("s")
+	if _, err := c.CreateStream(ctx, api.StreamRequest{Name: st, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: st, Policy: "replay", From: "yesterday"})
+	wantAPIError(t, err, http.StatusBadRequest, "RFC 3339")
+	_, err = c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: st, From: time.Now().UTC().Format(time.RFC3339)})
+	wantAPIError(t, err, http.StatusBadRequest, "only a replay deployment")
+}
+
+// Pulled cameras: a stream with a camera cannot be deleted from under it, and a camera
+// removed while it is being added is not left running without its record (nothing keeps
+// writing to the stream afterwards).
+func TestCameraLifecycleGaps(t *testing.T) {
+	ctx := context.Background()
+	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), OpenSource: video.Open})
+	c, err := apiclient.New(n.URL(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := testkit.Name("cams")
+	st, err := c.CreateStream(ctx, api.StreamRequest{Name: stream, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := assets.Media("vtest_h264.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddCamera(ctx, api.CameraRequest{ID: "door", Stream: stream, URL: file, Loop: true, FPS: 10}); err != nil {
+		t.Fatal(err)
+	}
+	err = c.DeleteStream(ctx, stream)
+	wantAPIError(t, err, http.StatusConflict, "diplip camera rm door")
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		id := fmt.Sprintf("race-%d", i)
+		wg.Go(func() {
+			_, _ = c.AddCamera(ctx, api.CameraRequest{ID: id, Stream: stream, URL: file, Loop: true, FPS: 10})
+		})
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+			_ = c.RemoveCamera(ctx, id)
+		})
+	}
+	wg.Wait()
+	cams, err := c.Cameras(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cam := range cams {
+		if err := c.RemoveCamera(ctx, cam.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kc := kafkaclient.New(n.Brokers(), "test-frames")
+	defer kc.Close()
+	count := func() int64 {
+		v, err := kc.StoredRecords(st.Topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := count()
+	time.Sleep(2 * time.Second)
+	if after := count(); after != before {
+		t.Fatalf("%d frames written after every camera was removed: a puller was left running", after-before)
+	}
+	if err := c.DeleteStream(ctx, stream); err != nil {
+		t.Fatalf("deleting the stream once its cameras are gone: %v", err)
 	}
 }

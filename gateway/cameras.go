@@ -23,6 +23,10 @@ type OpenSourceFunc func(url string, loop bool) (ingest.Source, error)
 type cameras struct {
 	s *Server
 
+	// ops serializes adding and removing cameras (record and puller together), so a camera
+	// removed while it is being added cannot be left running without its record.
+	ops sync.Mutex
+
 	mu      sync.Mutex
 	ctx     context.Context // Run's; nil before Run and after stopAll
 	running map[string]*runningCamera
@@ -151,6 +155,8 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rec := wire.Camera{ID: req.ID, Stream: req.Stream, URL: req.URL, FPS: req.FPS, Loop: req.Loop, Created: time.Now().UTC()}
+	s.cams.ops.Lock()
+	defer s.cams.ops.Unlock()
 	if err := s.cfg.Store.CreateCamera(r.Context(), rec); err != nil {
 		if errors.Is(err, controlplane.ErrExists) {
 			return errorf(http.StatusConflict, "camera %q already exists; remove it first with: diplip camera rm %s", req.ID, req.ID)
@@ -180,6 +186,8 @@ func (s *Server) listCameras(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	s.cams.ops.Lock()
+	defer s.cams.ops.Unlock()
 	if err := s.cfg.Store.DeleteCamera(r.Context(), id); errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(http.StatusNotFound, "camera %q not found (see: diplip camera ls)", id)
 	} else if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -422,4 +423,40 @@ func (m *jitterModel) Run(frames [][]byte) ([]functions.FrameResult, functions.B
 		out[i].Detections = []functions.Detection{{Label: "x", Score: float32(f[0]) / 255}}
 	}
 	return out, functions.BatchTimings{}, nil
+}
+
+// oddModel answers frame 1 with raw tensors far larger than a result record may be,
+// and frame 2 with a detection whose score is NaN, as a broken export can.
+type oddModel struct{}
+
+func (oddModel) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	out := make([]functions.FrameResult, len(frames))
+	for i, f := range frames {
+		switch f[0] {
+		case 1:
+			out[i].Raw = map[string][]float32{"output": make([]float32, 1<<20)} // ~2-3 MB of JSON
+		case 2:
+			out[i].Detections = []functions.Detection{{Label: "x", Score: float32(math.NaN())}, {Label: "y", Score: 0.5}}
+		}
+	}
+	return out, functions.BatchTimings{}, nil
+}
+
+// A result Kafka would refuse (too large) becomes an error result naming the reason
+// instead of stalling the partition; NaN scores never reach JSON (the detection is
+// dropped, the rest of the result stays); the frame after them is processed.
+func TestWorkerOversizeAndNaNResults(t *testing.T) {
+	addrs, st := stream(t, 1)
+	produceFrames(t, addrs, st.Topic, frame("cam", 1, []byte{1}), frame("cam", 2, []byte{2}), frame("cam", 3, []byte{3}))
+	startWorker(t, addrs, "odd", runner.WorkerConfig{Deployment: deployment(st, 1), Stream: st, Model: oddModel{}})
+	rs := results(t, addrs, st.ResultsTopic, 3)
+	if r := byCameraSeq(rs, "cam", 1); r.Status != wire.StatusError || !strings.Contains(r.Error, "limit of a result record") || r.Raw != nil {
+		t.Fatalf("oversize result: %+v", r)
+	}
+	if r := byCameraSeq(rs, "cam", 2); r.Status != wire.StatusOK || len(r.Detections) != 1 || r.Detections[0].Label != "y" {
+		t.Fatalf("NaN result: %+v", r)
+	}
+	if r := byCameraSeq(rs, "cam", 3); r.Status != wire.StatusOK {
+		t.Fatalf("the frame after: %+v", r)
+	}
 }

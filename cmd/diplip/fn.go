@@ -86,7 +86,8 @@ func fnCommand() *cli.Command {
 					&cli.IntFlag{Name: "batch", Usage: "frames per inference run (default: the spec's batch.max)"},
 					&cli.StringFlag{Name: "device", Usage: "cpu, cuda:N or any (default: the spec's resources.device)"},
 					&cli.StringFlag{Name: "policy", Value: "live", Usage: "live (skip frames older than --max-age) or replay (process all)"},
-					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing"},
+					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing (default 5s)"},
+					&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "replay policy: start at the first frame stored at or after this time (RFC 3339); default: the earliest retained"},
 					insecure,
 				}, globalFlags...),
 				Action: fnDeploy,
@@ -316,6 +317,9 @@ func fnDeploy(c *cli.Context) error {
 		Max: c.Int("max"), Batch: c.Int("batch"), Device: c.String("device"), Policy: c.String("policy")}
 	if d := c.Duration("max-age"); d > 0 {
 		req.MaxAge = d.String()
+	}
+	if t := c.Timestamp("from"); t != nil {
+		req.From = t.UTC().Format(time.RFC3339)
 	}
 	d, err := cl.Deploy(c.Context, req)
 	if err != nil {

@@ -369,6 +369,19 @@ func (c *Client) BrokerCount() (int, error) {
 // partitions where the group has no commit yet: a new live deployment then starts with
 // the frames that arrive from now on.
 func (c *Client) StartGroupAtEnd(group, topic string) error {
+	return c.startGroup(group, topic, sarama.OffsetNewest)
+}
+
+// StartGroupAt commits a consumer group's offsets, where it has no commit yet, at the
+// first record of each partition stored at or after t (the end where there is none): a
+// replay from a point in time.
+func (c *Client) StartGroupAt(group, topic string, t time.Time) error {
+	return c.startGroup(group, topic, t.UnixMilli())
+}
+
+// startGroup commits where as the group's offset on every partition of topic it has not
+// committed on; where is sarama.OffsetNewest or a Unix millisecond time.
+func (c *Client) startGroup(group, topic string, where int64) error {
 	cl, err := c.Sarama()
 	if err != nil {
 		return err
@@ -394,15 +407,20 @@ func (c *Client) StartGroupAtEnd(group, topic string) error {
 		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
 			continue
 		}
-		end, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+		off, err := cl.GetOffset(topic, p, where)
 		if err != nil {
 			return err
+		}
+		if off < 0 { // no record at or after the time: start at the end
+			if off, err = cl.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+				return err
+			}
 		}
 		pom, err := om.ManagePartition(topic, p)
 		if err != nil {
 			return err
 		}
-		pom.MarkOffset(end, "")
+		pom.MarkOffset(off, "")
 		pom.Close()
 	}
 	om.Commit()
