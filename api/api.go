@@ -73,10 +73,10 @@ type DeployRequest struct {
 	Insecure bool   `json:"insecure,omitempty"`
 	Stream   string `json:"stream"`
 	Min      int    `json:"min"`
-	Max      int    `json:"max,omitempty"`    // default max(1, min)
-	Batch    int    `json:"batch,omitempty"`  // default: the spec's batch.max
-	Device   string `json:"device,omitempty"` // default: the spec's resources.device (gpu → cuda:0)
-	Policy   string `json:"policy,omitempty"` // live (default) or replay
+	Max      int    `json:"max,omitempty"`     // default max(1, min)
+	Batch    int    `json:"batch,omitempty"`   // default: the spec's batch.max
+	Device   string `json:"device,omitempty"`  // default: the spec's resources.device (gpu → cuda:0)
+	Policy   string `json:"policy,omitempty"`  // live (default) or replay
 	MaxAge   string `json:"max_age,omitempty"` // live: default 5s
 	// From starts a new replay deployment at the first frame stored at or after this time
 	// (RFC 3339); without it a replay starts at the earliest retained frame. A new live
