@@ -75,6 +75,7 @@ type DeployRequest struct {
 	Min      int    `json:"min"`
 	Max      int    `json:"max,omitempty"`     // default max(1, min)
 	Batch    int    `json:"batch,omitempty"`   // default: the spec's batch.max
+	Lanes    int    `json:"lanes,omitempty"`   // default: the spec's resources.lanes, else the runner's
 	Device   string `json:"device,omitempty"`  // default: the spec's resources.device (gpu → cuda:0)
 	Policy   string `json:"policy,omitempty"`  // live (default) or replay
 	MaxAge   string `json:"max_age,omitempty"` // live: default 5s
@@ -93,6 +94,7 @@ type Deployment struct {
 	Min        int       `json:"min"`
 	Max        int       `json:"max"`
 	Batch      int       `json:"batch"`
+	Lanes      int       `json:"lanes,omitempty"`
 	Device     string    `json:"device"`
 	Policy     string    `json:"policy"`
 	MaxAge     string    `json:"max_age,omitempty"`

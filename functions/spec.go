@@ -93,6 +93,9 @@ type Resources struct {
 	Device string `yaml:"device" json:"device"`
 	// MemoryMB a runner should have free to load the function. Default 512.
 	MemoryMB int `yaml:"memory_mb" json:"memory_mb"`
+	// Lanes is how many inferences a runner runs at once for this function; 0 (default)
+	// leaves it to the runner (`diplip runner --lanes`, measured best for its CPUs).
+	Lanes int `yaml:"lanes" json:"lanes,omitempty"`
 }
 
 // Duration is a time.Duration written as "20ms" in YAML and JSON.
@@ -290,6 +293,9 @@ func (s *Spec) Validate() error {
 	oneOf("resources.device", s.Resources.Device, "cpu", "gpu", "any")
 	if s.Resources.MemoryMB < 0 {
 		bad("resources.memory_mb", "%d: want ≥ 0", s.Resources.MemoryMB)
+	}
+	if s.Resources.Lanes < 0 || s.Resources.Lanes > 64 {
+		bad("resources.lanes", "%d: want 0 (the runner's default) to 64", s.Resources.Lanes)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(errs, "; "))

@@ -373,6 +373,10 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if d.Batch == 0 {
 		d.Batch = spec.Batch.Max
 	}
+	d.Lanes = req.Lanes
+	if d.Lanes == 0 {
+		d.Lanes = spec.Resources.Lanes
+	}
 	if d.Policy == "" {
 		d.Policy = wire.PolicyLive
 	}

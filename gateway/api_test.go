@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/ingest/video"
 	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
@@ -452,17 +454,18 @@ func TestNewDeploymentsStartWhereTheirPolicySays(t *testing.T) {
 // writing to the stream afterwards).
 func TestCameraLifecycleGaps(t *testing.T) {
 	ctx := context.Background()
-	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), OpenSource: video.Open})
+	file, err := assets.Media("vtest_h264.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), OpenSource: video.Open,
+		CameraSources: ingest.SourcePolicy{FileDirs: []string{filepath.Dir(file)}}})
 	c, err := apiclient.New(n.URL(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	stream := testkit.Name("cams")
 	st, err := c.CreateStream(ctx, api.StreamRequest{Name: stream, Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := assets.Media("vtest_h264.mp4")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,11 @@ func (cs *cameras) start(ctx context.Context, c wire.Camera) error {
 	if err != nil {
 		return err
 	}
-	src, err := s.cfg.OpenSource(c.URL, c.Loop)
+	url, err := s.cfg.Sources.Check(c.URL)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "camera %s: %v", c.ID, err)
+	}
+	src, err := s.cfg.OpenSource(url, c.Loop)
 	if err != nil {
 		return errorf(http.StatusBadRequest, "camera %s: %v", c.ID, err)
 	}
@@ -149,7 +153,10 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "fps %v: want 0 (every frame) to 120", req.FPS)
 	}
 	if req.URL == "" || strings.ContainsAny(req.URL, "\n\r") {
-		return errorf(http.StatusBadRequest, "url: required (rtsp://, http(s):// or a file path)")
+		return errorf(http.StatusBadRequest, "url: required (rtsp://, http(s):// or a file under a --camera-files directory)")
+	}
+	if _, err := s.cfg.Sources.Check(req.URL); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
 	}
 	if _, err := s.stream(r.Context(), req.Stream); err != nil {
 		return err

@@ -22,7 +22,7 @@ func apiFunction(f wire.Function) api.Function {
 
 func apiDeployment(d wire.Deployment) api.Deployment {
 	out := api.Deployment{Function: d.Function, Stream: d.Stream, Digest: d.Digest, Min: d.Min, Max: d.Max,
-		Batch: d.Batch, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
+		Batch: d.Batch, Lanes: d.Lanes, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
 	if d.MaxAge > 0 {
 		out.MaxAge = time.Duration(d.MaxAge).String()
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	Scaler Scaler
 	// OpenSource opens pulled cameras; nil: /v1/cameras answers 501.
 	OpenSource OpenSourceFunc
+	// Sources is what a pulled camera's URL may be (schemes, file directories, link-local
+	// hosts); the zero policy allows network cameras only.
+	Sources ingest.SourcePolicy
 	// ListenAddr is the listener's address (host:port), which the Host header must name
 	// (besides localhost and loopback addresses on its port).
 	ListenAddr string

@@ -4,5 +4,14 @@
 // function the caller gives (the gateway gives a local view of the stream records, so a
 // frame costs no control-plane round trip).
 //
+// The push endpoints bound what a client can make the gateway hold: a frame's bytes
+// (MaxFrameBytes), frames being converted or waiting for Kafka (MaxInFlight, taken once
+// the body is read), open MJPEG streams (MaxMJPEGStreams), a frame's declared pixels
+// (MaxPixels) and, for a PNG it has to decode, its decoded size (MaxDecodedBytes). Beyond
+// a limit the answer is 413 or 503 with Retry-After, never an unbounded queue.
+//
+// A pulled camera's URL goes to FFmpeg, which opens far more than cameras; SourcePolicy
+// checks it first (network cameras, and video files only under chosen directories).
+//
 // It knows nothing about models.
 package ingest

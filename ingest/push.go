@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -30,10 +31,15 @@ import (
 
 // Defaults of PushConfig.
 const (
-	DefaultMaxFrameBytes = 8 << 20
-	DefaultMaxInFlight   = 64
+	DefaultMaxFrameBytes   = 8 << 20
+	DefaultMaxInFlight     = 64
+	DefaultMaxMJPEGStreams = 16
 	// MaxPixels bounds a frame's declared size; a small file can declare a huge image.
 	MaxPixels = 40_000_000
+	// MaxDecodedBytes bounds the decoded pixels of a frame the gateway has to decode (a
+	// PNG, converted to JPEG), from the size and color model its header declares: 16.7
+	// megapixels of 8-bit RGBA, 8.4 of 16-bit. JPEG frames are stored undecoded.
+	MaxDecodedBytes = 64 << 20
 )
 
 // ErrUnknownStream is what a TopicFunc wraps for a stream that does not exist.
@@ -56,10 +62,14 @@ type PushConfig struct {
 	Topic TopicFunc
 	// MaxFrameBytes bounds one frame, enforced while reading. Default 8 MiB.
 	MaxFrameBytes int64
-	// MaxInFlight bounds single-frame pushes waiting for Kafka at once; beyond it the
-	// endpoint answers 503 instead of queueing without bound. Default 64.
+	// MaxInFlight bounds single-frame pushes being converted or waiting for Kafka at once;
+	// beyond it the endpoint answers 503 instead of queueing without bound. A push takes
+	// its place once its body is read, so slow uploads do not hold places. Default 64.
 	MaxInFlight int
-	Logger      *slog.Logger
+	// MaxMJPEGStreams bounds MJPEG pushes open at once; beyond it the endpoint answers
+	// 503 with Retry-After. Default 16.
+	MaxMJPEGStreams int
+	Logger          *slog.Logger
 }
 
 // HTTPPush serves cameras that push frames over HTTP: one JPEG (or PNG) per request, or a
@@ -68,7 +78,8 @@ type PushConfig struct {
 type HTTPPush struct {
 	cfg      PushConfig
 	inFlight chan struct{}
-	seqs     sync.Map // camera id → *atomic.Uint64
+	streams  chan struct{} // open MJPEG pushes
+	seqs     sync.Map      // camera id → *atomic.Uint64
 
 	// Counters, for metrics and tests.
 	Accepted, Rejected, Failed atomic.Int64
@@ -85,11 +96,14 @@ func NewHTTPPush(cfg PushConfig) (*HTTPPush, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxMJPEGStreams <= 0 {
+		cfg.MaxMJPEGStreams = DefaultMaxMJPEGStreams
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Logger = cfg.Logger.With("component", "ingest")
-	return &HTTPPush{cfg: cfg, inFlight: make(chan struct{}, cfg.MaxInFlight)}, nil
+	return &HTTPPush{cfg: cfg, inFlight: make(chan struct{}, cfg.MaxInFlight), streams: make(chan struct{}, cfg.MaxMJPEGStreams)}, nil
 }
 
 // nextSeq numbers a camera's frames. A camera's counter starts at the current Unix
@@ -173,19 +187,26 @@ func captureTime(r *http.Request, now time.Time) (time.Time, error) {
 }
 
 // asJPEG checks that b is a decodable JPEG or PNG header of sane size and returns JPEG
-// bytes: JPEG unchanged, PNG converted once.
+// bytes: JPEG unchanged (never decoded here), PNG converted once, after its header shows
+// that decoding it takes at most MaxDecodedBytes.
 func asJPEG(contentType string, b []byte) ([]byte, error) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, "body is not a decodable image (%d bytes, declared %s): %v", len(b), contentType, err)
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > MaxPixels {
+	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
 		return nil, fail(http.StatusRequestEntityTooLarge, "image declares %dx%d pixels; at most %d are accepted", cfg.Width, cfg.Height, MaxPixels)
 	}
 	switch {
 	case format == "jpeg" && contentType == "image/jpeg":
 		return b, nil
 	case format == "png" && contentType == "image/png":
+		bpp := bytesPerPixel(cfg.ColorModel)
+		if n := int64(cfg.Width) * int64(cfg.Height) * bpp; n > MaxDecodedBytes {
+			return nil, fail(http.StatusRequestEntityTooLarge,
+				"PNG declares %dx%d pixels of %d bytes each (%d MiB decoded); at most %d MiB of PNG pixels are accepted: send a smaller or 8-bit image, or JPEG (stored as it is)",
+				cfg.Width, cfg.Height, bpp, n>>20, MaxDecodedBytes>>20)
+		}
 		img, err := png.Decode(bytes.NewReader(b))
 		if err != nil {
 			return nil, fail(http.StatusBadRequest, "PNG body: %v", err)
@@ -197,6 +218,27 @@ func asJPEG(contentType string, b []byte) ([]byte, error) {
 		return out.Bytes(), nil
 	}
 	return nil, fail(http.StatusBadRequest, "body is a %s image but Content-Type says %s", format, contentType)
+}
+
+// bytesPerPixel is what one pixel of an image in color model m takes once decoded (the
+// image types image/png and image/jpeg decode to); unknown models count as the widest.
+func bytesPerPixel(m color.Model) int64 {
+	switch m {
+	case color.GrayModel, color.AlphaModel:
+		return 1
+	case color.Gray16Model, color.Alpha16Model:
+		return 2
+	case color.YCbCrModel:
+		return 3 // 4:4:4 at most
+	case color.RGBAModel, color.NRGBAModel, color.CMYKModel:
+		return 4
+	case color.RGBA64Model, color.NRGBA64Model:
+		return 8
+	}
+	if _, ok := m.(color.Palette); ok {
+		return 1
+	}
+	return 8
 }
 
 // send writes one frame of stream and waits for Kafka's acknowledgement.
@@ -213,7 +255,8 @@ func (h *HTTPPush) send(stream, topic string, f *wire.Frame) (int32, int64, erro
 }
 
 // Frames handles POST /v1/streams/{stream}/frames?camera=ID[&seq=N][&ts=MS] with an
-// image/jpeg or image/png body. 201 means Kafka has the frame.
+// image/jpeg or image/png body. 201 means Kafka has the frame; 503 (with Retry-After)
+// means Kafka did not take it or MaxInFlight frames are already being stored.
 func (h *HTTPPush) Frames(w http.ResponseWriter, r *http.Request) {
 	if err := h.frames(w, r); err != nil {
 		h.answerError(w, r, err)
@@ -240,13 +283,7 @@ func (h *HTTPPush) frames(w http.ResponseWriter, r *http.Request) error {
 			return fail(http.StatusBadRequest, "seq %q: want a non-negative integer", s)
 		}
 	}
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
-		return &pushError{status: http.StatusServiceUnavailable, retryAfter: 1,
-			msg: fmt.Sprintf("%d frames are already waiting for Kafka; retry later", h.cfg.MaxInFlight)}
-	}
+	// Read the body before taking a place: a slow upload must not hold one.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxFrameBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
@@ -254,6 +291,13 @@ func (h *HTTPPush) frames(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return fail(http.StatusBadRequest, "reading the frame: %v", err)
+	}
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		return &pushError{status: http.StatusServiceUnavailable, retryAfter: 1,
+			msg: fmt.Sprintf("%d frames are already being stored (the gateway's limit); retry later", h.cfg.MaxInFlight)}
 	}
 	data, err := asJPEG(ct, body)
 	if err != nil {
@@ -276,7 +320,8 @@ func (h *HTTPPush) frames(w http.ResponseWriter, r *http.Request) error {
 // Each part is stored as it arrives; memory is bounded by one frame. The boundary comes
 // from Content-Type or, when that is missing (ffmpeg sends none), from the first line.
 // A part that is not a decodable image is skipped and counted; a malformed multipart
-// stream ends the request with an error, keeping the frames before it.
+// stream ends the request with an error, keeping the frames before it. At most
+// MaxMJPEGStreams are open at once; beyond that the answer is 503 with Retry-After.
 func (h *HTTPPush) MJPEG(w http.ResponseWriter, r *http.Request) {
 	if err := h.mjpeg(w, r); err != nil {
 		h.answerError(w, r, err)
@@ -287,6 +332,13 @@ func (h *HTTPPush) mjpeg(w http.ResponseWriter, r *http.Request) error {
 	topic, camera, err := h.target(r)
 	if err != nil {
 		return err
+	}
+	select {
+	case h.streams <- struct{}{}:
+		defer func() { <-h.streams }()
+	default:
+		return &pushError{status: http.StatusServiceUnavailable, retryAfter: 5,
+			msg: fmt.Sprintf("this gateway takes at most %d MJPEG streams at once and that many are open; retry later, or push single frames to /frames", h.cfg.MaxMJPEGStreams)}
 	}
 	br := bufio.NewReaderSize(r.Body, 64<<10)
 	boundary, err := mjpegBoundary(r.Header.Get("Content-Type"), br)

@@ -1,16 +1,24 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"image"
+	"image/color"
 	"image/jpeg"
+	"image/png"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +35,12 @@ import (
 // pushServer serves the push endpoints for one stream, "lobby", on a fresh topic.
 func pushServer(t *testing.T, addrs []string, topic string, maxFrame int64) (*httptest.Server, *ingest.HTTPPush) {
 	t.Helper()
+	return pushServerWith(t, addrs, topic, func(c *ingest.PushConfig) { c.MaxFrameBytes = maxFrame })
+}
+
+// pushServerWith is pushServer with a config that edit changes.
+func pushServerWith(t *testing.T, addrs []string, topic string, edit func(*ingest.PushConfig)) (*httptest.Server, *ingest.HTTPPush) {
+	t.Helper()
 	cfg := kafkaclient.NewConfig("test-ingest")
 	cfg.Producer.Retry.Max, cfg.Producer.Retry.Backoff = 3, 100*time.Millisecond
 	prod, err := sarama.NewSyncProducer(addrs, cfg)
@@ -34,15 +48,17 @@ func pushServer(t *testing.T, addrs []string, topic string, maxFrame int64) (*ht
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { prod.Close() })
-	push, err := ingest.NewHTTPPush(ingest.PushConfig{
-		Producer: prod, MaxFrameBytes: maxFrame,
+	pc := ingest.PushConfig{
+		Producer: prod,
 		Topic: func(_ context.Context, s string) (string, error) {
 			if s != "lobby" {
 				return "", fmt.Errorf("%w: %s", ingest.ErrUnknownStream, s)
 			}
 			return topic, nil
 		},
-	})
+	}
+	edit(&pc)
+	push, err := ingest.NewHTTPPush(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,5 +337,241 @@ func TestPushMJPEGLoop(t *testing.T) {
 	cancel()
 	if status := <-done; status != http.StatusOK {
 		t.Fatalf("the stream ended with %d, want 200", status)
+	}
+}
+
+// gatedSender holds every send while its gate is set, to keep pushes waiting for Kafka.
+type gatedSender struct {
+	ingest.Sender
+	mu      sync.Mutex
+	gate    chan struct{} // nil: sends go straight through
+	entered chan struct{}
+}
+
+func (g *gatedSender) SendMessage(m *sarama.ProducerMessage) (int32, int64, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		g.entered <- struct{}{}
+		<-gate
+	}
+	return g.Sender.SendMessage(m)
+}
+
+func (g *gatedSender) hold() chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate = make(chan struct{})
+	return g.gate
+}
+
+// slowUpload starts a push over a raw connection: headers, then only the first bytes of
+// body, the rest held back until the returned function sends it and reads the answer.
+func slowUpload(t *testing.T, srvURL, path string, body []byte) (finish func() int) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srvURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: gateway\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", path, len(body))
+	if _, err := conn.Write(body[:100]); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		if _, err := conn.Write(body[100:]); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+}
+
+// Uploads still sending their body hold no in-flight place: with more slow uploads than
+// places, a fast push is stored, and the slow ones are too once they finish. Pushes
+// waiting for Kafka still do hold places, and beyond MaxInFlight the answer is 503.
+func TestSlowUploadsDoNotHoldInFlightPlaces(t *testing.T) {
+	addrs, topic := testkit.Topic(t, 1)
+	reading := make(chan struct{}, 8)
+	var sender *gatedSender
+	srv, _ := pushServerWith(t, addrs, topic, func(c *ingest.PushConfig) {
+		c.MaxInFlight = 2
+		sender = &gatedSender{Sender: c.Producer, entered: make(chan struct{}, 8)}
+		c.Producer = sender
+		lobby := c.Topic
+		c.Topic = func(ctx context.Context, s string) (string, error) {
+			if s == "slow" { // slow uploads say when their handler has started
+				reading <- struct{}{}
+				return topic, nil
+			}
+			return lobby(ctx, s)
+		}
+	})
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
+	var slow []func() int
+	for i := range 3 {
+		slow = append(slow, slowUpload(t, srv.URL, fmt.Sprintf("/v1/streams/slow/frames?camera=slow-%d", i), jpg))
+	}
+	for range 3 {
+		select {
+		case <-reading:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the slow uploads did not reach the handler")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let each handler get as far as it goes
+	if code, v, _ := post(t, srv.URL+"/v1/streams/lobby/frames?camera=fast", "image/jpeg", jpg); code != http.StatusCreated {
+		t.Fatalf("a fast push while 3 uploads trickle in (MaxInFlight 2): %d %v; want 201", code, v)
+	}
+	for i, finish := range slow {
+		if code := finish(); code != http.StatusCreated {
+			t.Fatalf("slow upload %d, once finished: %d; want 201", i, code)
+		}
+	}
+
+	gate := sender.hold()
+	codes := make(chan int, 2)
+	for i := range 2 {
+		go func() {
+			resp, err := http.Post(fmt.Sprintf("%s/v1/streams/lobby/frames?camera=held-%d", srv.URL, i), "image/jpeg", bytes.NewReader(jpg))
+			if err != nil {
+				t.Error(err)
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+		select {
+		case <-sender.entered:
+		case code := <-codes:
+			t.Fatalf("a push meant to wait for Kafka was answered %d", code)
+		case <-time.After(20 * time.Second):
+			t.Fatal("a push did not reach Kafka")
+		}
+	}
+	code, v, h := post(t, srv.URL+"/v1/streams/lobby/frames?camera=third", "image/jpeg", jpg)
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(fmt.Sprint(v["error"]), "2 frames are already being stored") {
+		t.Fatalf("a push while 2 wait for Kafka (MaxInFlight 2): %d %v (Retry-After %q); want 503 naming the limit", code, v, h.Get("Retry-After"))
+	}
+	close(gate)
+	for range 2 {
+		if code := <-codes; code != http.StatusCreated {
+			t.Fatalf("a push held at Kafka: %d; want 201", code)
+		}
+	}
+}
+
+// Beyond MaxMJPEGStreams open MJPEG pushes, another is answered 503 with Retry-After and
+// the limit; once one ends, a new one is taken.
+func TestMJPEGStreamLimit(t *testing.T) {
+	addrs, topic := testkit.Topic(t, 1)
+	srv, push := pushServerWith(t, addrs, topic, func(c *ingest.PushConfig) { c.MaxMJPEGStreams = 1 })
+	jpg := testkit.Media(t, "vtest_frame600.jpg")
+	part := fmt.Sprintf("--cam\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n", len(jpg), jpg)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/streams/lobby/mjpeg?camera=open HTTP/1.1\r\nHost: gateway\r\n"+
+		"Content-Type: multipart/x-mixed-replace; boundary=cam\r\nContent-Length: 100000000\r\n\r\n%s--cam\r\n", part)
+	testkit.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if n := push.Accepted.Load(); n < 1 {
+			return fmt.Errorf("the open stream's first frame is not stored yet")
+		}
+		return nil
+	})
+
+	body := []byte(part + "--cam--\r\n")
+	url := srv.URL + "/v1/streams/lobby/mjpeg?camera=second"
+	code, v, h := post(t, url, "multipart/x-mixed-replace; boundary=cam", body)
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(fmt.Sprint(v["error"]), "at most 1 MJPEG streams") {
+		t.Fatalf("a second MJPEG stream with MaxMJPEGStreams 1: %d %v (Retry-After %q); want 503 naming the limit", code, v, h.Get("Retry-After"))
+	}
+	conn.Close()
+	testkit.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if code, v, _ := post(t, url, "multipart/x-mixed-replace; boundary=cam", body); code != http.StatusOK {
+			return fmt.Errorf("an MJPEG stream after the first ended: %d %v", code, v)
+		}
+		return nil
+	})
+}
+
+// png16 builds a valid PNG of w×h 16-bit RGB pixels, all black, without encoding them one
+// by one: its zlib stream repeats one flushed deflate block of zero rows.
+func png16(t *testing.T, w, h int) []byte {
+	t.Helper()
+	row := 1 + w*6 // filter byte, then 3 × 16 bits a pixel
+	const rowsPerBlock = 100
+	if h%rowsPerBlock != 0 {
+		t.Fatalf("png16: height %d is not a multiple of %d", h, rowsPerBlock)
+	}
+	var block bytes.Buffer
+	fw, _ := flate.NewWriter(&block, flate.BestSpeed)
+	fw.Write(make([]byte, row*rowsPerBlock))
+	fw.Flush()
+	var idat bytes.Buffer
+	idat.Write([]byte{0x78, 0x01})
+	for range h / rowsPerBlock {
+		idat.Write(block.Bytes())
+	}
+	idat.Write([]byte{0x03, 0x00}) // the final, empty block
+	n := uint32(row * h % 65521)   // Adler-32 of n zero bytes
+	idat.Write(binary.BigEndian.AppendUint32(nil, n<<16|1))
+
+	var out bytes.Buffer
+	out.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		out.Write(binary.BigEndian.AppendUint32(nil, uint32(len(data))))
+		crc := crc32.NewIEEE()
+		crc.Write([]byte(typ))
+		crc.Write(data)
+		out.WriteString(typ)
+		out.Write(data)
+		out.Write(crc.Sum(nil))
+	}
+	ihdr := binary.BigEndian.AppendUint32(nil, uint32(w))
+	ihdr = binary.BigEndian.AppendUint32(ihdr, uint32(h))
+	chunk("IHDR", append(ihdr, 16, 2, 0, 0, 0)) // 16-bit truecolor
+	chunk("IDAT", idat.Bytes())
+	chunk("IEND", nil)
+	return out.Bytes()
+}
+
+// A PNG is refused from its header when decoding it would take more than
+// MaxDecodedBytes, though its pixel count is within MaxPixels; a small 16-bit PNG is
+// still converted and stored.
+func TestPushRefusesPNGsTooLargeToDecode(t *testing.T) {
+	small := png16(t, 64, 100)
+	if img, err := png.Decode(bytes.NewReader(small)); err != nil || img.Bounds().Dx() != 64 {
+		t.Fatalf("png16 does not build a valid PNG: %v", err)
+	}
+	big := png16(t, 3000, 3000) // 9 Mpx of RGBA64: 72 MB decoded
+	if cfg, err := png.DecodeConfig(bytes.NewReader(big)); err != nil || cfg.ColorModel != color.RGBA64Model || len(big) > ingest.DefaultMaxFrameBytes {
+		t.Fatalf("png16 (3000x3000): %v %+v, %d bytes", err, cfg, len(big))
+	}
+
+	addrs, topic := testkit.Topic(t, 1)
+	srv, push := pushServer(t, addrs, topic, 0)
+	code, v, _ := post(t, srv.URL+"/v1/streams/lobby/frames?camera=c", "image/png", big)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(fmt.Sprint(v["error"]), "3000x3000 pixels of 8 bytes each (68 MiB decoded)") {
+		t.Fatalf("3000x3000 16-bit PNG: %d %v; want 413 saying how much decoding it takes", code, v)
+	}
+	if code, v, _ := post(t, srv.URL+"/v1/streams/lobby/frames?camera=c", "image/png", small); code != http.StatusCreated {
+		t.Fatalf("64x100 16-bit PNG: %d %v; want 201", code, v)
+	}
+	if push.Accepted.Load() != 1 {
+		t.Fatalf("%d frames stored; want only the small one", push.Accepted.Load())
+	}
+	if f := readFrames(t, addrs, topic, 1)[0]; f.ContentType != "image/jpeg" {
+		t.Fatalf("stored %s", f.ContentType)
 	}
 }

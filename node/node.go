@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/engines/kafkanode"
 	"github.com/diplip/diplip/internal/engines/natsnode"
@@ -52,6 +53,9 @@ type Config struct {
 	RunnerCommand []string
 	// OpenSource opens pulled cameras (ingest/video.Open); nil: no pulled cameras.
 	OpenSource gateway.OpenSourceFunc
+	// CameraSources is what pulled cameras may read: network schemes always, files only
+	// under its FileDirs, link-local hosts only when it allows them.
+	CameraSources ingest.SourcePolicy
 	// IdleTimeout before a deployment scales to its min. Default 30s.
 	IdleTimeout time.Duration
 	// KafkaHeapMB is the managed broker's heap. Default 768.
@@ -256,7 +260,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	}
 	n.gateway, err = gateway.NewServer(gateway.Config{
 		Kafka: n.client, NATS: n.nc, Store: store, Streams: store.NewStreamView(), Registry: n.registry,
-		Token: n.cfg.Token, Logger: n.log, Scaler: n.scaler, OpenSource: n.cfg.OpenSource,
+		Token: n.cfg.Token, Logger: n.log, Scaler: n.scaler, OpenSource: n.cfg.OpenSource, Sources: n.cfg.CameraSources,
 		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
 		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(registry.SelfKeychain(n.ln.Addr().String(), n.cfg.Token))},
 	})

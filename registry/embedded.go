@@ -28,13 +28,23 @@ const maxManifestBytes = 4 << 20
 // upload or delete is appended to a journal, Dir/manifests.jsonl, that is replayed at start.
 // go-containerregistry's registry keeps manifests and tags only in memory; the journal is
 // what makes a restart lose nothing.
+//
+// The journal is written ahead: a manifest change is appended and fsynced before the
+// in-memory registry sees it, so a change is never visible, let alone acknowledged,
+// without being durable. When the journal cannot be written the request fails with 500
+// (OCI error code UNKNOWN) and nothing changes; a change the in-memory registry then
+// refuses is cut off the journal again.
 type Embedded struct {
 	inner http.Handler
 	dir   string
 	log   *slog.Logger
 
-	mu      sync.Mutex // serialises journal appends
+	mu      sync.Mutex // serialises manifest changes and their journal lines
 	journal *os.File
+	size    int64 // bytes of whole lines in the journal
+	// dirty: a failed change could not be cut off the journal again; until it is, no
+	// manifest change is accepted.
+	dirty error
 }
 
 // journalEntry is one line of Dir/manifests.jsonl.
@@ -62,6 +72,9 @@ func NewEmbedded(dir string, logger *slog.Logger) (*Embedded, error) {
 		dir: dir,
 		log: logger.With("component", "registry"),
 	}
+	if err := e.cutTornLine(); err != nil {
+		return nil, err
+	}
 	n, err := e.replay()
 	if err != nil {
 		return nil, err
@@ -70,11 +83,37 @@ func NewEmbedded(dir string, logger *slog.Logger) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded registry: %w", err)
 	}
+	st, err := e.journal.Stat()
+	if err != nil {
+		e.journal.Close()
+		return nil, fmt.Errorf("embedded registry: %w", err)
+	}
+	e.size = st.Size()
 	e.log.Debug("registry opened", "dir", dir, "manifest_ops_replayed", n)
 	return e, nil
 }
 
 func (e *Embedded) journalPath() string { return filepath.Join(e.dir, "manifests.jsonl") }
+
+// cutTornLine drops a last journal line that has no newline: an append that a crash
+// interrupted, never acknowledged. Left in place, the next append would be glued to it and
+// both would be unreadable.
+func (e *Embedded) cutTornLine() error {
+	b, err := os.ReadFile(e.journalPath())
+	if errors.Is(err, os.ErrNotExist) || (err == nil && (len(b) == 0 || b[len(b)-1] == '\n')) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("embedded registry: %w", err)
+	}
+	keep := bytes.LastIndexByte(b, '\n') + 1
+	e.log.Warn("registry journal: dropping a torn last line (an upload interrupted by a crash, never acknowledged)",
+		"path", e.journalPath(), "bytes", len(b)-keep)
+	if err := os.Truncate(e.journalPath(), int64(keep)); err != nil {
+		return fmt.Errorf("embedded registry: cutting the torn last line of %s: %w", e.journalPath(), err)
+	}
+	return nil
+}
 
 // replay feeds the journal's manifest operations to the in-memory handler, in order.
 func (e *Embedded) replay() (int, error) {
@@ -140,35 +179,74 @@ func (e *Embedded) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	// Hold the journal lock across the in-memory change and its journal line, so the
-	// journal's order is the order the handler saw.
+	// Hold the lock across the journal line and the in-memory change, so the journal's
+	// order is the order the handler saw.
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	rec := &statusRecorder{ResponseWriter: w}
-	e.inner.ServeHTTP(rec, r)
-	if rec.status >= 300 {
-		return
-	}
 	je := journalEntry{Op: "put", Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Body: body}
 	if r.Method == http.MethodDelete {
 		je = journalEntry{Op: "delete", Path: r.URL.Path}
 	}
+	before := e.size
 	if err := e.appendJournal(je); err != nil {
-		// The client already has its answer; the operation is live but not durable.
-		e.log.Error("registry journal append failed; this manifest change will not survive a restart",
-			"path", r.URL.Path, "err", err)
+		e.log.Error("registry journal append failed; the manifest change was refused", "path", r.URL.Path, "err", err)
+		writeRegistryError(w, http.StatusInternalServerError, "UNKNOWN",
+			fmt.Sprintf("the registry could not record this manifest change durably, so it was not made: %v", err))
+		return
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	e.inner.ServeHTTP(rec, r)
+	if rec.status >= 300 {
+		// Refused (an unknown manifest to delete, an index whose manifests are missing):
+		// the line must not be replayed.
+		if err := e.rollback(before); err != nil {
+			e.log.Error("registry journal: cannot cut off a refused manifest change; manifest changes are refused until it is",
+				"path", r.URL.Path, "err", err)
+		}
 	}
 }
 
+// appendJournal writes one line and fsyncs it; on failure it cuts the journal back to
+// where it was.
 func (e *Embedded) appendJournal(je journalEntry) error {
+	if e.dirty != nil {
+		if err := e.rollback(e.size); err != nil {
+			return fmt.Errorf("journal %s has a line that a failed change left and that cannot be cut off: %w", e.journalPath(), err)
+		}
+	}
 	b, err := json.Marshal(je)
 	if err != nil {
 		return err
 	}
-	if _, err := e.journal.Write(append(b, '\n')); err != nil {
-		return err
+	b = append(b, '\n')
+	if _, err := e.journal.Write(b); err != nil {
+		return e.failed(err)
 	}
-	return e.journal.Sync()
+	if err := e.journal.Sync(); err != nil {
+		return e.failed(err)
+	}
+	e.size += int64(len(b))
+	return nil
+}
+
+// failed cuts a failed append off the journal and returns err for the client.
+func (e *Embedded) failed(err error) error {
+	if rerr := e.rollback(e.size); rerr != nil {
+		e.log.Error("registry journal: cannot cut off a failed append; manifest changes are refused until it is", "err", rerr)
+	}
+	return fmt.Errorf("writing %s: %w", e.journalPath(), err)
+}
+
+// rollback truncates the journal to size bytes and fsyncs it. Until that succeeds the
+// journal is dirty and appendJournal retries it first.
+func (e *Embedded) rollback(size int64) error {
+	e.size = size
+	err := e.journal.Truncate(size)
+	if err == nil {
+		err = e.journal.Sync()
+	}
+	e.dirty = err
+	return err
 }
 
 // Close closes the journal. The handler must not be used afterwards.

@@ -14,6 +14,13 @@ import (
 // host:port.
 func serveRegistry(t testing.TB, dir string) string {
 	t.Helper()
+	_, host := serveEmbedded(t, dir)
+	return host
+}
+
+// serveEmbedded is serveRegistry that also returns the registry.
+func serveEmbedded(t testing.TB, dir string) (*registry.Embedded, string) {
+	t.Helper()
 	if dir == "" {
 		dir = filepath.Join(t.TempDir(), "registry")
 	}
@@ -26,5 +33,5 @@ func serveRegistry(t testing.TB, dir string) string {
 		srv.Close()
 		reg.Close()
 	})
-	return strings.TrimPrefix(srv.URL, "http://")
+	return reg, strings.TrimPrefix(srv.URL, "http://")
 }

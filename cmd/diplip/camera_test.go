@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/jpeg"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,13 +119,13 @@ func TestRTSPCameraReconnectsAndResumes(t *testing.T) {
 func TestFileCamera(t *testing.T) {
 	addr := freeAddr(t)
 	gw := "--gateway=http://" + addr
-	startUp(t, t.TempDir(), addr)
-	stream := testkit.Name("file")
-	run(t, 0, "stream", "create", stream, gw)
 	video, err := assets.Media("vtest_h264.mp4")
 	if err != nil {
 		t.Fatal(err)
 	}
+	startUp(t, t.TempDir(), addr, "--camera-files", filepath.Dir(video))
+	stream := testkit.Name("file")
+	run(t, 0, "stream", "create", stream, gw)
 	run(t, 0, "camera", "add", stream, "--id", "sample", "--url", video, gw)
 	testkit.CheckFor(t, 30*time.Second, 250*time.Millisecond, func() error {
 		if c := camera(t, gw, "sample"); c.Health.Frames < 20 {
@@ -177,5 +178,18 @@ func TestFileCamera(t *testing.T) {
 	}
 	if msg := run(t, 3, "camera", "add", "nostream", "--id", "x", "--url", video, gw); !strings.Contains(msg, "diplip stream create nostream") {
 		t.Fatalf("missing stream: %q", msg)
+	}
+	// Camera sources are an allow-list: nothing outside --camera-files, no FFmpeg protocol
+	// tricks, no link-local (cloud metadata) hosts.
+	for _, bad := range []struct{ url, want string }{
+		{"/etc/passwd", "--camera-files"},
+		{"file:///etc/hostname", "--camera-files"},
+		{"concat:" + video + "|" + video, "concat"},
+		{"http://169.254.169.254/latest/meta-data/", "--camera-link-local"},
+		{"gopher://127.0.0.1:1/", "gopher"},
+	} {
+		if msg := run(t, 2, "camera", "add", stream, "--id", "bad", "--url", bad.url, gw); !strings.Contains(msg, bad.want) {
+			t.Errorf("camera add --url %s: %q, want it refused mentioning %q", bad.url, msg, bad.want)
+		}
 	}
 }

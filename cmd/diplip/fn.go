@@ -84,6 +84,7 @@ func fnCommand() *cli.Command {
 					&cli.IntFlag{Name: "min", Value: 0, Usage: "runners kept when the stream is idle (0: scale to zero)"},
 					&cli.IntFlag{Name: "max", Value: 1, Usage: "most runners"},
 					&cli.IntFlag{Name: "batch", Usage: "frames per inference run (default: the spec's batch.max)"},
+					&cli.IntFlag{Name: "lanes", Usage: "inferences each runner runs at once (default: the spec's resources.lanes, else the runner's --lanes)"},
 					&cli.StringFlag{Name: "device", Usage: "cpu, cuda:N or any (default: the spec's resources.device)"},
 					&cli.StringFlag{Name: "policy", Value: "live", Usage: "live (skip frames older than --max-age) or replay (process all)"},
 					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing (default 5s)"},
@@ -314,7 +315,7 @@ func fnDeploy(c *cli.Context) error {
 		return err
 	}
 	req := api.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
-		Max: c.Int("max"), Batch: c.Int("batch"), Device: c.String("device"), Policy: c.String("policy")}
+		Max: c.Int("max"), Batch: c.Int("batch"), Lanes: c.Int("lanes"), Device: c.String("device"), Policy: c.String("policy")}
 	if d := c.Duration("max-age"); d > 0 {
 		req.MaxAge = d.String()
 	}

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/node"
 	"github.com/urfave/cli/v2"
 )
@@ -40,6 +41,8 @@ func exposureFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "allow-host", Usage: "a further host name the gateway answers to (besides its listener and localhost), e.g. a public DNS name; repeatable"},
 		&cli.StringSliceFlag{Name: "allow-origin", Usage: "a web origin (scheme://host:port) besides the gateway's own that may call the API from a browser; repeatable"},
 		&cli.BoolFlag{Name: "insecure-no-token", Usage: "allow a listener that other machines can reach without --token (the API, registry and NATS are then open to them)"},
+		&cli.StringSliceFlag{Name: "camera-files", Usage: "a directory whose video files pulled cameras may read (files elsewhere are refused); repeatable"},
+		&cli.BoolFlag{Name: "camera-link-local", Usage: "let pulled cameras reach link-local hosts (169.254.0.0/16, fe80::/10: cloud metadata lives there)"},
 	}
 }
 
@@ -48,4 +51,5 @@ func applyExposure(c *cli.Context, cfg *node.Config) {
 	cfg.AllowedHosts = c.StringSlice("allow-host")
 	cfg.AllowedOrigins = c.StringSlice("allow-origin")
 	cfg.InsecureNoToken = c.Bool("insecure-no-token")
+	cfg.CameraSources = ingest.SourcePolicy{FileDirs: c.StringSlice("camera-files"), AllowLinkLocal: c.Bool("camera-link-local")}
 }

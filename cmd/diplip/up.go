@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/node"
 )
@@ -58,6 +59,13 @@ func runUp(c *cli.Context) error {
 	cfg := node.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), Token: c.String("token"),
 		Logger: logger, RunnerCommand: []string{exe, "runner"}, IdleTimeout: c.Duration("idle-timeout"), NATSListen: c.String("nats-listen"), OpenSource: openVideo}
 	applyExposure(c, &cfg)
+	if c.Bool("demo") { // the demo's camera reads the sample video from set-up's media directory
+		video, err := assets.Media("vtest_h264.mp4")
+		if err != nil {
+			return err
+		}
+		cfg.CameraSources.FileDirs = append(cfg.CameraSources.FileDirs, filepath.Dir(video))
+	}
 	if k := c.String("kafka"); k != "" {
 		brokers, err := kafkaclient.ParseBrokers(k)
 		if err != nil {

@@ -48,16 +48,18 @@ type Camera struct {
 // Deployment runs a function on a stream. Its key is "FUNCTION.STREAM": one deployment
 // per (function, stream); deploying a new digest to the pair is a rolling update.
 type Deployment struct {
-	Function string    `json:"function"`
-	Stream   string    `json:"stream"`
-	Digest   string    `json:"digest"`
-	Min      int       `json:"min"`
-	Max      int       `json:"max"`
-	Batch    int       `json:"batch"`
-	Device   Device    `json:"device"` // cpu, cuda:N or any
-	Policy   Policy    `json:"policy"` // live or replay
-	MaxAge   Duration  `json:"max_age,omitempty"`
-	Updated  time.Time `json:"updated"`
+	Function string   `json:"function"`
+	Stream   string   `json:"stream"`
+	Digest   string   `json:"digest"`
+	Min      int      `json:"min"`
+	Max      int      `json:"max"`
+	Batch    int      `json:"batch"`
+	Device   Device   `json:"device"` // cpu, cuda:N or any
+	Policy   Policy   `json:"policy"` // live or replay
+	MaxAge   Duration `json:"max_age,omitempty"`
+	// Lanes is how many inferences each runner runs at once; 0: the runner's default.
+	Lanes   int       `json:"lanes,omitempty"`
+	Updated time.Time `json:"updated"`
 	// Generation counts updates of this deployment (1 when created).
 	Generation int `json:"generation"`
 }
@@ -118,6 +120,9 @@ func (d *Deployment) Validate() error {
 	}
 	if _, err := ParsePolicy(string(d.Policy)); err != nil {
 		errs = append(errs, err.Error())
+	}
+	if d.Lanes < 0 || d.Lanes > 64 {
+		errs = append(errs, fmt.Sprintf("lanes %d: want 0 (the runner's default) to 64", d.Lanes))
 	}
 	if d.MaxAge < 0 {
 		errs = append(errs, "max_age must not be negative")
