@@ -77,3 +77,16 @@ func (w *procWatch) summary() string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// cpuSeconds is the CPU time all watched processes used since the watch began.
+func (w *procWatch) cpuSeconds() float64 {
+	var total float64
+	for i, pid := range w.pids {
+		end, err := sampleProc(pid)
+		if err != nil {
+			continue
+		}
+		total += (end.cpu - w.starts[i].cpu).Seconds()
+	}
+	return total
+}

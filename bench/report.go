@@ -21,10 +21,17 @@ type Sweep struct {
 	Name string `yaml:"name"`
 	// Duration of each measured phase.
 	Duration Duration `yaml:"duration"`
-	// Direct: the in-process loop over the same frames, same model, same threads.
+	// Direct: the standalone loops over the same frames and model, no bus: one lane with
+	// every CPU's thread (the `direct` row) and one lane per CPU (the best is `limit`).
 	Direct bool `yaml:"direct"`
+	// Drain: frames put into Kafka before one runner is deployed on them (replay policy);
+	// 0 skips it. At least 500 for a steady figure.
+	Drain int `yaml:"drain"`
+	// Lanes: the deployment's lanes in the drain and pipeline phases, each run once (0:
+	// the runner's default). Default [0].
+	Lanes []int `yaml:"lanes"`
 	// Pipeline: cameras pushing through the gateway to runners; Loads are fractions of the
-	// direct loop's rate (1.5 saturates, 0.5 is "half load").
+	// limit loop's rate (1.5 saturates, 0.5 is "half load").
 	Pipeline []float64 `yaml:"pipeline"`
 	// Cameras share the offered load.
 	Cameras int `yaml:"cameras"`
@@ -81,11 +88,22 @@ func ParseSweep(r io.Reader) (*Sweep, error) {
 	}
 	for _, l := range s.Pipeline {
 		if l <= 0 || l > 10 {
-			errs = append(errs, fmt.Errorf("pipeline: load %v: want a fraction of the direct rate in (0, 10]", l))
+			errs = append(errs, fmt.Errorf("pipeline: load %v: want a fraction of the limit rate in (0, 10]", l))
 		}
 	}
-	if len(s.Pipeline) > 0 && !s.Direct {
-		errs = append(errs, errors.New("pipeline: loads are fractions of the direct rate, so direct: true is needed"))
+	if (len(s.Pipeline) > 0 || s.Drain > 0) && !s.Direct {
+		errs = append(errs, errors.New("pipeline and drain are measured against the limit loop, so direct: true is needed"))
+	}
+	if s.Drain < 0 {
+		errs = append(errs, fmt.Errorf("drain %d: want a number of frames ≥ 0", s.Drain))
+	}
+	if len(s.Lanes) == 0 {
+		s.Lanes = []int{0}
+	}
+	for _, l := range s.Lanes {
+		if l < 0 || l > 64 {
+			errs = append(errs, fmt.Errorf("lanes: %d: want 0 (the runner's default) to 64", l))
+		}
 	}
 	if s.Push == "" {
 		s.Push = "http"
@@ -126,8 +144,8 @@ func Percentile(values []float64, q float64) float64 {
 
 // Row is one measurement of a run.
 type Row struct {
-	Scenario string  // direct, pipeline, cold-start, simulated, ingest-http, ingest-kafka-perf
-	Load     float64 // offered load as a fraction of the direct rate, or 0
+	Scenario string  // limit, direct, drain, pipeline-*, platform-cpu, cold-start, simulated, ingest-*
+	Load     float64 // offered load as a fraction of the limit rate, or 0
 	Runners  int
 	Offered  float64 // frames/s offered
 	FPS      float64 // frames/s done

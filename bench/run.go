@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +23,6 @@ import (
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/functions/onnx"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/wire"
@@ -77,29 +75,44 @@ func (e *Env) say(format string, args ...any) {
 }
 
 // Run measures every scenario the sweep asks for, in order, and returns the rows.
+// Throughput ratios are against the `limit` row of the same run.
 func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 	var rows []Row
-	var direct Row
+	var limit, direct Row
+	var modelCPU float64 // CPU seconds per frame of the model alone
 	if sw.Direct {
-		env.say("direct loop: %v over %d frames, %d intra-op threads", time.Duration(sw.Duration), len(env.Frames), runtime.NumCPU())
-		r, err := runDirect(ctx, time.Duration(sw.Duration), env)
-		if err != nil {
-			return rows, fmt.Errorf("direct loop: %w", err)
+		var err error
+		if limit, direct, modelCPU, err = runLimit(ctx, time.Duration(sw.Duration), env); err != nil {
+			return rows, fmt.Errorf("standalone loop: %w", err)
 		}
-		direct = r
-		rows = append(rows, r)
+		rows = append(rows, limit, direct)
+	}
+	if sw.Drain > 0 && limit.FPS > 0 {
+		for _, lanes := range sw.Lanes {
+			env.say("drain: %d frames already in Kafka, one runner, lanes %s", sw.Drain, lanesName(lanes))
+			r, err := runDrain(ctx, env, sw.Drain, sw.Cameras, lanes, limit)
+			if err != nil {
+				return rows, fmt.Errorf("drain: %w", err)
+			}
+			rows = append(rows, r)
+		}
 	}
 	for _, load := range sw.Pipeline {
-		env.say("pipeline at %.2f × direct (%.1f fps offered by %d cameras)", load, load*direct.FPS, sw.Cameras)
-		r, err := runPipeline(ctx, sw, env, load, direct)
-		if err != nil {
-			return rows, fmt.Errorf("pipeline at %.2f: %w", load, err)
+		for _, lanes := range sw.Lanes {
+			env.say("pipeline at %.2f × limit (%.1f fps offered by %d cameras), lanes %s", load, load*limit.FPS, sw.Cameras, lanesName(lanes))
+			r, cpu, err := runPipeline(ctx, sw, env, load, limit, lanes, modelCPU)
+			if err != nil {
+				return rows, fmt.Errorf("pipeline at %.2f: %w", load, err)
+			}
+			rows = append(rows, r)
+			if load >= 1 && cpu.Scenario != "" {
+				rows = append(rows, cpu)
+			}
 		}
-		rows = append(rows, r)
 	}
-	if sw.ScaleUp && direct.FPS > 0 {
-		env.say("scale-up: 0 → 2 runners at 1.5 × direct")
-		r, err := runScaleUp(ctx, sw, env, direct)
+	if sw.ScaleUp && limit.FPS > 0 {
+		env.say("scale-up: 0 → 2 runners at 1.5 × limit")
+		r, err := runScaleUp(ctx, sw, env, limit)
 		if err != nil {
 			return rows, fmt.Errorf("scale-up: %w", err)
 		}
@@ -115,6 +128,11 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 		env.say("idle runner memory")
 		if r, ok := idleRunnerMemory(env); ok {
 			rows = append(rows, r)
+		}
+		if r, err := freshRunnerMemory(ctx, env); err == nil {
+			rows = append(rows, r)
+		} else {
+			env.say("idle runner memory (never activated): %v", err)
 		}
 	}
 	var one float64
@@ -144,32 +162,17 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 	return rows, nil
 }
 
-// runDirect runs the function in-process on one frame at a time: decode, preprocess,
-// infer, decode boxes and NMS, the same code the runner runs, with no bus.
-func runDirect(ctx context.Context, d time.Duration, env *Env) (Row, error) {
-	fn, err := onnx.Load(env.FunctionDir, onnx.Options{IntraOpThreads: runtime.NumCPU()})
-	if err != nil {
-		return Row{}, err
+func lanesName(l int) string {
+	if l == 0 {
+		return "default"
 	}
-	defer fn.Close()
-	var lat []float64
-	start := time.Now()
-	for i := 0; time.Since(start) < d && ctx.Err() == nil; i++ {
-		t0 := time.Now()
-		if _, _, err := fn.Run([][]byte{env.Frames[i%len(env.Frames)]}); err != nil {
-			return Row{}, err
-		}
-		lat = append(lat, ms(time.Since(t0)))
-	}
-	el := time.Since(start).Seconds()
-	return Row{Scenario: "direct", FPS: float64(len(lat)) / el, P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95),
-		P99: Percentile(lat, 0.99), Note: "per-frame time; the limit the pipeline is measured against"}, nil
+	return fmt.Sprint(l)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // stream creates a fresh stream and deploys the function on it.
-func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min, max int) (wire.Stream, error) {
+func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min, max, lanes int) (wire.Stream, error) {
 	cl, err := apiclient.New(env.Node.URL(), "")
 	if err != nil {
 		return wire.Stream{}, err
@@ -179,7 +182,7 @@ func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min,
 	if err != nil {
 		return wire.Stream{}, err
 	}
-	_, err = cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Min: min, Max: max, Policy: "replay"})
+	_, err = cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Min: min, Max: max, Policy: "replay", Lanes: lanes})
 	return wire.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions}, err
 }
 
@@ -199,6 +202,7 @@ func undeploy(env *Env, st wire.Stream) {
 type resultTap struct {
 	mu     sync.Mutex
 	lat    []float64
+	at     []time.Time      // when each ok result was seen
 	queue  []float64        // ingest to batch start, ms
 	work   []float64        // decode + preprocess + inference per frame, ms
 	other  map[string]int64 // results that were not ok, by status
@@ -235,6 +239,7 @@ func tapResults(env *Env, stream string) (*resultTap, error) {
 		defer t.mu.Unlock()
 		if !t.from.IsZero() && !r.CaptureTime.Before(t.from) {
 			t.lat = append(t.lat, ms(now.Sub(r.CaptureTime)))
+			t.at = append(t.at, now)
 			t.queue = append(t.queue, r.Timings.Queue)
 			t.work = append(t.work, r.Timings.Decode+r.Timings.Preprocess+r.Timings.Infer)
 			t.n.Add(1)
@@ -245,29 +250,31 @@ func tapResults(env *Env, stream string) (*resultTap, error) {
 
 func (t *resultTap) window(from time.Time) {
 	t.mu.Lock()
-	t.from, t.lat, t.queue, t.work = from, nil, nil, nil
+	t.from, t.lat, t.at, t.queue, t.work = from, nil, nil, nil, nil
 	t.n.Store(0)
 	t.mu.Unlock()
 }
 
 func (t *resultTap) close() { t.sub.Unsubscribe(); t.nc.Close() }
 
-// runPipeline offers load × the direct rate through the gateway's HTTP push, spread over
-// the sweep's cameras, to one runner, and measures processed fps and end-to-end latency
-// (capture to the result seen on NATS) over the sweep's duration.
-func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct Row) (Row, error) {
-	st, err := deploy(ctx, env, "bench-pipe", int32(sw.Cameras), 1, 1)
+// runPipeline offers load × the limit rate through the gateway's push, spread over the
+// sweep's cameras, to one runner, and measures ok results per second and end-to-end
+// latency (capture to the result seen on NATS) over the sweep's duration. It also returns
+// the platform-cpu row: CPU seconds of the broker, the gateway and the runner per frame,
+// less the model's own (modelCPU, measured by the limit loop).
+func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit Row, lanes int, modelCPU float64) (Row, Row, error) {
+	st, err := deploy(ctx, env, "bench-pipe", int32(sw.Cameras), 1, 1, lanes)
 	if err != nil {
-		return Row{}, err
+		return Row{}, Row{}, err
 	}
 	defer undeploy(env, st)
 	tap, err := tapResults(env, st.Name)
 	if err != nil {
-		return Row{}, err
+		return Row{}, Row{}, err
 	}
 	defer tap.close()
 
-	offered := load * direct.FPS
+	offered := load * limit.FPS
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var refused atomic.Int64
@@ -300,7 +307,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	select { // the runner's cold start is not part of this measurement
 	case <-tap.first:
 	case <-time.After(2 * time.Minute):
-		return Row{}, fmt.Errorf("no result within 2 minutes")
+		return Row{}, Row{}, fmt.Errorf("no result within 2 minutes")
 	}
 	time.Sleep(2 * time.Second) // let the backlog of the cold start drain at the offered rate
 	from := time.Now()
@@ -308,6 +315,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	procs := watchProcs(env.processes())
 	time.Sleep(time.Duration(sw.Duration))
 	usage := procs.summary()
+	cpu := procs.cpuSeconds()
 	el := time.Since(from).Seconds()
 	stop()
 	tap.mu.Lock()
@@ -317,14 +325,21 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, direct 
 	tap.mu.Unlock()
 	r := Row{Scenario: "pipeline-" + sw.Push, Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
 		P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95), P99: Percentile(lat, 0.99)}
-	r.Ratio = r.FPS / direct.FPS
-	r.Note = fmt.Sprintf("fps/direct; added p50 %.1f ms, p99 %.1f ms over direct p50; p50 of queue (ingest to batch) %.1f ms, decode+infer %.1f ms",
-		r.P50-direct.P50, r.P99-direct.P50, queue, work)
+	r.Ratio = r.FPS / limit.FPS
+	r.Note = fmt.Sprintf("lanes %s; ok fps / limit; added p50 %.1f ms, p99 %.1f ms over limit's p50; p50 of queue (ingest to batch) %.1f ms, decode+infer %.1f ms",
+		lanesName(lanes), r.P50-limit.P50, r.P99-limit.P50, queue, work)
 	if n := refused.Load(); n > 0 {
 		r.Note += fmt.Sprintf("; %d pushes refused", n)
 	}
 	r.Note += "; results not ok: " + other + "; " + usage
-	return r, nil
+	var pc Row
+	if frames := float64(len(lat)); frames > 0 && modelCPU > 0 {
+		per := cpu/frames - modelCPU
+		pc = Row{Scenario: "platform-cpu", Load: load, Runners: 1, FPS: r.FPS, P50: per * 1000,
+			Note: fmt.Sprintf("lanes %s; CPU ms per ok frame of broker + gateway (with the bench's pushers) + runner, less the model's %.1f ms (limit loop)",
+				lanesName(lanes), modelCPU*1000)}
+	}
+	return r, pc, nil
 }
 
 // runColdStart times the first frame on a stream with no runner to its first result. The
@@ -337,7 +352,7 @@ func runColdStart(ctx context.Context, env *Env) (Row, error) {
 			idle++
 		}
 	}
-	st, err := deploy(ctx, env, "bench-cold", 1, 0, 1)
+	st, err := deploy(ctx, env, "bench-cold", 1, 0, 1, 0)
 	if err != nil {
 		return Row{}, err
 	}
@@ -363,13 +378,13 @@ func runColdStart(ctx context.Context, env *Env) (Row, error) {
 	if idle > 0 {
 		note = "an idle runner process was activated"
 	}
-	return Row{Scenario: "cold-start", P50: d, P95: d, P99: d, Note: note + "; image cached; target ≤ 2000 ms"}, nil
+	return Row{Scenario: "cold-start", P50: d, P95: d, P99: d, Note: note + "; image cached; target ≤ 1000 ms"}, nil
 }
 
-// runScaleUp offers 1.5 × the direct rate to a deployment with min 0 and max 2 and times
+// runScaleUp offers 1.5 × the limit rate to a deployment with min 0 and max 2 and times
 // the first frame to the moment two runners work the deployment.
-func runScaleUp(ctx context.Context, sw *Sweep, env *Env, direct Row) (Row, error) {
-	st, err := deploy(ctx, env, "bench-scale", 4, 0, 2)
+func runScaleUp(ctx context.Context, sw *Sweep, env *Env, limit Row) (Row, error) {
+	st, err := deploy(ctx, env, "bench-scale", 4, 0, 2, 0)
 	if err != nil {
 		return Row{}, err
 	}
@@ -378,7 +393,7 @@ func runScaleUp(ctx context.Context, sw *Sweep, env *Env, direct Row) (Row, erro
 	defer stop()
 	t0 := time.Now()
 	for i := range sw.Cameras {
-		go ingest.PushLoop(cctx, env.Node.URL(), "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, 1.5*direct.FPS/float64(sw.Cameras), nil)
+		go ingest.PushLoop(cctx, env.Node.URL(), "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, 1.5*limit.FPS/float64(sw.Cameras), nil)
 	}
 	key := wire.DeploymentKey("yolox-nano", st.Name)
 	var one time.Duration
@@ -392,7 +407,7 @@ func runScaleUp(ctx context.Context, sw *Sweep, env *Env, direct Row) (Row, erro
 			}
 			if len(d.Runners) >= 2 {
 				el := time.Since(t0)
-				return Row{Scenario: "scale-up", Runners: 2, Offered: 1.5 * direct.FPS, P50: ms(el),
+				return Row{Scenario: "scale-up", Runners: 2, Offered: 1.5 * limit.FPS, P50: ms(el),
 					Note: fmt.Sprintf("ms from the first frame to 2 runners (first runner at %.0f ms)", ms(one))}, nil
 			}
 		}
@@ -416,7 +431,7 @@ func idleRunnerMemory(env *Env) (Row, bool) {
 				}
 				mb := float64(s.rss) / (1 << 20)
 				return Row{Scenario: "idle-runner-rss", P50: mb,
-					Note: "MB resident, after a deactivation (no model, no group); target < 40 MB"}, true
+					Note: "MB resident, after a deactivation (no model, no group; ONNX Runtime stays loaded)"}, true
 			}
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -539,7 +554,7 @@ var perfRE = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec`)
 // clients, one frame per request, each answered after acks=all), then runs Kafka's own
 // ProducerPerformance with the same record size and acks=all, and reports the ratio.
 func runIngest(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
-	st, err := deploy(ctx, env, "bench-ingest", 4, 0, 1)
+	st, err := deploy(ctx, env, "bench-ingest", 4, 0, 1, 0)
 	if err != nil {
 		return nil, err
 	}

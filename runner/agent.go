@@ -49,7 +49,7 @@ func NvidiaGPUs() []wire.GPU {
 // LoadFunc loads the function in dir for device, returning the model, whether it runs a
 // batch in one run, and a way to free it. functions/onnx provides it; it is a parameter so
 // this package stays free of cgo.
-type LoadFunc func(dir string, device wire.Device) (m Model, batched bool, free func() error, err error)
+type LoadFunc func(dir string, device wire.Device, lanes int) (m Model, batched bool, free func() error, err error)
 
 // AgentConfig configures a runner process's agent.
 type AgentConfig struct {
@@ -65,7 +65,8 @@ type AgentConfig struct {
 	// Token is the platform's token; it is sent only to the gateway's own registry (the
 	// activation names it), never to other registries.
 	Token string
-	// Lanes is how many inferences a worker runs at once (see WorkerConfig.Lanes).
+	// Lanes is how many inferences a worker runs at once (see WorkerConfig.Lanes), unless
+	// the deployment says. Default 1.
 	Lanes int
 	// MetricsURL is where this runner serves /metrics, announced in heartbeats.
 	MetricsURL string
@@ -255,8 +256,11 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 	}
 	dir, spec, err := a.cfg.Cache.Pull(lctx, ref, remote.WithAuthFromKeychain(registry.SelfKeychain(act.Registry, a.cfg.Token)))
 	if err != nil {
-		if errors.Is(lctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case errors.Is(lctx.Err(), context.DeadlineExceeded):
 			return fmt.Errorf("pulling %s took longer than %v: %w", ref, a.cfg.PullTimeout, err)
+		case lctx.Err() != nil:
+			return fmt.Errorf("deactivated while pulling %s", ref)
 		}
 		return err
 	}
@@ -267,7 +271,11 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 	if !slices.Contains(a.cfg.Devices, device) {
 		return fmt.Errorf("device %s: this runner has %v", device, a.cfg.Devices)
 	}
-	model, batched, free, err := a.cfg.Load(dir, device)
+	lanes := a.cfg.Lanes
+	if act.Deployment.Lanes > 0 {
+		lanes = act.Deployment.Lanes
+	}
+	model, batched, free, err := a.cfg.Load(dir, device, lanes)
 	if err != nil {
 		return fmt.Errorf("loading %s on %s: %w", spec.Name, device, err)
 	}
@@ -281,7 +289,7 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 	}
 	kc := a.kafkaClient(act.Brokers)
 	w, err := NewWorker(WorkerConfig{Kafka: kc, Deployment: act.Deployment, Stream: act.Stream, Model: model,
-		Lanes: a.cfg.Lanes, MaxDelay: maxDelay, NATS: a.cfg.NATS, Logger: a.cfg.Logger})
+		Lanes: lanes, MaxDelay: maxDelay, NATS: a.cfg.NATS, Logger: a.cfg.Logger})
 	if err != nil {
 		_ = free()
 		return err

@@ -14,9 +14,12 @@ CACHE=${DIPLIP_CACHE:-$ROOT/.cache}
 SHARED=${DIPLIP_SHARED:-$ROOT/../shared}
 
 # Pins. Change a version and its sha256 together.
-ORT_VERSION=1.24.1
-ORT_NPM_SHA256=57181cf6e6e711b155c5b942d591fd63ded0b5de5c4922d51fd994e7f6ac2772 # onnxruntime-node-1.24.1.tgz
-ORT_LIB_SHA256=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4 # bin/napi-v6/linux/x64/libonnxruntime.so.1
+# ONNX Runtime comes from PyPI's CPU wheel (one fixed file, whatever the local python),
+# of which only capi/libonnxruntime.so.$ORT_VERSION is kept; must match internal/assets.ORTVersion.
+ORT_VERSION=1.32.0
+ORT_WHEEL=onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl
+ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
+ORT_LIB_SHA256=6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f # onnxruntime/capi/libonnxruntime.so.1.32.0
 KAFKA_VERSION=4.1.2 # must match scripts/kafka/pom.xml
 YOLOX_SHA256=695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14
 YOLOX_URL=https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx
@@ -26,7 +29,7 @@ VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
 # gstreamer packages): the real RTSP camera of the camera tests
 # (internal/testkit/testdata/rtsp_server.py). chromium: the dashboard's browser test. gocv v0.31.0 is the newest gocv that builds
 # against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
-APT_PACKAGES=(libopencv-dev pkg-config ffmpeg skopeo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
+APT_PACKAGES=(libopencv-dev pkg-config ffmpeg python3-pip skopeo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openjdk-17-jre-headless maven)
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -67,20 +70,37 @@ step_ort() {
 		say "onnxruntime $ORT_VERSION: cached at $lib"
 		return
 	fi
-	say "onnxruntime $ORT_VERSION: fetching npm package onnxruntime-node@$ORT_VERSION (about 85 MB)"
+	say "onnxruntime $ORT_VERSION: fetching the PyPI wheel $ORT_WHEEL (about 28 MB)"
+	command -v python3 >/dev/null || die "python3 not found; run: scripts/setup.sh apt"
 	local dl=$CACHE/downloads
 	mkdir -p "$dl" "$dir"
-	local tgz=$dl/onnxruntime-node-$ORT_VERSION.tgz
-	if ! sha_ok "$tgz" "$ORT_NPM_SHA256"; then
-		(cd "$dl" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+	local whl=$dl/$ORT_WHEEL
+	if ! sha_ok "$whl" "$ORT_WHEEL_SHA256"; then
+		local py=python3
+		if ! $py -m pip --version >/dev/null 2>&1; then
+			py=/usr/bin/python3 # Debian's, with python3-pip from the apt step
+			$py -m pip --version >/dev/null 2>&1 || die "python3 has no pip; install it (Debian: apt-get install python3-pip)"
+		fi
+		rm -f "$whl" # pip would keep a damaged file of the same name
+		# The platform, python and ABI are named so that pip fetches the pinned file on any
+		# machine; --no-deps: only the shared library is used, not the python package.
+		local log
+		log=$(mktemp)
+		$py -m pip download --disable-pip-version-check --no-deps --only-binary=:all: \
+			--platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+			-d "$dl" "onnxruntime==$ORT_VERSION" >"$log" 2>&1 ||
+			{ tail -20 "$log" >&2; die "pip could not download onnxruntime==$ORT_VERSION ($ORT_WHEEL)"; }
+		rm -f "$log"
+		[ -f "$whl" ] || die "pip did not fetch $ORT_WHEEL (got: $(cd "$dl" && ls onnxruntime-*.whl 2>/dev/null | tr '\n' ' '))"
 	fi
-	need_sha "$tgz" "$ORT_NPM_SHA256"
-	local tmp
+	need_sha "$whl" "$ORT_WHEEL_SHA256"
+	local tmp member=onnxruntime/capi/libonnxruntime.so.$ORT_VERSION
 	tmp=$(mktemp -d)
-	tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
-	need_sha "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_LIB_SHA256"
-	mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$lib"
-	rm -rf "$tmp" "$tgz"
+	python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' "$whl" "$member" "$tmp" ||
+		die "$whl: cannot extract $member"
+	need_sha "$tmp/$member" "$ORT_LIB_SHA256"
+	mv "$tmp/$member" "$lib"
+	rm -rf "$tmp" "$whl"
 	ln -sf libonnxruntime.so.1 "$dir/libonnxruntime.so"
 	say "onnxruntime $ORT_VERSION: installed $lib (sha256 verified)"
 }

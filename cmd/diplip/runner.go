@@ -37,8 +37,8 @@ func runnerCommand() *cli.Command {
 			&cli.StringFlag{Name: "nats", Required: true, EnvVars: []string{"DIPLIP_NATS"}, Usage: "the control plane's NATS URL"},
 			&cli.StringFlag{Name: "id", Usage: "this runner's id (default: HOST-PID)"},
 			&cli.StringFlag{Name: "cache", Value: filepath.Join(defaultStateDir(), "cache"), Usage: "the function image cache"},
-			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
-			&cli.IntFlag{Name: "lanes", Value: 1, Usage: "inferences run at once (each decodes and lays out its frames while the others infer)"},
+			&cli.IntFlag{Name: "lanes", Value: onnx.DefaultLanes(runtime.NumCPU()), Usage: "inferences run at once (each decodes and lays out its frames while the others infer); a deployment's lanes override it"},
+			&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime intra-op threads per lane (default: the CPUs divided by the lanes)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token (for NATS and its registry)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:0", Usage: "where /metrics (Prometheus) is served; empty: nowhere"},
@@ -64,8 +64,11 @@ func runRunner(c *cli.Context) error {
 	defer nc.Close()
 	cache := &registry.Cache{Dir: c.String("cache")}
 	threads, lanes := c.Int("threads"), c.Int("lanes")
-	load := func(dir string, device wire.Device) (runner.Model, bool, func() error, error) {
-		fn, err := onnx.Load(dir, onnx.Options{Device: string(device), IntraOpThreads: threads})
+	if lanes < 1 || lanes > 64 || threads < 0 {
+		return cli.Exit(fmt.Sprintf("--lanes %d, --threads %d: want 1..64 lanes and threads ≥ 0 (0: CPUs / lanes)", lanes, threads), exitUsage)
+	}
+	load := func(dir string, device wire.Device, lanes int) (runner.Model, bool, func() error, error) {
+		fn, err := onnx.Load(dir, onnx.Options{Device: string(device), IntraOpThreads: threads, Lanes: lanes})
 		if err != nil {
 			return nil, false, nil, err
 		}
@@ -95,8 +98,10 @@ func runRunner(c *cli.Context) error {
 			return srv.Close()
 		})
 	}
+	// Probed from files, without loading ONNX Runtime: a runner that is never activated
+	// stays small. Loading a model on cuda:N is the real check.
 	var devices []wire.Device
-	for _, d := range onnx.Devices() {
+	for _, d := range onnx.ProbeDevices() {
 		devices = append(devices, wire.Device(d))
 	}
 	providers := []string{"CPUExecutionProvider"}

@@ -19,7 +19,9 @@ import (
 
 // Pinned versions; scripts/setup.sh installs exactly these.
 const (
-	ORTVersion   = "1.24.1"
+	// ORTVersion is ONNX Runtime's, the library of PyPI's onnxruntime wheel (onnxruntime_go
+	// v1.27.0 wants the 1.24 C API or newer). ORTLibrary's default path names it.
+	ORTVersion   = "1.32.0"
 	KafkaVersion = "4.1.2"
 )
 

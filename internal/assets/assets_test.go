@@ -47,3 +47,20 @@ func TestSourceTreeIsFoundFromASubdirectory(t *testing.T) {
 		t.Fatalf("CacheDir from %s = %s, want %s", wd, dir, want)
 	}
 }
+
+// setup.sh installs the library where ORTLibrary looks for it: the versions must agree.
+func TestORTVersionIsSetupsPin(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "scripts", "setup.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "ORT_VERSION="); ok {
+			if v = strings.Fields(v)[0]; v != ORTVersion {
+				t.Fatalf("scripts/setup.sh pins ORT_VERSION=%s, assets.ORTVersion is %s", v, ORTVersion)
+			}
+			return
+		}
+	}
+	t.Fatal("scripts/setup.sh has no ORT_VERSION= line")
+}

@@ -1,0 +1,226 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
+	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/wire"
+)
+
+// lanesConfig is one way to run the function standalone: lanes × threads per lane.
+type lanesConfig struct{ lanes, threads int }
+
+func (c lanesConfig) String() string { return fmt.Sprintf("%d×%d", c.lanes, c.threads) }
+
+// loopResult is what a standalone loop measured.
+type loopResult struct {
+	cfg         lanesConfig
+	fps         float64
+	lat         []float64 // per Run call (one frame), ms
+	cpuPerFrame float64   // this process's CPU seconds per frame
+}
+
+// runLoop runs the function in-process with cfg.lanes goroutines, each calling Run on one
+// frame at a time: decode, letterbox, infer, boxes and NMS, the same code a runner runs,
+// with no bus. The node in this process is idle meanwhile.
+func runLoop(ctx context.Context, d time.Duration, env *Env, cfg lanesConfig) (loopResult, error) {
+	fn, err := onnx.Load(env.FunctionDir, onnx.Options{Lanes: cfg.lanes, IntraOpThreads: cfg.threads})
+	if err != nil {
+		return loopResult{}, err
+	}
+	defer fn.Close()
+	// Warm up each lane once: the first runs allocate the session's buffers.
+	for range cfg.lanes {
+		if _, _, err := fn.Run([][]byte{env.Frames[0]}); err != nil {
+			return loopResult{}, err
+		}
+	}
+	var mu sync.Mutex
+	var lat []float64
+	var next atomic.Int64
+	var firstErr error
+	cpu0, _ := sampleProc(os.Getpid())
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.lanes {
+		wg.Go(func() {
+			for time.Since(start) < d && ctx.Err() == nil {
+				i := next.Add(1)
+				t0 := time.Now()
+				if _, _, err := fn.Run([][]byte{env.Frames[int(i)%len(env.Frames)]}); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				mu.Lock()
+				lat = append(lat, ms(time.Since(t0)))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	cpu1, _ := sampleProc(os.Getpid())
+	if firstErr != nil {
+		return loopResult{}, firstErr
+	}
+	r := loopResult{cfg: cfg, fps: float64(len(lat)) / el, lat: lat}
+	if len(lat) > 0 {
+		r.cpuPerFrame = (cpu1.cpu - cpu0.cpu).Seconds() / float64(len(lat))
+	}
+	return r, nil
+}
+
+// runLimit measures the standalone loop as one lane with every CPU's thread (today's
+// direct loop) and as one lane per CPU with one thread each, and returns the `limit` row
+// (the best: the denominator of every throughput ratio), the `direct` row (one lane), and
+// the model's CPU seconds per frame in the best configuration.
+func runLimit(ctx context.Context, d time.Duration, env *Env) (limit, direct Row, cpuPerFrame float64, err error) {
+	cpus := runtime.NumCPU()
+	configs := []lanesConfig{{1, cpus}}
+	if cpus > 1 {
+		configs = append(configs, lanesConfig{cpus, 1})
+	}
+	var results []loopResult
+	for _, c := range configs {
+		env.say("standalone loop: %s (lanes × intra-op threads) for %v", c, d)
+		r, err := runLoop(ctx, d, env, c)
+		if err != nil {
+			return limit, direct, 0, err
+		}
+		results = append(results, r)
+	}
+	best := results[0]
+	var note string
+	for _, r := range results {
+		note += fmt.Sprintf("%s: %.1f fps; ", r.cfg, r.fps)
+		if r.fps > best.fps {
+			best = r
+		}
+	}
+	one := results[0]
+	limit = Row{Scenario: "limit", Runners: best.cfg.lanes, FPS: best.fps, P50: Percentile(best.lat, 0.5),
+		P95: Percentile(best.lat, 0.95), P99: Percentile(best.lat, 0.99), Ratio: 1,
+		Note: fmt.Sprintf("best standalone loop, lanes × threads %s; %sCPU %.1f ms per frame", best.cfg, note, best.cpuPerFrame*1000)}
+	direct = Row{Scenario: "direct", Runners: 1, FPS: one.fps, P50: Percentile(one.lat, 0.5), P95: Percentile(one.lat, 0.95),
+		P99: Percentile(one.lat, 0.99), Ratio: one.fps / best.fps,
+		Note: fmt.Sprintf("one lane × %d threads (the loop before lanes); ratio: fps / limit", one.cfg.threads)}
+	return limit, direct, best.cpuPerFrame, nil
+}
+
+// runDrain puts a backlog of n frames into a fresh stream's topic first, then deploys the
+// function with the replay policy (min 0, max 1) and measures how fast one runner turns
+// the backlog into ok results, from its first result to its last.
+func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit Row) (Row, error) {
+	cl, err := apiclient.New(env.Node.URL(), "")
+	if err != nil {
+		return Row{}, err
+	}
+	name := fmt.Sprintf("bench-drain-%x", time.Now().UnixNano()&0xffffff)
+	st, err := cl.CreateStream(ctx, api.StreamRequest{Name: name, Partitions: int32(partitions)})
+	if err != nil {
+		return Row{}, err
+	}
+	stream := wire.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions}
+	defer undeploy(env, stream)
+	kc := kafkaclient.New(env.Node.Brokers(), "diplip-bench-drain")
+	defer kc.Close()
+	p, err := kc.SyncProducer()
+	if err != nil {
+		return Row{}, err
+	}
+	msgs := make([]*sarama.ProducerMessage, 0, n)
+	now := time.Now()
+	for i := range n {
+		f := wire.Frame{Camera: fmt.Sprintf("cam-%d", i%partitions), Seq: uint64(i/partitions + 1), CaptureTime: now, IngestTime: now,
+			ContentType: wire.ContentJPEG, Data: env.Frames[i%len(env.Frames)]}
+		msgs = append(msgs, f.ProducerMessage(st.Topic))
+	}
+	for i := 0; i < len(msgs); i += 100 {
+		if err := p.SendMessages(msgs[i:min(i+100, len(msgs))]); err != nil {
+			p.Close()
+			return Row{}, fmt.Errorf("producing the backlog: %w", err)
+		}
+	}
+	p.Close()
+	tap, err := tapResults(env, st.Name)
+	if err != nil {
+		return Row{}, err
+	}
+	defer tap.close()
+	tap.window(now.Add(-time.Second))
+	if _, err := cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Max: 1, Policy: "replay", Lanes: lanes}); err != nil {
+		return Row{}, err
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	var first, last time.Time
+	for {
+		tap.mu.Lock()
+		done, ok := len(tap.at), tap.n.Load()
+		if done > 0 {
+			first, last = tap.at[0], tap.at[done-1]
+		}
+		tap.mu.Unlock()
+		if ok >= int64(n) {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return Row{}, fmt.Errorf("%d of %d backlog frames done in 3 minutes", ok, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fps := float64(n-1) / last.Sub(first).Seconds()
+	tap.mu.Lock()
+	other := fmt.Sprint(tap.other)
+	tap.mu.Unlock()
+	lanesNote := "the runner's default lanes"
+	if lanes > 0 {
+		lanesNote = fmt.Sprintf("%d lanes", lanes)
+	}
+	return Row{Scenario: "drain", Runners: 1, FPS: fps, Ratio: fps / limit.FPS,
+		Note: fmt.Sprintf("%d frames already in Kafka, replay policy, %s; fps from first to last ok result / limit; not ok: %s", n, lanesNote, other)}, nil
+}
+
+// freshRunnerMemory starts a runner process that registers and is never activated, and
+// reports its resident memory once it announced itself idle.
+func freshRunnerMemory(ctx context.Context, env *Env) (Row, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return Row{}, err
+	}
+	id := fmt.Sprintf("bench-fresh-%d", os.Getpid())
+	cmd := exec.CommandContext(ctx, exe, "runner", "--nats", env.Node.NATSURL(), "--id", id, "--cache", os.TempDir(), "--log-level", "error")
+	if err := cmd.Start(); err != nil {
+		return Row{}, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range env.resources().Runners {
+			if r.ID == id && r.State == wire.StateIdle {
+				time.Sleep(2 * time.Second) // settled: a few heartbeats in
+				s, err := sampleProc(cmd.Process.Pid)
+				if err != nil {
+					return Row{}, err
+				}
+				return Row{Scenario: "idle-runner-rss-fresh", P50: float64(s.rss) / (1 << 20),
+					Note: "MB resident, registered and never activated (ONNX Runtime not loaded); target < 40 MB"}, nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return Row{}, fmt.Errorf("runner %s did not register within 30 s", id)
+}
