@@ -65,6 +65,8 @@ func TestDependencyRules(t *testing.T) {
 		{"scaler", true, []string{"gateway", "runner", "functions"}, "the scaler decides from observations, not from HTTP or models"},
 		{"runner", true, []string{"gateway", "ingest", "scaler", "node"}, "runners know nothing about HTTP cameras"},
 		{"registry", true, []string{"gateway", "runner", "functions/onnx"}, "registry builds and moves images; it runs no model"},
+		{"functions/onnx", true, []string{"functions/vision", "gocv.io/x/gocv"},
+			"the session layer needs no OpenCV, so a program that feeds it tensors (cmd/diplip-gpucheck) links only libc; frames go through functions/pipeline"},
 	}
 	for _, rule := range forbid {
 		for path, p := range pkgs {

@@ -7,6 +7,7 @@
 # (default: .cache/ in the repository root).
 #
 # Usage: scripts/setup.sh [step ...]      steps: apt ort kafka models media ui (default: all)
+#                                         and, only when named: models-dynamic gpu-libs
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +25,20 @@ KAFKA_VERSION=4.1.2 # must match scripts/kafka/pom.xml
 YOLOX_SHA256=695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14
 YOLOX_URL=https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx
 VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
+# The dynamic-batch YOLOX-Nano that `diplip-gpucheck make-dynamic` makes from the pinned
+# yolox_nano.onnx (functions/onnx.MakeBatchDynamic; deterministic).
+YOLOX_DYNAMIC_SHA256=749f13d04d069eee6fe5ce9c08d5dfa21260292da2f30ece1906fddf7e81a6c6
+# ONNX Runtime with the CUDA provider (CUDA 13, cuDNN 9), for the GPU check only (step
+# gpu-libs, not a default step): PyPI's onnxruntime-gpu wheel, of which the three
+# libraries below are kept.
+ORT_GPU_VERSION=1.31.1
+ORT_GPU_WHEEL=onnxruntime_gpu-$ORT_GPU_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl
+ORT_GPU_WHEEL_SHA256=e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6
+ORT_GPU_LIBS=(
+	"libonnxruntime.so.$ORT_GPU_VERSION 5104254339ecadae808da771bd0b63b240f0dbd466514234905e54372435c303"
+	"libonnxruntime_providers_shared.so 086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d"
+	"libonnxruntime_providers_cuda.so d5290158115fa5569a3fe8f1f4037ee9b0e86658a96e52f852bbb7039aa88137"
+)
 # Debian packages the build and the tests need. skopeo: a third-party OCI client the
 # registry tests check compatibility with. GStreamer's RTSP server (python3-gi and the
 # gstreamer packages): the real RTSP camera of the camera tests
@@ -206,11 +221,74 @@ step_ui() {
 	say "ui test driver: installed"
 }
 
+# step_models_dynamic makes the dynamic-batch export of yolox_nano.onnx (same weights; the
+# batch axis symbolic, the output Reshapes' leading 1 made 0) for batch sizes above 1.
+step_models_dynamic() {
+	local fixed=$CACHE/models/yolox_nano.onnx out=$CACHE/models/yolox_nano_dynamic.onnx
+	[ -f "$fixed" ] || step_models
+	if sha_ok "$out" "$YOLOX_DYNAMIC_SHA256"; then
+		say "model yolox_nano_dynamic.onnx: cached"
+		return
+	fi
+	(cd "$ROOT" && go run ./cmd/diplip-gpucheck make-dynamic "$fixed" "$out") >/dev/null ||
+		die "could not make $out from $fixed"
+	if sha_ok "$fixed" "$YOLOX_SHA256"; then
+		need_sha "$out" "$YOLOX_DYNAMIC_SHA256"
+		say "model yolox_nano_dynamic.onnx: made from yolox_nano.onnx (sha256 verified)"
+	else
+		say "model yolox_nano_dynamic.onnx: made from an unpinned yolox_nano.onnx (sha256 not checked)"
+	fi
+}
+
+# step_gpu_libs fetches ONNX Runtime's GPU build (about 256 MB), keeps its three
+# libraries (sha256 verified) and packs the GPU check's chunks (scripts/gpu-check.sh pack;
+# docs/gpu-check.md). Not a default step: only the GPU check uses it.
+step_gpu_libs() {
+	local dir=$CACHE/onnxruntime-gpu/$ORT_GPU_VERSION dl=$CACHE/downloads entry name sum ok=1
+	for entry in "${ORT_GPU_LIBS[@]}"; do
+		read -r name sum <<<"$entry"
+		sha_ok "$dir/$name" "$sum" || ok=0
+	done
+	if [ $ok = 1 ]; then
+		say "onnxruntime-gpu $ORT_GPU_VERSION: cached in $dir"
+	else
+		mkdir -p "$dl" "$dir"
+		local whl=$dl/$ORT_GPU_WHEEL
+		if ! sha_ok "$whl" "$ORT_GPU_WHEEL_SHA256"; then
+			say "onnxruntime-gpu $ORT_GPU_VERSION: fetching the PyPI wheel $ORT_GPU_WHEEL (about 256 MB)"
+			rm -f "$whl"
+			local log
+			log=$(mktemp)
+			python3 -m pip download --disable-pip-version-check --no-deps --only-binary=:all: \
+				--platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+				-d "$dl" "onnxruntime-gpu==$ORT_GPU_VERSION" >"$log" 2>&1 ||
+				{ tail -20 "$log" >&2; die "pip could not download onnxruntime-gpu==$ORT_GPU_VERSION"; }
+			rm -f "$log"
+			[ -f "$whl" ] || die "pip did not fetch $ORT_GPU_WHEEL"
+		fi
+		need_sha "$whl" "$ORT_GPU_WHEEL_SHA256"
+		for entry in "${ORT_GPU_LIBS[@]}"; do
+			read -r name sum <<<"$entry"
+			python3 -c 'import sys, zipfile; open(sys.argv[3], "wb").write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+				"$whl" "onnxruntime/capi/$name" "$dir/$name.part" || die "$whl: cannot extract onnxruntime/capi/$name"
+			need_sha "$dir/$name.part" "$sum"
+			mv "$dir/$name.part" "$dir/$name"
+		done
+		rm -f "$whl"
+		say "onnxruntime-gpu $ORT_GPU_VERSION: installed ${#ORT_GPU_LIBS[@]} libraries in $dir (sha256 verified)"
+	fi
+	step_models_dynamic
+	step_media
+	GPU_CHECK_LIBS=$dir bash "$ROOT/scripts/gpu-check.sh" pack
+}
+
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(apt ort kafka models media ui)
 for s in "${steps[@]}"; do
 	case $s in
 	apt | ort | kafka | models | media | ui) "step_$s" ;;
-	*) die "unknown step \"$s\" (steps: apt ort kafka models media ui)" ;;
+	models-dynamic) step_models_dynamic ;;
+	gpu-libs) step_gpu_libs ;;
+	*) die "unknown step \"$s\" (steps: apt ort kafka models media ui models-dynamic gpu-libs)" ;;
 	esac
 done

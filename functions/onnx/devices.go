@@ -3,7 +3,6 @@ package onnx
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -68,16 +67,8 @@ func probedDevices(provider bool, gpus int, visible string, visibleSet bool) []s
 // library at lib (a symbolic link is followed to the directory of the file it names too,
 // as packagers link libonnxruntime.so into a library directory).
 func hasCUDAProvider(lib string) bool {
-	dirs := []string{filepath.Dir(lib)}
-	if real, err := filepath.EvalSymlinks(lib); err == nil {
-		dirs = append(dirs, filepath.Dir(real))
-	}
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, cudaProviderLib)); err == nil {
-			return true
-		}
-	}
-	return false
+	_, ok := cudaProviderPath(lib)
+	return ok
 }
 
 // nvidiaGPUs counts the GPUs the NVIDIA driver reports: the entries of
