@@ -37,15 +37,45 @@ type Store struct {
 	streams, functions, deployments, cameras jetstream.KeyValue
 }
 
-// Open creates (or opens) the buckets on nc's JetStream, on file storage.
+// Options tune how the buckets are created.
+type Options struct {
+	// Replicas of each bucket on a NATS cluster (1..5; at most the cluster's servers).
+	// 0: a bucket that exists keeps its replicas, a new one gets 1.
+	Replicas int
+}
+
+// Open creates (or opens) the buckets on nc's JetStream, on file storage. Buckets that
+// exist keep their replicas (see OpenWith).
 func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
+	return OpenWith(ctx, nc, Options{})
+}
+
+// OpenWith is Open with Options: on a NATS cluster, Replicas 3 keeps the control plane
+// through the loss of a server. A bucket that exists is updated to the given replicas.
+func OpenWith(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return nil, fmt.Errorf("control plane: %d replicas: want 1 to 5 (0: keep what the buckets have)", o.Replicas)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	bucket := func(name, desc string) (jetstream.KeyValue, error) {
+		replicas := o.Replicas
+		if replicas == 0 {
+			// An update with the server's default (1) would scale an operator's
+			// replicated bucket down: keep what it has.
+			replicas = 1
+			if kv, err := js.KeyValue(ctx, name); err == nil {
+				if st, err := kv.Status(ctx); err == nil {
+					if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.Replicas > 0 {
+						replicas = bs.StreamInfo().Config.Replicas
+					}
+				}
+			}
+		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: desc, Storage: jetstream.FileStorage, History: 5,
+			Bucket: name, Description: desc, Storage: jetstream.FileStorage, History: 5, Replicas: replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("control plane bucket %s: %w", name, err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
@@ -30,6 +31,27 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Logger receives life-cycle events. Default: slog.Default().
 	Logger *slog.Logger
+
+	// ServerName names the server among its cluster's peers; each must be unique there.
+	// Default "diplip".
+	ServerName string
+	// Cluster, when set, makes the server one node of a NATS cluster: JetStream then
+	// places each stream's replicas on its peers (a key-value bucket with Replicas 3
+	// survives the loss of one of three servers).
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig is one server's part in a NATS cluster. Every peer names the same Name
+// and lists the others' route URLs; each keeps its own StoreDir.
+type ClusterConfig struct {
+	// Name of the cluster, the same on every peer. Required.
+	Name string
+	// Host and Port where peers connect (routes). Port 0 picks a free port, which a
+	// restarted server would not get again: clusters that restart servers fix it.
+	Host string
+	Port int
+	// Routes are the peers' route URLs, nats-route://host:port (its own may be listed too).
+	Routes []string
 }
 
 // Server is a running embedded nats-server.
@@ -59,8 +81,11 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName:         "diplip",
+	if cfg.ServerName == "" {
+		cfg.ServerName = "diplip"
+	}
+	opts := &server.Options{
+		ServerName:         cfg.ServerName,
 		Host:               cfg.Host,
 		Port:               port,
 		JetStream:          true,
@@ -70,7 +95,13 @@ func Start(cfg Config) (*Server, error) {
 		NoLog:              true,
 		MaxPayload:         8 << 20, // live results can carry a frame thumbnail
 		JetStreamMaxMemory: 64 << 20,
-	})
+	}
+	if c := cfg.Cluster; c != nil {
+		if err := clusterOptions(opts, *c); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsnode: %w", err)
 	}
@@ -81,6 +112,55 @@ func Start(cfg Config) (*Server, error) {
 	}
 	cfg.Logger.Info("nats started", "component", "natsnode", "url", ns.ClientURL(), "store", cfg.StoreDir)
 	return &Server{ns: ns, cfg: cfg}, nil
+}
+
+// clusterOptions checks c and sets the route options of a clustered server.
+func clusterOptions(opts *server.Options, c ClusterConfig) error {
+	if c.Name == "" {
+		return errors.New("natsnode: Cluster.Name is required for a clustered server")
+	}
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	port := c.Port
+	if port == 0 {
+		port = -1
+	}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: port}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" || (u.Scheme != "nats-route" && u.Scheme != "nats") {
+			return fmt.Errorf("natsnode: cluster route %q: want nats-route://host:port", r)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
+// ClusterURL is the nats-route:// URL peers list in their Cluster.Routes; empty for a
+// server that is not clustered.
+func (s *Server) ClusterURL() string {
+	addr := s.ns.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	return "nats-route://" + addr.String()
+}
+
+// WaitJetStream waits until JetStream can serve requests: on a cluster, once its peers
+// have elected a meta leader (ReadyForConnections does not wait for that).
+func (s *Server) WaitJetStream(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		// Current: it knows the meta leader and has caught up with it (always, alone).
+		if s.ns.JetStreamEnabled() && s.ns.JetStreamIsCurrent() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("natsnode: JetStream of %s not ready after %v (no meta leader among its peers)", s.cfg.ServerName, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ClientURL is the nats:// URL clients in other processes connect to.

@@ -2,6 +2,7 @@ package natsnode_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +97,122 @@ func TestTokenIsRequired(t *testing.T) {
 		t.Fatalf("with the token: %v", err)
 	}
 	nc.Close()
+}
+
+// Three clustered servers keep a bucket with three replicas: with one server down the
+// others still read and write it, and the server comes back on its store and catches up.
+func TestClusterKeepsReplicatedBucketThroughAServerLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type node struct {
+		cfg natsnode.Config
+		s   *natsnode.Server
+	}
+	nodes := make([]*node, 3)
+	var routes []string
+	for i := range nodes {
+		cluster := testkit.FreePort(t)
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", cluster))
+		nodes[i] = &node{cfg: natsnode.Config{StoreDir: t.TempDir(), Port: testkit.FreePort(t), ServerName: fmt.Sprintf("n%d", i),
+			Cluster: &natsnode.ClusterConfig{Name: "diplip-test", Port: cluster}}}
+	}
+	start := func(n *node) {
+		t.Helper()
+		s, err := natsnode.Start(n.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.s = s
+	}
+	for _, n := range nodes {
+		n.cfg.Cluster.Routes = routes
+		start(n)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if n.s != nil {
+				n.s.Shutdown()
+			}
+		}
+	})
+	for _, n := range nodes {
+		if err := n.s.WaitJetStream(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := n.s.ClusterURL(), fmt.Sprintf("nats-route://127.0.0.1:%d", n.cfg.Cluster.Port); got != want {
+			t.Fatalf("ClusterURL %q, want %q", got, want)
+		}
+	}
+	urls := nodes[0].s.ClientURL() + "," + nodes[1].s.ClientURL() + "," + nodes[2].s.ClientURL()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var kv jetstream.KeyValue
+	testkit.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "streams", Storage: jetstream.FileStorage, Replicas: 3})
+		return err
+	})
+	if _, err := kv.Put(ctx, "lobby", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+
+	nodes[1].s.Shutdown()
+	nodes[1].s = nil
+	testkit.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		_, err := kv.Put(ctx, "lobby", []byte("v2"))
+		return err
+	})
+	start(nodes[1])
+	if err := nodes[1].s.WaitJetStream(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted server serves the value written while it was down.
+	nc1, err := nats.Connect(nodes[1].s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc1.Close()
+	js1, _ := jetstream.New(nc1)
+	testkit.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		kv1, err := js1.KeyValue(ctx, "streams")
+		if err != nil {
+			return err
+		}
+		info, err := kv1.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if r := info.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas; r != 3 {
+			return fmt.Errorf("bucket has %d replicas, want 3", r)
+		}
+		e, err := kv1.Get(ctx, "lobby")
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != "v2" {
+			return fmt.Errorf("lobby = %q, want v2", e.Value())
+		}
+		return nil
+	})
+}
+
+func TestClusterConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cluster natsnode.ClusterConfig
+		want    string
+	}{
+		{"no name", natsnode.ClusterConfig{}, "Cluster.Name is required"},
+		{"bad route", natsnode.ClusterConfig{Name: "c", Routes: []string{"http://x:1"}}, `route "http://x:1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := natsnode.Start(natsnode.Config{StoreDir: t.TempDir(), Cluster: &tc.cluster})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
 }

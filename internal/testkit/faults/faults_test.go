@@ -1,0 +1,101 @@
+package faults_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/internal/testkit/cluster"
+	"github.com/diplip/diplip/internal/testkit/faults"
+)
+
+// EnvFaults set to "full" runs TestFaultsFull (go tool task faults).
+const EnvFaults = "DIPLIP_FAULTS"
+
+// binary is the diplip binary under test: DIPLIP_FAULTS_BINARY, else built from this tree.
+func binary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("DIPLIP_FAULTS_BINARY"); b != "" {
+		return b
+	}
+	b, err := cluster.BuildBinary(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func run(t *testing.T, plan faults.Plan) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the fault tests run hosts in network namespaces and need root (CI runs as root)")
+	}
+	plan.Binary = binary(t)
+	plan.Dir = t.TempDir()
+	if d := os.Getenv("DIPLIP_FAULTS_DIR"); d != "" {
+		plan.Dir = filepath.Join(d, t.Name()) // kept after the run, logs in logs/
+	}
+	plan.FunctionDir = filepath.Join("..", "..", "..", "functions", "examples", "yolox-nano")
+	plan.Frame = testkit.Media(t, "messi5.jpg")
+	plan.Logf = t.Logf
+	r, events, err := plan.Run(context.Background())
+	if err != nil {
+		t.Errorf("schedule: %v", err)
+	}
+	_ = events // logged as they are read by Plan.Run
+	t.Log(r.Details())
+	t.Log(r.Line())
+	if f := os.Getenv("DIPLIP_FAULTS_REPORT"); f != "" {
+		if err := os.WriteFile(f, []byte(r.Line()+"\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if r.Acknowledged == 0 {
+		t.Fatal("no frame was acknowledged")
+	}
+	if r.Lost != 0 {
+		t.Errorf("%d acknowledged frames have no result (first: %v); logs in %s", r.Lost, r.LostFrames[:min(10, len(r.LostFrames))], plan.Dir)
+	}
+	if r.ControlPlane != nil {
+		t.Errorf("control plane after the schedule: %v", r.ControlPlane)
+	}
+	if t.Failed() && os.Getenv("DIPLIP_FAULTS_DIR") == "" {
+		t.Logf("the logs go with the test's temp dir; set DIPLIP_FAULTS_DIR=DIR to keep them")
+	}
+}
+
+// The short schedule, part of the suite: a broker SIGKILLed and restarted, a runner
+// SIGKILLed mid-batch, a gateway restarted, while 4 cameras push 5 fps each.
+func TestFaultsShort(t *testing.T) {
+	run(t, faults.Plan{
+		Gateways: 2, Runners: 2, Cameras: 4, FPS: 5, Partitions: 4, Min: 2, Max: 2,
+		Drain: 60 * time.Second,
+		Schedule: faults.Schedule{Name: "short", Length: 50 * time.Second, Steps: []faults.Step{
+			{At: 5 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},
+			{At: 25 * time.Second, Fault: faults.KillRunner, For: 5 * time.Second},
+			{At: 38 * time.Second, Fault: faults.RestartGateway, Target: 1, For: time.Second},
+		}},
+	})
+}
+
+// The whole schedule of issue #14: `go tool task faults` (DIPLIP_FAULTS=full).
+func TestFaultsFull(t *testing.T) {
+	if os.Getenv(EnvFaults) != "full" {
+		t.Skipf("the full fault schedule runs with %s=full (go tool task faults)", EnvFaults)
+	}
+	run(t, faults.Plan{
+		Gateways: 2, Runners: 3, Cameras: 8, FPS: 3, Partitions: 8, Min: 2, Max: 2,
+		Drain: 120 * time.Second,
+		Schedule: faults.Schedule{Name: "full", Length: 215 * time.Second, Steps: []faults.Step{
+			{At: 10 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},
+			{At: 40 * time.Second, Fault: faults.KillNATS, Target: 0, For: 10 * time.Second},
+			{At: 70 * time.Second, Fault: faults.KillRunner, For: 10 * time.Second},
+			{At: 100 * time.Second, Fault: faults.RestartGateway, Target: 1, For: time.Second},
+			{At: 125 * time.Second, Fault: faults.CutRunner, For: 20 * time.Second},
+			{At: 170 * time.Second, Fault: faults.PauseRunner, For: 15 * time.Second},
+		}},
+	})
+}
