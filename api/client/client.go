@@ -220,3 +220,49 @@ func (c *Client) Cameras(ctx context.Context) ([]api.CameraStatus, error) {
 func (c *Client) RemoveCamera(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/cameras/"+url.PathEscape(id), nil, nil)
 }
+
+// UndeployShadow removes the shadow deployment of function on stream; the primary stays.
+func (c *Client) UndeployShadow(ctx context.Context, function, stream string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(function)+"/"+url.PathEscape(stream)+"?role=shadow", nil, nil)
+}
+
+// Promote makes stream's shadow its primary: a rolling update of the primary to the
+// shadow's digest; the shadow deployment is removed.
+func (c *Client) Promote(ctx context.Context, stream string) (api.Deployment, error) {
+	var d api.Deployment
+	return d, c.do(ctx, http.MethodPost, "/v1/streams/"+url.PathEscape(stream)+"/promote", struct{}{}, &d)
+}
+
+// StartReplay starts a replay of a function image over a stream's retained frames.
+func (c *Client) StartReplay(ctx context.Context, req api.ReplayRequest) (api.Replay, error) {
+	var r api.Replay
+	return r, c.do(ctx, http.MethodPost, "/v1/replays", req, &r)
+}
+
+// Replays lists the replays with their progress.
+func (c *Client) Replays(ctx context.Context) ([]api.Replay, error) {
+	var rs []api.Replay
+	return rs, c.do(ctx, http.MethodGet, "/v1/replays", nil, &rs)
+}
+
+// Replay returns one replay with its progress.
+func (c *Client) Replay(ctx context.Context, name string) (api.Replay, error) {
+	var r api.Replay
+	return r, c.do(ctx, http.MethodGet, "/v1/replays/"+url.PathEscape(name), nil, &r)
+}
+
+// RemoveReplay stops a replay and removes it with its results topic and consumer group.
+func (c *Client) RemoveReplay(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/replays/"+url.PathEscape(name), nil, nil)
+}
+
+// Diff compares a candidate's results with the primary's on stream: replay names a
+// replay; empty means the stream's shadow.
+func (c *Client) Diff(ctx context.Context, stream, replay string) (api.Diff, error) {
+	q := url.Values{"shadow": {"1"}}
+	if replay != "" {
+		q = url.Values{"replay": {replay}}
+	}
+	var d api.Diff
+	return d, c.do(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(stream)+"/diff?"+q.Encode(), nil, &d)
+}

@@ -58,11 +58,11 @@ func streamCommand() *cli.Command {
 			},
 			{
 				Name:      "ls",
-				Usage:     "list streams",
+				Usage:     "list streams, with the time window of frames each still holds",
 				UsageText: "diplip stream ls [-o json]\n\nExample:\n   diplip stream ls -o json",
 				Flags:     globalFlags,
 				Action: show((*apiclient.Client).Streams, func(w *tabwriter.Writer, sts []api.StreamStatus) {
-					fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tFRAMES\tLAG\tTOPIC")
+					fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION\tRETENTION\tFRAMES\tWINDOW\tLAG\tTOPIC")
 					for _, s := range sts {
 						ret := "broker default"
 						if s.RetentionMs > 0 {
@@ -75,8 +75,15 @@ func streamCommand() *cli.Command {
 						if len(lags) == 0 {
 							lags = []string{"-"}
 						}
-						fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Frames,
-							strings.Join(lags, ","), s.Topic)
+						window := "-"
+						if !s.FirstFrame.IsZero() {
+							window = s.FirstFrame.Local().Format(time.DateTime) + " → " + s.LastFrame.Local().Format(time.TimeOnly)
+							if s.FirstFrame.YearDay() != s.LastFrame.YearDay() || s.FirstFrame.Year() != s.LastFrame.Year() {
+								window = s.FirstFrame.Local().Format(time.DateTime) + " → " + s.LastFrame.Local().Format(time.DateTime)
+							}
+						}
+						fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Partitions, s.Replication, ret, s.Frames,
+							window, strings.Join(lags, ","), s.Topic)
 					}
 				}),
 			},

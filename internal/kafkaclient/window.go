@@ -1,0 +1,264 @@
+package kafkaclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Window is the span of records a topic still holds.
+type Window struct {
+	// First and Last are the timestamps of the earliest and the latest retained record
+	// (over every partition); zero when the topic holds none.
+	First, Last time.Time
+	// Start and End are each partition's earliest retained offset and end offset.
+	Start, End map[int32]int64
+}
+
+// Empty reports whether the topic holds no record.
+func (w Window) Empty() bool { return w.First.IsZero() }
+
+// RetentionWindow reads the time span a topic still holds: the timestamps of its first
+// and last retained records (a stream's frames carry their ingest time there).
+func (c *Client) RetentionWindow(ctx context.Context, topic string) (Window, error) {
+	start, end, err := c.Offsets(topic)
+	if err != nil {
+		return Window{}, err
+	}
+	w := Window{Start: start, End: end}
+	for p, s := range start {
+		e := end[p]
+		if e <= s {
+			continue
+		}
+		first, err := c.ReadRecord(ctx, topic, p, s)
+		if errors.Is(err, ErrNoRecord) { // deleted by retention between the two reads
+			continue
+		}
+		if err != nil {
+			return w, err
+		}
+		last, err := c.ReadRecord(ctx, topic, p, e-1)
+		if err != nil {
+			return w, err
+		}
+		if w.First.IsZero() || first.Timestamp.Before(w.First) {
+			w.First = first.Timestamp
+		}
+		if last.Timestamp.After(w.Last) {
+			w.Last = last.Timestamp
+		}
+	}
+	return w, nil
+}
+
+// Offsets returns each partition's earliest retained offset and end offset.
+func (c *Client) Offsets(topic string) (start, end map[int32]int64, err error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return nil, nil, err
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	start, end = make(map[int32]int64, len(parts)), make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		if start[p], end[p], err = c.Retained(topic, p); err != nil {
+			return nil, nil, err
+		}
+	}
+	return start, end, nil
+}
+
+// OffsetsAt returns, for each partition, the offset of the first record stored at or after
+// t (offset-for-time), or the end offset where there is none.
+func (c *Client) OffsetsAt(topic string, t time.Time) (map[int32]int64, error) {
+	cl, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		off, err := cl.GetOffset(topic, p, t.UnixMilli())
+		if err != nil {
+			return nil, err
+		}
+		if off < 0 {
+			if off, err = cl.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+				return nil, err
+			}
+		}
+		out[p] = off
+	}
+	return out, nil
+}
+
+// Committed returns the next offset a consumer group reads on each partition of topic:
+// its commit, or the earliest retained offset where it has none (as PartitionLag counts).
+func (c *Client) Committed(group, topic string) (map[int32]int64, error) {
+	admin, err := c.Admin()
+	if err != nil {
+		return nil, err
+	}
+	start, _, err := c.Offsets(topic)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]int32, 0, len(start))
+	for p := range start {
+		parts = append(parts, p)
+	}
+	committed, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(parts))
+	for p, s := range start {
+		out[p] = s
+		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
+			out[p] = max(b.Offset, s)
+		}
+	}
+	return out, nil
+}
+
+// CommitGroupAt commits a consumer group's offsets on topic at exactly offsets (a new
+// group: a shadow or a replay starts where its window does).
+func (c *Client) CommitGroupAt(group, topic string, offsets map[int32]int64) error {
+	cl, err := c.Sarama()
+	if err != nil {
+		return err
+	}
+	om, err := sarama.NewOffsetManagerFromClient(group, cl)
+	if err != nil {
+		return err
+	}
+	defer om.Close()
+	for p, off := range offsets {
+		pom, err := om.ManagePartition(topic, p)
+		if err != nil {
+			return err
+		}
+		pom.MarkOffset(off, "")
+		pom.Close()
+	}
+	om.Commit()
+	return nil
+}
+
+// DeleteGroup deletes a consumer group and its offsets; one that does not exist is not an
+// error. A group with members still connected cannot be deleted (sarama.ErrNonEmptyGroup).
+func (c *Client) DeleteGroup(group string) error {
+	admin, err := c.Admin()
+	if err != nil {
+		return err
+	}
+	err = admin.DeleteConsumerGroup(group)
+	if errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting consumer group %s: %w", group, err)
+	}
+	return nil
+}
+
+// GroupExists reports whether Kafka knows a consumer group.
+func (c *Client) GroupExists(group string) (bool, error) {
+	admin, err := c.Admin()
+	if err != nil {
+		return false, err
+	}
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		return false, err
+	}
+	_, ok := groups[group]
+	return ok, nil
+}
+
+// TopicExists reports whether a topic exists.
+func (c *Client) TopicExists(topic string) (bool, error) {
+	admin, err := c.Admin()
+	if err != nil {
+		return false, err
+	}
+	topics, err := admin.ListTopics()
+	if err != nil {
+		return false, err
+	}
+	_, ok := topics[topic]
+	return ok, nil
+}
+
+// ErrTooManyRecords is returned by ReadTopic when a topic holds more records than asked.
+var ErrTooManyRecords = errors.New("too many records")
+
+// ReadTopic calls fn with every record topic holds now (from each partition's earliest
+// retained offset to its end offset when the call starts), partition by partition. It
+// stops with ErrTooManyRecords beyond limit records (limit ≤ 0: no limit).
+func (c *Client) ReadTopic(ctx context.Context, topic string, limit int64, fn func(*sarama.ConsumerMessage) error) error {
+	cl, err := c.Sarama()
+	if err != nil {
+		return err
+	}
+	start, end, err := c.Offsets(topic)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for p, s := range start {
+		total += end[p] - s
+	}
+	if limit > 0 && total > limit {
+		return fmt.Errorf("%w: %s holds %d records, more than the %d read at once", ErrTooManyRecords, topic, total, limit)
+	}
+	consumer, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	for p, s := range start {
+		e := end[p]
+		if e <= s {
+			continue
+		}
+		if err := readPartition(ctx, consumer, topic, p, s, e, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from, end int64, fn func(*sarama.ConsumerMessage) error) error {
+	pc, err := consumer.ConsumePartition(topic, p, from)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	idle := time.NewTimer(10 * time.Second)
+	defer idle.Stop()
+	for off := from; off < end; {
+		select {
+		case m := <-pc.Messages():
+			off = m.Offset + 1
+			if err := fn(m); err != nil {
+				return err
+			}
+			idle.Reset(10 * time.Second)
+		case <-idle.C:
+			return nil // a compacted or deleted range: what was there has been read
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
