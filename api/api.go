@@ -47,6 +47,10 @@ type StreamStatus struct {
 	Frames int64 `json:"frames"`
 	// Lag is each deployment's consumer lag on the stream, by deployment key.
 	Lag map[string]int64 `json:"lag"`
+	// FirstFrame and LastFrame are the times of the earliest and the latest frame the
+	// stream still holds (its retention window); absent when it holds none.
+	FirstFrame time.Time `json:"first_frame,omitzero"`
+	LastFrame  time.Time `json:"last_frame,omitzero"`
 	// Error says why Frames and Lag are missing (Kafka unreachable).
 	Error string `json:"error,omitempty"`
 }
@@ -83,27 +87,149 @@ type DeployRequest struct {
 	// (RFC 3339); without it a replay starts at the earliest retained frame. A new live
 	// deployment starts at the stream's end.
 	From string `json:"from,omitempty"`
+	// Track turns on the tracker stage (track ids, zone counts) with the spec's `track:`
+	// parameters or the defaults; a spec with `track:` tracks without it.
+	Track bool `json:"track,omitempty"`
+	// Shadow deploys the image as the stream's shadow: next to the primary deployment of
+	// the same function, in a consumer group of its own, with its results on the stream's
+	// shadow results topic. The primary is not touched.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // Deployment runs a function on a stream; deploying a new image to the same pair is a
 // rolling update (Generation counts them).
 type Deployment struct {
-	Function   string    `json:"function"`
-	Stream     string    `json:"stream"`
-	Digest     string    `json:"digest"`
-	Min        int       `json:"min"`
-	Max        int       `json:"max"`
-	Batch      int       `json:"batch"`
-	Lanes      int       `json:"lanes,omitempty"`
-	Device     string    `json:"device"`
-	Policy     string    `json:"policy"`
-	MaxAge     string    `json:"max_age,omitempty"`
+	Function string `json:"function"`
+	Stream   string `json:"stream"`
+	Digest   string `json:"digest"`
+	Min      int    `json:"min"`
+	Max      int    `json:"max"`
+	Batch    int    `json:"batch"`
+	Lanes    int    `json:"lanes,omitempty"`
+	Track    bool   `json:"track,omitempty"` // the tracker stage runs (track ids, zone counts)
+	Device   string `json:"device"`
+	Policy   string `json:"policy"`
+	MaxAge   string `json:"max_age,omitempty"`
+	// Role is "primary", "shadow" or "replay".
+	Role string `json:"role"`
+	// Replay is a replay deployment's name.
+	Replay     string    `json:"replay,omitempty"`
 	Updated    time.Time `json:"updated"`
 	Generation int       `json:"generation"`
 }
 
-// Key is the deployment's key, FUNCTION.STREAM, as /v1/resources and lag maps use it.
-func (d Deployment) Key() string { return wire.DeploymentKey(d.Function, d.Stream) }
+// Key is the deployment's key, as /v1/resources and lag maps use it: FUNCTION.STREAM for
+// a primary, FUNCTION.STREAM.shadow, FUNCTION.STREAM.replay.NAME.
+func (d Deployment) Key() string {
+	var info *wire.ReplayInfo
+	if d.Replay != "" {
+		info = &wire.ReplayInfo{Name: d.Replay}
+	}
+	role := wire.Role(d.Role)
+	if role == "primary" {
+		role = wire.RolePrimary
+	}
+	return wire.Deployment{Function: d.Function, Stream: d.Stream, Role: role, Replay: info}.Key()
+}
+
+// ReplayRequest is the body of POST /v1/replays: run a function image over the frames a
+// stream still holds, in a window.
+type ReplayRequest struct {
+	Stream   string `json:"stream"`
+	Ref      string `json:"ref"` // a function image; its tag is resolved to a digest now
+	Insecure bool   `json:"insecure,omitempty"`
+	// Name names the replay and its results topic; default FUNCTION-MMDD-HHMMSS.
+	Name string `json:"name,omitempty"`
+	// From and To bound the window (RFC 3339): default the earliest retained frame and
+	// the stream's end when the replay starts.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// Cameras, when not empty, limits the replay to these cameras' frames.
+	Cameras []string `json:"cameras,omitempty"`
+	Max     int      `json:"max,omitempty"` // most runners; default 1
+	Batch   int      `json:"batch,omitempty"`
+	Lanes   int      `json:"lanes,omitempty"`
+	Device  string   `json:"device,omitempty"`
+}
+
+// Replay is a replay and its progress.
+type Replay struct {
+	Name         string    `json:"name"`
+	Stream       string    `json:"stream"`
+	Function     string    `json:"function"`
+	Digest       string    `json:"digest"`
+	ResultsTopic string    `json:"results_topic"`
+	Group        string    `json:"group"`
+	From         time.Time `json:"from,omitzero"`
+	To           time.Time `json:"to,omitzero"`
+	Cameras      []string  `json:"cameras,omitempty"`
+	Max          int       `json:"max"`
+	// Total is how many frames the window holds; Processed how many of them the replay's
+	// group has committed (results written, or skipped for another camera).
+	Total     int64 `json:"total"`
+	Processed int64 `json:"processed"`
+	// State is running or done.
+	State    string    `json:"state"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Error says why Processed is missing (Kafka unreachable).
+	Error string `json:"error,omitempty"`
+}
+
+// Replay states.
+const (
+	ReplayRunning = "running"
+	ReplayDone    = "done"
+)
+
+// Diff is the answer of GET /v1/streams/{stream}/diff: a candidate's results (a shadow or
+// a replay) compared frame by frame with the primary's.
+type Diff struct {
+	Stream    string   `json:"stream"`
+	Primary   DiffSide `json:"primary"`
+	Candidate DiffSide `json:"candidate"`
+	// IoU is the threshold at which two detections of the same class match.
+	IoU float64 `json:"iou"`
+	// Frames both sides have; frames only one side has.
+	Frames        int `json:"frames"`
+	OnlyPrimary   int `json:"only_primary"`
+	OnlyCandidate int `json:"only_candidate"`
+	// Classes holds the scores per class; Overall over every class.
+	Classes []DiffClass `json:"classes"`
+	Overall DiffClass   `json:"overall"`
+}
+
+// DiffSide is one side of a diff.
+type DiffSide struct {
+	Kind     string   `json:"kind"` // primary, shadow or replay
+	Name     string   `json:"name,omitempty"`
+	Function string   `json:"function"`
+	Digests  []string `json:"digests"`
+	Topic    string   `json:"topic"`
+	// Results read from the topic for the compared window, ok ones only.
+	Results int `json:"results"`
+	// LatencyP50Ms and LatencyP99Ms are over the frames both sides have: end to end
+	// (capture to result) for a shadow diff, decode + preprocess + inference for a replay
+	// diff (a replayed frame's end to end is mostly its age).
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+}
+
+// DiffClass is the candidate's score against the primary for one class (ClassID -1 and
+// label "all": every class).
+type DiffClass struct {
+	ClassID   int     `json:"class_id"`
+	Label     string  `json:"label"`
+	Primary   int     `json:"primary"`
+	Candidate int     `json:"candidate"`
+	Matched   int     `json:"matched"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+	MeanIoU   float64 `json:"mean_iou"`
+	// CountDelta is Candidate - Primary.
+	CountDelta int `json:"count_delta"`
+}
 
 // CameraRequest is the body of POST /v1/cameras.
 type CameraRequest struct {

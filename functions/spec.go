@@ -37,6 +37,20 @@ type Spec struct {
 	Output    Output    `yaml:"output" json:"output"`
 	Batch     Batch     `yaml:"batch" json:"batch"`
 	Resources Resources `yaml:"resources" json:"resources"`
+	// Track, when present, tracks the detections of each camera across frames (track ids,
+	// line and area counts); a deployment turns it on with `fn deploy --track` otherwise.
+	Track *Track `yaml:"track,omitempty" json:"track,omitempty"`
+}
+
+// Track holds the tracker's parameters; zero values take its defaults (high_thresh 0.5,
+// low_thresh 0.1, match_iou 0.3, max_lost 30 frames, per class, idle_timeout 30s).
+type Track struct {
+	HighThresh    float32  `yaml:"high_thresh,omitempty" json:"high_thresh,omitempty"`
+	LowThresh     float32  `yaml:"low_thresh,omitempty" json:"low_thresh,omitempty"`
+	MatchIoU      float32  `yaml:"match_iou,omitempty" json:"match_iou,omitempty"`
+	MaxLost       int      `yaml:"max_lost,omitempty" json:"max_lost,omitempty"`
+	ClassAgnostic bool     `yaml:"class_agnostic,omitempty" json:"class_agnostic,omitempty"`
+	IdleTimeout   Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
 }
 
 // Input describes the model's image input and how a frame becomes that tensor.
@@ -293,6 +307,22 @@ func (s *Spec) Validate() error {
 	oneOf("resources.device", s.Resources.Device, "cpu", "gpu", "any")
 	if s.Resources.MemoryMB < 0 {
 		bad("resources.memory_mb", "%d: want ≥ 0", s.Resources.MemoryMB)
+	}
+	if t := s.Track; t != nil {
+		for _, v := range []struct {
+			name string
+			v    float32
+		}{{"track.high_thresh", t.HighThresh}, {"track.low_thresh", t.LowThresh}, {"track.match_iou", t.MatchIoU}} {
+			if v.v < 0 || v.v > 1 {
+				bad(v.name, "%v: want 0 (the default) to 1", v.v)
+			}
+		}
+		if t.MaxLost < 0 || t.MaxLost > 100_000 {
+			bad("track.max_lost", "%d: want 0 (the default, 30) to 100000 frames", t.MaxLost)
+		}
+		if t.IdleTimeout < 0 {
+			bad("track.idle_timeout", "%v: want ≥ 0", time.Duration(t.IdleTimeout))
+		}
 	}
 	if s.Resources.Lanes < 0 || s.Resources.Lanes > 64 {
 		bad("resources.lanes", "%d: want 0 (the runner's default) to 64", s.Resources.Lanes)

@@ -18,6 +18,7 @@ import (
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
 )
@@ -122,6 +123,12 @@ func (s *Server) routes() {
 	v1.HandleFunc("POST /v1/cameras", s.handler(s.addCamera))
 	v1.HandleFunc("DELETE /v1/cameras/{id}", s.handler(s.removeCamera))
 	v1.HandleFunc("GET /v1/streams/{stream}/results", s.handler(s.results))
+	v1.HandleFunc("GET /v1/streams/{stream}/diff", s.handler(s.diff))
+	v1.HandleFunc("POST /v1/streams/{stream}/promote", s.handler(s.promote))
+	v1.HandleFunc("GET /v1/replays", s.handler(s.listReplays))
+	v1.HandleFunc("POST /v1/replays", s.handler(s.startReplay))
+	v1.HandleFunc("GET /v1/replays/{name}", s.handler(s.getReplay))
+	v1.HandleFunc("DELETE /v1/replays/{name}", s.handler(s.removeReplay))
 	v1.HandleFunc("/v1/", s.handler(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -209,10 +216,19 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	for _, d := range deps {
-		if d.Stream == st.Name {
-			return errorf(http.StatusConflict, "stream %q has deployment %s; remove it first with: diplip fn undeploy %s --stream %s",
+		if d.Stream != st.Name {
+			continue
+		}
+		switch d.Role {
+		case wire.RoleReplay:
+			return errorf(http.StatusConflict, "stream %q has deployment %s (a replay); remove it first with: diplip replay rm %s",
+				st.Name, d.Key(), d.ReplayName())
+		case wire.RoleShadow:
+			return errorf(http.StatusConflict, "stream %q has deployment %s (a shadow); remove it first with: diplip fn undeploy %s --stream %s --shadow",
 				st.Name, d.Key(), d.Function, d.Stream)
 		}
+		return errorf(http.StatusConflict, "stream %q has deployment %s; remove it first with: diplip fn undeploy %s --stream %s",
+			st.Name, d.Key(), d.Function, d.Stream)
 	}
 	cams, err := s.cfg.Store.Cameras(r.Context())
 	if err != nil {
@@ -225,7 +241,8 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The record goes last: while a topic deletion fails, the stream stays listed and the
 	// delete can be retried.
-	if err := s.cfg.Kafka.DeleteTopics(st.Topic, st.ResultsTopic); err != nil {
+	// A shadow's results topic outlives its shadow (see docs/replay.md); it goes with the stream.
+	if err := s.cfg.Kafka.DeleteTopics(st.Topic, st.ResultsTopic, wire.ShadowResultsTopic(st.Name)); err != nil {
 		return errorf(http.StatusBadGateway, "kafka: %v", err)
 	}
 	if err := s.cfg.Store.DeleteStream(r.Context(), st.Name); err != nil {
@@ -254,8 +271,14 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		out[i].Frames = n
+		if n > 0 {
+			if w, err := s.cfg.Kafka.RetentionWindow(r.Context(), st.Topic); err == nil {
+				out[i].FirstFrame, out[i].LastFrame = w.First, w.Last
+			}
+		}
 		for _, d := range deps {
-			if d.Stream == st.Name {
+			// A replay's lag is what is left of its window, not of the stream: replay ls shows it.
+			if d.Stream == st.Name && d.Role != wire.RoleReplay {
 				if lag, err := s.cfg.Kafka.Lag(d.Group(), st.Topic); err == nil {
 					out[i].Lag[d.Key()] = lag
 				}
@@ -352,64 +375,24 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if req.Ref == "" {
 		return errorf(http.StatusBadRequest, "ref: required (a function image, e.g. 127.0.0.1:8080/fn/yolox-nano:v1)")
 	}
-	if _, err := s.stream(r.Context(), req.Stream); err != nil {
+	st, err := s.stream(r.Context(), req.Stream)
+	if err != nil {
 		return err
 	}
 	fn, err := s.resolveFunction(r.Context(), req.Ref, req.Insecure)
 	if err != nil {
 		return err
 	}
+	if req.Shadow {
+		return s.deployShadow(w, r, req, st, fn)
+	}
 	var spec functions.Spec
 	if err := json.Unmarshal(fn.Spec, &spec); err != nil {
 		return err
 	}
-	d := wire.Deployment{
-		Function: fn.Name, Stream: req.Stream, Digest: fn.Digest, Min: req.Min, Max: req.Max,
-		Batch: req.Batch, Device: wire.Device(req.Device), Policy: wire.Policy(req.Policy), Updated: time.Now().UTC(),
-	}
-	if d.Max == 0 {
-		d.Max = max(1, d.Min)
-	}
-	if d.Batch == 0 {
-		d.Batch = spec.Batch.Max
-	}
-	d.Lanes = req.Lanes
-	if d.Lanes == 0 {
-		d.Lanes = spec.Resources.Lanes
-	}
-	if d.Policy == "" {
-		d.Policy = wire.PolicyLive
-	}
-	switch {
-	case d.Device == "" && spec.Resources.Device == "gpu":
-		d.Device = wire.CUDA(0)
-	case d.Device == "":
-		d.Device = wire.Device(spec.Resources.Device)
-	case spec.Resources.Device == "cpu" && d.Device != "cpu" && d.Device != "any":
-		return errorf(http.StatusBadRequest, "device %s: function %s declares resources.device: cpu", d.Device, fn.Name)
-	case spec.Resources.Device == "gpu" && d.Device == "cpu":
-		return errorf(http.StatusBadRequest, "device cpu: function %s declares resources.device: gpu", fn.Name)
-	}
-	if req.MaxAge != "" {
-		v, err := time.ParseDuration(req.MaxAge)
-		if err != nil {
-			return errorf(http.StatusBadRequest, "max_age %q: want a duration like 2s", req.MaxAge)
-		}
-		d.MaxAge = wire.Duration(v)
-	} else if d.Policy == wire.PolicyLive {
-		d.MaxAge = wire.Duration(DefaultMaxAge)
-	}
-	var from time.Time
-	if req.From != "" {
-		if from, err = time.Parse(time.RFC3339, req.From); err != nil {
-			return errorf(http.StatusBadRequest, "from %q: want an RFC 3339 time like 2026-11-26T10:00:00Z", req.From)
-		}
-		if d.Policy != wire.PolicyReplay {
-			return errorf(http.StatusBadRequest, "from: only a replay deployment starts at a time (add policy replay)")
-		}
-	}
-	if err := d.Validate(); err != nil {
-		return errorf(http.StatusBadRequest, "%v", err)
+	d, from, err := deploymentFor(req, fn, spec)
+	if err != nil {
+		return err
 	}
 	if err := s.cfg.Store.PutFunction(r.Context(), fn); err != nil {
 		return err
@@ -422,7 +405,6 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 		// Where a new deployment starts: live at the stream's end (not its retained past),
 		// replay at --from or the earliest retained frame. A group that already committed
 		// (an earlier deployment of the pair) keeps its place.
-		st, _ := s.stream(r.Context(), stored.Stream)
 		var err error
 		switch {
 		case stored.Policy == wire.PolicyLive:
@@ -443,8 +425,90 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// deploymentFor checks a deploy request against the function's spec and fills the
+// defaults; from is the replay policy's start time (zero: none given).
+func deploymentFor(req api.DeployRequest, fn wire.Function, spec functions.Spec) (d wire.Deployment, from time.Time, err error) {
+	d = wire.Deployment{
+		Function: fn.Name, Stream: req.Stream, Digest: fn.Digest, Min: req.Min, Max: req.Max,
+		Batch: req.Batch, Device: wire.Device(req.Device), Policy: wire.Policy(req.Policy), Updated: time.Now().UTC(),
+	}
+	if d.Max == 0 {
+		d.Max = max(1, d.Min)
+	}
+	if d.Batch == 0 {
+		d.Batch = spec.Batch.Max
+	}
+	d.Lanes = req.Lanes
+	if d.Lanes == 0 {
+		d.Lanes = spec.Resources.Lanes
+	}
+	switch t := spec.Track; {
+	case t != nil:
+		d.Track = &wire.TrackParams{HighThresh: t.HighThresh, LowThresh: t.LowThresh, MatchIoU: t.MatchIoU,
+			MaxLost: t.MaxLost, ClassAgnostic: t.ClassAgnostic, IdleTimeout: wire.Duration(t.IdleTimeout)}
+	case req.Track:
+		d.Track = &wire.TrackParams{}
+	}
+	if d.Policy == "" {
+		d.Policy = wire.PolicyLive
+	}
+	switch {
+	case d.Device == "" && spec.Resources.Device == "gpu":
+		d.Device = wire.CUDA(0)
+	case d.Device == "":
+		d.Device = wire.Device(spec.Resources.Device)
+	case spec.Resources.Device == "cpu" && d.Device != "cpu" && d.Device != "any":
+		return d, from, errorf(http.StatusBadRequest, "device %s: function %s declares resources.device: cpu", d.Device, fn.Name)
+	case spec.Resources.Device == "gpu" && d.Device == "cpu":
+		return d, from, errorf(http.StatusBadRequest, "device cpu: function %s declares resources.device: gpu", fn.Name)
+	}
+	if req.MaxAge != "" {
+		v, err := time.ParseDuration(req.MaxAge)
+		if err != nil {
+			return d, from, errorf(http.StatusBadRequest, "max_age %q: want a duration like 2s", req.MaxAge)
+		}
+		d.MaxAge = wire.Duration(v)
+	} else if d.Policy == wire.PolicyLive {
+		d.MaxAge = wire.Duration(DefaultMaxAge)
+	}
+	if req.From != "" {
+		if from, err = time.Parse(time.RFC3339, req.From); err != nil {
+			return d, from, errorf(http.StatusBadRequest, "from %q: want an RFC 3339 time like 2026-11-26T10:00:00Z", req.From)
+		}
+		if d.Policy != wire.PolicyReplay {
+			return d, from, errorf(http.StatusBadRequest, "from: only a replay deployment starts at a time (add policy replay)")
+		}
+	}
+	if err := d.Validate(); err != nil {
+		return d, from, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return d, from, nil
+}
+
 func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 	fn, st := r.PathValue("function"), r.PathValue("stream")
+	switch role := r.URL.Query().Get("role"); role {
+	case "shadow":
+		// Only the shadow goes; its results topic stays (until stream rm), and its group
+		// is reset when a shadow is deployed again.
+		err := s.cfg.Store.DeleteDeploymentKey(r.Context(), wire.ShadowKey(fn, st))
+		if errors.Is(err, controlplane.ErrNotFound) {
+			return errorf(http.StatusNotFound, "function %q has no shadow on stream %q (see: diplip fn ls)", fn, st)
+		}
+		if err != nil {
+			return err
+		}
+		metrics.ForgetShadow(st)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case "", "primary":
+	default:
+		return errorf(http.StatusBadRequest, "role %q: want primary or shadow (a replay is removed with: diplip replay rm NAME)", role)
+	}
+	if sh, err := s.cfg.Store.DeploymentByKey(r.Context(), wire.ShadowKey(fn, st)); err == nil {
+		return errorf(http.StatusConflict, "function %q has a shadow on stream %q (%s); promote it (diplip fn promote %s) or remove it first (diplip fn undeploy %s --stream %s --shadow)",
+			fn, st, sh.Digest, st, fn, st)
+	}
 	err := s.cfg.Store.DeleteDeployment(r.Context(), fn, st)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(http.StatusNotFound, "function %q is not deployed on stream %q (see: diplip fn ls)", fn, st)

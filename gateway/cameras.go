@@ -195,12 +195,25 @@ func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	s.cams.ops.Lock()
 	defer s.cams.ops.Unlock()
+	recs, err := s.cfg.Store.Cameras(r.Context())
+	if err != nil {
+		return err
+	}
+	var stream string
+	for _, c := range recs {
+		if c.ID == id {
+			stream = c.Stream
+		}
+	}
 	if err := s.cfg.Store.DeleteCamera(r.Context(), id); errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(http.StatusNotFound, "camera %q not found (see: diplip camera ls)", id)
 	} else if err != nil {
 		return err
 	}
 	s.cams.stop(id)
+	if stream != "" { // its tracks and counts go with it
+		s.forgetTrackerState(r.Context(), stream, id)
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/diplip/diplip/api"
+	"github.com/diplip/diplip/functions/compare"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/scaler"
@@ -22,11 +24,43 @@ func apiFunction(f wire.Function) api.Function {
 
 func apiDeployment(d wire.Deployment) api.Deployment {
 	out := api.Deployment{Function: d.Function, Stream: d.Stream, Digest: d.Digest, Min: d.Min, Max: d.Max,
-		Batch: d.Batch, Lanes: d.Lanes, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
+		Batch: d.Batch, Lanes: d.Lanes, Track: d.Track != nil, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
 	if d.MaxAge > 0 {
 		out.MaxAge = time.Duration(d.MaxAge).String()
 	}
+	out.Role = string(d.Role)
+	if d.Role == wire.RolePrimary {
+		out.Role = "primary"
+	}
+	out.Replay = d.ReplayName()
 	return out
+}
+
+// apiReplay converts a replay deployment; processed is how many of its frames its group
+// has committed (-1: unknown).
+func apiReplay(d wire.Deployment, st wire.Stream, processed int64) api.Replay {
+	r := api.Replay{Name: d.ReplayName(), Stream: d.Stream, Function: d.Function, Digest: d.Digest,
+		ResultsTopic: d.ResultsTopic(st), Group: d.Group(), Cameras: d.Cameras, Max: d.Max, Processed: processed,
+		State: api.ReplayRunning}
+	if info := d.Replay; info != nil {
+		r.From, r.To, r.Total, r.Created, r.Finished = info.From, info.To, info.Total, info.Created, info.Finished
+		if info.Done {
+			r.State, r.Processed = api.ReplayDone, info.Total
+		}
+	}
+	return r
+}
+
+func apiDiffClass(c compare.ClassStats) api.DiffClass {
+	label := c.Label
+	switch {
+	case c.Class < 0:
+		label = "all"
+	case label == "":
+		label = fmt.Sprintf("class %d", c.Class)
+	}
+	return api.DiffClass{ClassID: c.Class, Label: label, Primary: c.Primary, Candidate: c.Candidate, Matched: c.Matched,
+		Precision: c.Precision, Recall: c.Recall, F1: c.F1, MeanIoU: c.MeanIoU, CountDelta: c.CountDelta}
 }
 
 func apiCamera(c wire.Camera) api.Camera {

@@ -39,6 +39,8 @@ type Config struct {
 	// Streams is the local view of the stream records that ingest resolves topics with;
 	// its owner runs it. Required.
 	Streams *controlplane.StreamView
+	// Zones holds the counting zones of tracking deployments; nil: /v1/zones answers 501.
+	Zones *controlplane.Zones
 	// Registry, when not nil, is served under /v2/.
 	Registry http.Handler
 	// Token, when set, is required on /v1/, /v2/ and /metrics (bearer, or basic auth password).
@@ -105,6 +107,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.push = push
 	s.routes()
+	s.zoneRoutes()
 	s.guarded = s.guard(s.mux)
 	return s, nil
 }

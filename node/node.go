@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -63,6 +64,9 @@ type Config struct {
 	// AllowedHosts and AllowedOrigins widen the gateway's Host and Origin checks (see
 	// gateway.Config).
 	AllowedHosts, AllowedOrigins []string
+	// ControlPlaneReplicas is the JetStream replicas of the control-plane buckets on a NATS
+	// cluster (3 survives a server's loss); 0: buckets that exist keep theirs, new ones 1.
+	ControlPlaneReplicas int
 	// InsecureNoToken lets a listener that other machines can reach run without a token.
 	InsecureNoToken bool
 	Logger          *slog.Logger
@@ -199,6 +203,7 @@ func (n *Node) Run(ctx context.Context) error {
 	view := n.gateway.Streams()
 	g.Go(func() error { return view.Run(gctx) })
 	g.Go(func() error { return n.scaler.Run(gctx) })
+	g.Go(func() error { return n.gateway.RunShadowDiffs(gctx, 15*time.Second) })
 	if n.kafka != nil {
 		// The managed broker comes back by itself after a crash, or the node stops with why.
 		g.Go(func() error { return n.kafka.Supervise(gctx, 0, 5) })
@@ -240,7 +245,11 @@ func (n *Node) start(ctx context.Context) (err error) {
 		n.brokers = n.kafka.Addrs()
 	}
 	n.client = kafkaclient.New(n.brokers, "diplip-gateway")
-	store, err := controlplane.Open(ctx, n.nc)
+	store, err := controlplane.OpenWith(ctx, n.nc, controlplane.Options{Replicas: n.cfg.ControlPlaneReplicas})
+	if err != nil {
+		return err
+	}
+	zones, err := controlplane.OpenZones(ctx, n.nc)
 	if err != nil {
 		return err
 	}
@@ -254,12 +263,18 @@ func (n *Node) start(ctx context.Context) (err error) {
 		}
 		driver = n.driver
 	}
-	if n.scaler, err = scaler.New(scaler.Config{Store: store, NATS: n.nc, Kafka: n.client, Driver: driver,
+	// One scaler acts per control plane: with several gateways (diplip gateway on other
+	// machines) the lease decides which; a lapsed holder is replaced within its TTL.
+	lease, err := controlplane.OpenLease(ctx, n.nc, "scaler", fmt.Sprintf("%s-%d", n.Addr(), os.Getpid()), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	if n.scaler, err = scaler.New(scaler.Config{Store: store, NATS: n.nc, Kafka: n.client, Driver: driver, Lease: lease,
 		IdleTimeout: n.cfg.IdleTimeout, Registry: n.Addr(), Logger: n.log}); err != nil {
 		return err
 	}
 	n.gateway, err = gateway.NewServer(gateway.Config{
-		Kafka: n.client, NATS: n.nc, Store: store, Streams: store.NewStreamView(), Registry: n.registry,
+		Kafka: n.client, NATS: n.nc, Store: store, Streams: store.NewStreamView(), Zones: zones, Registry: n.registry,
 		Token: n.cfg.Token, Logger: n.log, Scaler: n.scaler, OpenSource: n.cfg.OpenSource, Sources: n.cfg.CameraSources,
 		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
 		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(registry.SelfKeychain(n.ln.Addr().String(), n.cfg.Token))},

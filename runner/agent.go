@@ -46,6 +46,14 @@ func NvidiaGPUs() []wire.GPU {
 	return gpus
 }
 
+// errPermanent marks activation errors that a retry would meet again.
+var errPermanent = errors.New("activation failed")
+
+// ErrDeviceUnavailable is wrapped by a LoadFunc's error when the device cannot be used
+// here (no such GPU, no CUDA provider, missing CUDA libraries): a deployment that asked
+// for "any" device falls back to the CPU; one that named the device fails with the reason.
+var ErrDeviceUnavailable = errors.New("device unavailable")
+
 // LoadFunc loads the function in dir for device, returning the model, whether it runs a
 // batch in one run, and a way to free it. functions/onnx provides it; it is a parameter so
 // this package stays free of cgo.
@@ -68,6 +76,9 @@ type AgentConfig struct {
 	// Lanes is how many inferences a worker runs at once (see WorkerConfig.Lanes), unless
 	// the deployment says. Default 1.
 	Lanes int
+	// Zones are the cameras' counting zones for deployments that track (a
+	// controlplane.ZoneView the caller runs); nil: no zones.
+	Zones ZoneSource
 	// MetricsURL is where this runner serves /metrics, announced in heartbeats.
 	MetricsURL string
 	// Interval between heartbeats. Default 1s.
@@ -217,7 +228,7 @@ func (a *Agent) onActivate(ctx context.Context, m *nats.Msg) {
 	a.mu.Unlock()
 	if err != nil {
 		a.log.Error("activation failed", "deployment", act.Deployment.Key(), "err", err)
-		respond(m, wire.Reply{Error: err.Error()})
+		respond(m, wire.Reply{Error: err.Error(), Permanent: errors.Is(err, errPermanent)})
 		a.beat()
 		return
 	}
@@ -276,8 +287,14 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 		lanes = act.Deployment.Lanes
 	}
 	model, batched, free, err := a.cfg.Load(dir, device, lanes)
-	if err != nil {
-		return fmt.Errorf("loading %s on %s: %w", spec.Name, device, err)
+	if anyDevice := act.Deployment.Device == wire.DeviceAny || act.Deployment.Device == ""; err != nil && anyDevice &&
+		device != wire.DeviceCPU && errors.Is(err, ErrDeviceUnavailable) {
+		a.log.Warn("the GPU cannot be used; the deployment allows any device, so it runs on the CPU", "device", device, "err", err)
+		device = wire.DeviceCPU
+		model, batched, free, err = a.cfg.Load(dir, device, lanes)
+	}
+	if err != nil { // the same image on the same device fails the same way next time
+		return fmt.Errorf("%w: loading %s on %s: %w", errPermanent, spec.Name, device, err)
 	}
 	if lctx.Err() != nil { // deactivated (or stopped) while loading
 		_ = free()
@@ -289,7 +306,7 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 	}
 	kc := a.kafkaClient(act.Brokers)
 	w, err := NewWorker(WorkerConfig{Kafka: kc, Deployment: act.Deployment, Stream: act.Stream, Model: model,
-		Lanes: lanes, MaxDelay: maxDelay, NATS: a.cfg.NATS, Logger: a.cfg.Logger})
+		Lanes: lanes, MaxDelay: maxDelay, Zones: a.cfg.Zones, NATS: a.cfg.NATS, Logger: a.cfg.Logger})
 	if err != nil {
 		_ = free()
 		return err

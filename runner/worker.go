@@ -22,7 +22,7 @@ import (
 	"github.com/diplip/diplip/internal/wire"
 )
 
-// Model runs a function on a batch of encoded frames. functions/onnx.Function is the real
+// Model runs a function on a batch of encoded frames. functions/pipeline.Function is the real
 // one; bench uses a simulated accelerator with a fixed service time. Run is called from
 // WorkerConfig.Lanes goroutines at once. A frame it cannot use (a corrupt JPEG) gets
 // FrameResult.Err; the error return means the model or its device failed for the batch.
@@ -50,6 +50,8 @@ type WorkerConfig struct {
 	// RetryBackoff is the first wait before a failed model run is retried; it doubles up
 	// to 30 s. Default 1s.
 	RetryBackoff time.Duration
+	// Zones are the cameras' counting zones, for a deployment that tracks.
+	Zones ZoneSource
 	// NATS, when not nil, receives every result live on wire.ResultSubject.
 	NATS   *nats.Conn
 	Logger *slog.Logger
@@ -95,7 +97,8 @@ type Worker struct {
 	unhealthyWhy string // set after UnhealthyAfter consecutive failures
 
 	in       chan *item
-	inFlight chan struct{} // a slot per result handed to Kafka and not yet acknowledged
+	inFlight chan struct{} // a slot per record handed to Kafka and not yet acknowledged
+	tracking *tracking     // the tracker stage; nil when the deployment does not track
 	trackMu  sync.Mutex
 	tracks   map[trackKey]*partitionTrack
 }
@@ -108,7 +111,16 @@ type item struct {
 	result  wire.Result
 	payload []byte
 	acked   bool
-	givenUp bool // its model run was given up at shutdown: no result, redelivered later
+	givenUp bool         // its model run was given up at shutdown: no result, redelivered later
+	skip    bool         // outside the deployment's cameras or window: committed without a result
+	state   []byte       // the camera's tracker checkpoint, written with the result
+	pending atomic.Int32 // records handed to Kafka and not yet acknowledged (result, state)
+}
+
+// outMsg is a record handed to the producer for an item: its result or its checkpoint.
+type outMsg struct {
+	it    *item
+	state bool
 }
 
 // batch is a numbered group of items; lanes finish them in any order, the sequencer
@@ -135,7 +147,15 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var tr *tracking
+	if cfg.Deployment.Track != nil {
+		var err error
+		if tr, err = newTracking(cfg.Deployment, cfg.Zones, cfg.Logger.With("component", "tracker")); err != nil {
+			return nil, err
+		}
+	}
 	return &Worker{
+		tracking: tr,
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key()),
 		in:       make(chan *item, 2*cfg.Deployment.Batch*cfg.Lanes),
@@ -154,6 +174,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	client, err := w.cfg.Kafka.Sarama()
 	if err != nil {
 		return fmt.Errorf("runner: %w", err)
+	}
+	if w.tracking != nil {
+		if err := w.cfg.Kafka.EnsureCompactedTopic(wire.StateTopic(w.cfg.Deployment), w.cfg.Stream.Partitions); err != nil {
+			return fmt.Errorf("runner: tracker state topic: %w", err)
+		}
 	}
 	group, err := sarama.NewConsumerGroupFromClient(w.cfg.Deployment.Group(), client)
 	if err != nil {
@@ -230,6 +255,13 @@ func (w *Worker) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // every record it fed is finished, so that its offsets are marked before the partition
 // can move to another runner.
 func (w *Worker) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	if w.tracking != nil { // the partition's cameras continue from their checkpoints
+		states, err := w.cfg.Kafka.LatestByKey(wire.StateTopic(w.cfg.Deployment), c.Partition())
+		if err != nil {
+			return fmt.Errorf("reading the tracker checkpoints of partition %d: %w", c.Partition(), err)
+		}
+		w.tracking.restore(states)
+	}
 	w.setClaimed(c.Partition(), true)
 	defer w.setClaimed(c.Partition(), false)
 	var pending sync.WaitGroup
@@ -341,7 +373,15 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 		r := &it.result
 		r.Stream, r.Function, r.Digest = d.Stream, d.Function, d.Digest
 		r.Source = wire.Source{Partition: it.msg.Partition, Offset: it.msg.Offset}
+		if end, ok := d.StopAt[it.msg.Partition]; ok && it.msg.Offset >= end {
+			it.skip = true // past the window's end
+			continue
+		}
 		f, err := wire.DecodeFrame(it.msg)
+		if len(d.Cameras) > 0 && !slices.Contains(d.Cameras, f.Camera) {
+			it.skip = true
+			continue
+		}
 		r.Camera, r.Seq, r.CaptureTime = f.Camera, f.Seq, f.CaptureTime
 		if r.Camera == "" {
 			r.Camera = string(it.msg.Key)
@@ -449,7 +489,24 @@ func (w *Worker) Unhealthy() string {
 func (w *Worker) sequence(done <-chan batch, producer sarama.AsyncProducer) {
 	var next uint64
 	waiting := map[uint64]batch{}
-	for b := range done {
+	var idle <-chan time.Time
+	if w.tracking != nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		idle = t.C
+	}
+	for {
+		var b batch
+		select {
+		case now := <-idle:
+			w.tracking.closeIdle(now)
+			continue
+		case nb, ok := <-done:
+			if !ok {
+				return
+			}
+			b = nb
+		}
 		waiting[b.n] = b
 		for {
 			b, ok := waiting[next]
@@ -459,9 +516,17 @@ func (w *Worker) sequence(done <-chan batch, producer sarama.AsyncProducer) {
 			delete(waiting, next)
 			next++
 			for _, it := range b.items {
-				if it.givenUp {
+				switch {
+				case it.givenUp:
 					w.abandon(it) // redelivered to the partition's next owner
 					continue
+				case it.skip:
+					it.acked = true // nothing to write: done once the frames before it are
+					w.settle(it)
+					continue
+				}
+				if w.tracking != nil {
+					it.state = w.tracking.apply(&it.result, time.Now())
 				}
 				w.send(producer, it)
 			}
@@ -485,9 +550,18 @@ func (w *Worker) send(producer sarama.AsyncProducer, it *item) {
 		b, _ = json.Marshal(r)
 	}
 	it.payload = b
+	it.pending.Store(1)
+	if it.state != nil {
+		it.pending.Store(2)
+	}
 	w.inFlight <- struct{}{}
 	producer.Input() <- &sarama.ProducerMessage{Topic: w.cfg.Stream.ResultsTopic, Key: sarama.StringEncoder(r.Camera),
-		Value: sarama.ByteEncoder(b), Metadata: it}
+		Value: sarama.ByteEncoder(b), Metadata: &outMsg{it: it}}
+	if it.state != nil { // same key, so the same partition as the camera's frames
+		w.inFlight <- struct{}{}
+		producer.Input() <- &sarama.ProducerMessage{Topic: wire.StateTopic(w.cfg.Deployment), Key: sarama.StringEncoder(r.Camera),
+			Value: sarama.ByteEncoder(it.state), Metadata: &outMsg{it: it, state: true}}
+	}
 }
 
 // errorResult keeps a result's identity and says why it carries no output.
@@ -510,25 +584,34 @@ func (w *Worker) acks(ctx context.Context, producer sarama.AsyncProducer) {
 				continue
 			}
 			<-w.inFlight
-			w.acked(m.Metadata.(*item))
+			if om := m.Metadata.(*outMsg); om.it.pending.Add(-1) == 0 {
+				w.acked(om.it)
+			}
 		case pe, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
 			<-w.inFlight
-			it := pe.Msg.Metadata.(*item)
+			om := pe.Msg.Metadata.(*outMsg)
+			it := om.it
+			permanent := errors.Is(pe.Err, sarama.ErrMessageSizeTooLarge) || errors.Is(pe.Err, sarama.ErrInvalidMessage) ||
+				errors.Is(pe.Err, sarama.ErrMessageTooLarge)
 			switch {
-			case errors.Is(pe.Err, sarama.ErrMessageSizeTooLarge) || errors.Is(pe.Err, sarama.ErrInvalidMessage) ||
-				errors.Is(pe.Err, sarama.ErrMessageTooLarge):
+			case permanent && om.state:
+				w.log.Error("tracker checkpoint refused by Kafka; the camera's state is not saved for this frame", "camera", it.result.Camera, "err", pe.Err)
+				if it.pending.Add(-1) == 0 {
+					w.acked(it)
+				}
+			case permanent:
 				it.result = errorResult(it.result, fmt.Errorf("kafka refused the result: %w", pe.Err))
-				w.resend(producer, it)
+				w.resend(producer, om)
 			case it.session.Context().Err() != nil || ctx.Err() != nil:
 				w.log.Warn("result not acknowledged; its frame goes to the partition's next owner", "err", pe.Err)
 				w.abandon(it)
 			default:
 				w.log.Warn("result not acknowledged by Kafka; retrying", "err", pe.Err)
-				time.AfterFunc(time.Second, func() { w.resend(producer, it) })
+				time.AfterFunc(time.Second, func() { w.resend(producer, om) })
 			}
 		}
 	}
@@ -536,17 +619,22 @@ func (w *Worker) acks(ctx context.Context, producer sarama.AsyncProducer) {
 
 // resend hands a result to the producer again; the producer may be closing, in which case
 // the frame is abandoned (redelivered).
-func (w *Worker) resend(producer sarama.AsyncProducer, it *item) {
+func (w *Worker) resend(producer sarama.AsyncProducer, om *outMsg) {
+	it := om.it
 	defer func() {
 		if recover() != nil { // the input channel was closed by AsyncClose
 			w.abandon(it)
 		}
 	}()
-	b, _ := json.Marshal(&it.result)
-	it.payload = b
+	topic, value := wire.StateTopic(w.cfg.Deployment), it.state
+	if !om.state {
+		b, _ := json.Marshal(&it.result)
+		it.payload = b
+		topic, value = w.cfg.Stream.ResultsTopic, b
+	}
 	w.inFlight <- struct{}{}
-	producer.Input() <- &sarama.ProducerMessage{Topic: w.cfg.Stream.ResultsTopic, Key: sarama.StringEncoder(it.result.Camera),
-		Value: sarama.ByteEncoder(b), Metadata: it}
+	producer.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(it.result.Camera),
+		Value: sarama.ByteEncoder(value), Metadata: om}
 }
 
 // acked counts an acknowledged result, publishes it live, and marks every offset of its
@@ -559,7 +647,7 @@ func (w *Worker) acked(it *item) {
 		metrics.EndToEnd.WithLabelValues(key).Observe(r.Timings.EndToEnd / 1000)
 	}
 	if w.cfg.NATS != nil {
-		_ = w.cfg.NATS.Publish(wire.ResultSubject(r.Stream, r.Camera), it.payload)
+		_ = w.cfg.NATS.Publish(w.cfg.Deployment.ResultSubject(r.Camera), it.payload)
 	}
 	switch r.Status {
 	case wire.StatusOK:

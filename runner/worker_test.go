@@ -14,7 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/diplip/diplip/functions"
-	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/functions/pipeline"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
@@ -133,7 +133,7 @@ func byCameraSeq(rs map[string]wire.Result, camera string, seq uint64) wire.Resu
 // corrupt JPEG gets an error result without stopping the frames after it.
 func TestWorkerRunsTheDetector(t *testing.T) {
 	addrs, st := stream(t, 2)
-	fn, err := onnx.Load("../functions/examples/yolox-nano", onnx.Options{IntraOpThreads: 2})
+	fn, err := pipeline.Load("../functions/examples/yolox-nano", pipeline.Options{IntraOpThreads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,5 +458,36 @@ func TestWorkerOversizeAndNaNResults(t *testing.T) {
 	}
 	if r := byCameraSeq(rs, "cam", 3); r.Status != wire.StatusOK {
 		t.Fatalf("the frame after: %+v", r)
+	}
+}
+
+// A deployment limited to some cameras and to a window of offsets (a replay) writes
+// results only for those frames, and commits every frame, so its lag goes to zero.
+func TestWorkerCamerasAndWindow(t *testing.T) {
+	addrs, st := stream(t, 1)
+	var frames []wire.Frame
+	for i := range 10 { // offsets 0..9, cameras a and b alternating
+		frames = append(frames, frame([]string{"a", "b"}[i%2], uint64(i/2+1), []byte{byte(i + 1)}))
+	}
+	produceFrames(t, addrs, st.Topic, frames...)
+	d := deployment(st, 2)
+	d.Cameras, d.StopAt = []string{"a"}, map[int32]int64{0: 6}
+	w, _ := startWorker(t, addrs, "window", runner.WorkerConfig{Deployment: d, Stream: st, Model: &fixedModel{}})
+	kc := kafkaclient.New(addrs, "test-window")
+	defer kc.Close()
+	testkit.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if lag, err := kc.Lag(d.Group(), st.Topic); err != nil || lag != 0 {
+			return fmt.Errorf("lag %d (%v)", lag, err)
+		}
+		return nil
+	})
+	rs := results(t, addrs, st.ResultsTopic, 3) // camera a at offsets 0, 2, 4
+	for _, r := range rs {
+		if r.Camera != "a" || r.Source.Offset >= 6 {
+			t.Fatalf("a result outside the cameras or the window: %+v", r)
+		}
+	}
+	if n := w.Stats.Frames.Load(); n != 3 {
+		t.Fatalf("%d results, want 3", n)
 	}
 }

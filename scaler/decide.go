@@ -42,6 +42,10 @@ type Observation struct {
 	// CanLaunch says whether the driver may be asked for another runner now (the loop backs
 	// off launches that did not bring a runner).
 	CanLaunch bool
+	// Failed is why activating this deployment failed in a way a retry would repeat (the
+	// device does not exist, the model does not load); no runner is activated for it or
+	// launched until it is deployed again. Empty: not failed.
+	Failed string
 }
 
 // Decision is what to do for one deployment.
@@ -69,7 +73,9 @@ const DrainTarget = 2 * time.Second
 //   - idle: no lag and no progress for IdleTimeout goes to Min;
 //   - always within [Min, min(Max, partitions)];
 //   - a rolling update (runners on an older digest) sends one runner back to idle at a
-//     time, and only while none of the deployment's runners is loading.
+//     time, and only while none of the deployment's runners is loading;
+//   - a finished replay (wire.Deployment.Finished) goes to zero runners, whatever its Min,
+//     and is never given one again.
 func Decide(o Observation) Decision {
 	d := o.Deployment
 	key := d.Key()
@@ -144,6 +150,15 @@ func Decide(o Observation) Decision {
 		}
 	}
 	out.Desired = min(max(out.Desired, d.Min), limit)
+	if o.Failed != "" { // keep what runs, start nothing: a retry would fail the same way
+		out.Desired, out.Reason = min(out.Desired, n), ""
+	}
+	if d.Finished() {
+		out.Desired, out.OverSince = 0, time.Time{}
+		if n > 0 {
+			out.Reason = "replay done: its window is processed"
+		}
+	}
 
 	switch {
 	case out.Desired > n:

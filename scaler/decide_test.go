@@ -204,3 +204,16 @@ func TestBackoff(t *testing.T) {
 func withMin(d wire.Deployment, n int) wire.Deployment            { d.Min = n; return d }
 func withMax(d wire.Deployment, n int) wire.Deployment            { d.Max = n; return d }
 func withDevice(d wire.Deployment, v wire.Device) wire.Deployment { d.Device = v; return d }
+
+// A deployment whose activation failed permanently (no such GPU, a model that does not
+// load) gets no runner activated or launched, so nothing loops trying.
+func TestDecideFailedDeploymentStartsNothing(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	dep := wire.Deployment{Function: "fn", Stream: "s", Digest: "d", Max: 2, Device: wire.CUDA(7)}
+	got := Decide(Observation{Now: now, Deployment: dep, Partitions: 2, Lag: map[int32]int64{0: 50},
+		Runners:   []Runner{{ID: "a", State: wire.StateIdle, Devices: []wire.Device{wire.DeviceCPU, wire.CUDA(7)}}},
+		CanLaunch: true, Failed: "device cuda:7 does not exist", IdleTimeout: time.Minute})
+	if len(got.Activate) != 0 || got.Launch || got.Desired != 0 {
+		t.Fatalf("Decide = %+v; want nothing started for a failed deployment", got)
+	}
+}

@@ -44,7 +44,19 @@ type Config struct {
 	Interval time.Duration
 	// Registry is the gateway's own registry host, told to runners in activations.
 	Registry string
-	Logger   *slog.Logger
+	// Lease, when set, makes the scaler act only while it holds the lease: with several
+	// gateways on one control plane, one scaler activates and launches runners and the
+	// others only measure (two would both activate the same runner). Nil: always act.
+	Lease  Lease
+	Logger *slog.Logger
+}
+
+// Lease is a lock shared by the scalers of a control plane (controlplane.Lease).
+type Lease interface {
+	// Hold takes or renews the lease and reports whether this scaler holds it.
+	Hold(ctx context.Context) (bool, error)
+	// Release gives it up.
+	Release(ctx context.Context)
 }
 
 // DeploymentStatus is the scaler's view of one deployment.
@@ -74,6 +86,10 @@ type deploymentState struct {
 	progress  time.Time
 	capacity  float64
 	overSince time.Time
+	// failed is why activation failed permanently for generation failedGen of the
+	// deployment; a new generation (a redeploy) clears it.
+	failed    string
+	failedGen int
 }
 
 // Scaler keeps each deployment's runners between its min and max, following the consumer
@@ -87,6 +103,7 @@ type Scaler struct {
 	runners map[string]*runnerState
 	deps    map[string]*deploymentState
 	backoff Backoff
+	leading bool // this pass acts (it holds the lease, or there is none)
 }
 
 // New returns a scaler; Run makes the decisions.
@@ -116,6 +133,9 @@ func (s *Scaler) Run(ctx context.Context) error {
 		return fmt.Errorf("scaler: subscribing to heartbeats: %w", err)
 	}
 	defer sub.Unsubscribe()
+	if s.cfg.Lease != nil {
+		defer s.cfg.Lease.Release(context.WithoutCancel(ctx))
+	}
 	var requests sync.WaitGroup
 	defer requests.Wait()
 	t := time.NewTicker(s.cfg.Interval)
@@ -186,6 +206,14 @@ func compare(a, b string) int {
 	return 0
 }
 
+// failedFor is the permanent failure recorded for d's generation, if any.
+func (ds *deploymentState) failedFor(d wire.Deployment) string {
+	if ds.failed != "" && ds.failedGen == d.Generation {
+		return ds.failed
+	}
+	return ""
+}
+
 func (s *Scaler) dep(key string) *deploymentState {
 	d, ok := s.deps[key]
 	if !ok {
@@ -207,6 +235,18 @@ func (s *Scaler) views() []Runner {
 
 // pass is one round of measuring, deciding and acting.
 func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
+	leading := true
+	if s.cfg.Lease != nil {
+		held, err := s.cfg.Lease.Hold(ctx)
+		if err != nil {
+			s.log.Warn("scaler lease", "err", err)
+		}
+		if held != s.leading {
+			s.log.Info("scaler lease", "held", held)
+		}
+		leading = held
+	}
+	s.leading = leading
 	deps, err := s.cfg.Store.Deployments(ctx)
 	if err != nil {
 		return err
@@ -231,8 +271,10 @@ func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
 	}
 	orphans := Orphans(s.views(), keys)
 	s.mu.Unlock()
-	for _, id := range orphans {
-		s.deactivate(ctx, id)
+	if leading {
+		for _, id := range orphans {
+			s.deactivate(ctx, id)
+		}
 	}
 
 	for _, d := range deps {
@@ -242,7 +284,9 @@ func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
 			s.mu.Unlock()
 		}
 	}
-	s.retireIdle(now)
+	if leading {
+		s.retireIdle(now)
+	}
 	s.mu.Lock()
 	byState := map[wire.State]int{}
 	for _, rs := range s.runners {
@@ -261,8 +305,14 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", d.Stream, err)
 	}
-	lag, err := s.cfg.Kafka.PartitionLag(d.Group(), st.Topic)
-	if err != nil {
+	var lag map[int32]int64
+	if d.Role == wire.RoleReplay && d.StopAt != nil {
+		// A replay's work ends at StopAt, not at the stream's end: its lag is what is left
+		// of its window, and once none is left it is done.
+		if lag, err = s.replayLag(ctx, &d, st, now); err != nil {
+			return err
+		}
+	} else if lag, err = s.cfg.Kafka.PartitionLag(d.Group(), st.Topic); err != nil {
 		return fmt.Errorf("lag of %s: %w", d.Group(), err)
 	}
 
@@ -292,7 +342,7 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 	}
 	dec := Decide(Observation{Now: now, Deployment: d, Partitions: st.Partitions, Lag: lag, Runners: runners,
 		LastProgress: ds.progress, Capacity: ds.capacity, OverSince: ds.overSince, IdleTimeout: s.cfg.IdleTimeout,
-		CanLaunch: s.cfg.Driver != nil && s.backoff.Allowed(now)})
+		CanLaunch: s.cfg.Driver != nil && s.backoff.Allowed(now), Failed: ds.failedFor(d)})
 	ds.overSince = dec.OverSince
 	var working []string
 	for _, r := range runners {
@@ -303,6 +353,12 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 	slices.Sort(working)
 	ds.status.Lag, ds.status.Runners, ds.status.Desired, ds.status.RateFPS = total, working, dec.Desired, rate
 	ds.status.Updated, ds.status.Unhealthy = now, unhealthy
+	if why := ds.failedFor(d); why != "" && unhealthy == "" {
+		ds.status.Unhealthy = why
+	}
+	if !s.leading { // measured and reported; another gateway's scaler acts
+		dec.Activate, dec.Deactivate, dec.Launch = nil, nil, false
+	}
 	if dec.Launch {
 		s.backoff.Launched(now)
 	}
@@ -326,10 +382,45 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 	return nil
 }
 
+// replayLag measures what is left of a replay's window on each partition and, when
+// nothing is, records the replay as done (in the store and in d).
+func (s *Scaler) replayLag(ctx context.Context, d *wire.Deployment, st wire.Stream, now time.Time) (map[int32]int64, error) {
+	next, err := s.cfg.Kafka.Committed(d.Group(), st.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", d.Group(), err)
+	}
+	lag := ReplayRemaining(next, d.StopAt)
+	var left int64
+	for _, l := range lag {
+		left += l
+	}
+	if left == 0 && !d.Finished() && d.Replay != nil {
+		if err := s.cfg.Store.MarkReplayDone(ctx, d.Key(), now); err != nil {
+			return nil, fmt.Errorf("marking replay %s done: %w", d.Replay.Name, err)
+		}
+		info := *d.Replay
+		info.Done, info.Finished = true, now.UTC()
+		d.Replay = &info
+		s.log.Info("replay done", "replay", info.Name, "deployment", d.Key(), "frames", info.Total)
+	}
+	return lag, nil
+}
+
+// ReplayRemaining is what is left of a window on each partition: its end (stop) minus
+// the next offset the group reads, never negative.
+func ReplayRemaining(next, stop map[int32]int64) map[int32]int64 {
+	out := make(map[int32]int64, len(stop))
+	for p, end := range stop {
+		out[p] = max(0, end-next[p])
+	}
+	return out
+}
+
 // activate asks runner id to work d. The request runs in a goroutine the Run call owns
 // (loading a model can take a while) and ends with ctx.
 func (s *Scaler) activate(ctx context.Context, requests *sync.WaitGroup, id string, d wire.Deployment, st wire.Stream) {
-	b, _ := json.Marshal(wire.Activation{Deployment: d, Stream: st, Brokers: s.cfg.Kafka.Brokers(), Registry: s.cfg.Registry})
+	// The stream as d's runners see it: a shadow's or a replay's results go to its own topic.
+	b, _ := json.Marshal(wire.Activation{Deployment: d, Stream: d.ForRunner(st), Brokers: s.cfg.Kafka.Brokers(), Registry: s.cfg.Registry})
 	// Mark it busy now so the next pass does not pick it again while it loads.
 	s.mu.Lock()
 	if rs, ok := s.runners[id]; ok {
@@ -341,6 +432,7 @@ func (s *Scaler) activate(ctx context.Context, requests *sync.WaitGroup, id stri
 		defer cancel()
 		var rep wire.Reply
 		m, err := s.cfg.NATS.RequestWithContext(rctx, wire.ActivateSubject(id), b)
+
 		if err == nil {
 			err = json.Unmarshal(m.Data, &rep)
 		}
@@ -355,6 +447,9 @@ func (s *Scaler) activate(ctx context.Context, requests *sync.WaitGroup, id stri
 				return
 			}
 			ds.status.LastError = fmt.Sprintf("activating runner %s: %v", id, err)
+			if rep.Permanent {
+				ds.failed, ds.failedGen = "activation failed on runner "+id+": "+rep.Error+"; fix it and deploy again", d.Generation
+			}
 			if rs, ok := s.runners[id]; ok {
 				rs.hb.State = wire.StateIdle
 			}

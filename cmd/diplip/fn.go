@@ -76,19 +76,24 @@ func fnCommand() *cli.Command {
 				Name:      "deploy",
 				Usage:     "run a function image on a stream (deploying again updates it in place)",
 				ArgsUsage: "REF",
-				UsageText: "diplip fn deploy REF --stream S [--min 0] [--max N] [--batch B] [--device cpu|cuda:0|any] [--policy live|replay]\n\n" +
-					"The tag is resolved to a digest now; runners pull exactly that digest.\n\n" +
-					"Example:\n   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --max 2",
+				UsageText: "diplip fn deploy REF --stream S [--min 0] [--max N] [--batch B] [--device cpu|cuda:0|any] [--policy live|replay] [--shadow]\n\n" +
+					"The tag is resolved to a digest now; runners pull exactly that digest. With --shadow the image runs\n" +
+					"next to the stream's primary deployment of the same function, in its own consumer group, with its\n" +
+					"results on diplip.results.S.shadow; the primary is not touched (compare: diplip fn diff S --shadow).\n\n" +
+					"Example:\n   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --max 2\n" +
+					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v2 --stream lobby --shadow",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "stream", Required: true, Usage: "the stream to process"},
 					&cli.IntFlag{Name: "min", Value: 0, Usage: "runners kept when the stream is idle (0: scale to zero)"},
 					&cli.IntFlag{Name: "max", Value: 1, Usage: "most runners"},
 					&cli.IntFlag{Name: "batch", Usage: "frames per inference run (default: the spec's batch.max)"},
 					&cli.IntFlag{Name: "lanes", Usage: "inferences each runner runs at once (default: the spec's resources.lanes, else the runner's --lanes)"},
+					&cli.BoolFlag{Name: "track", Usage: "track objects across each camera's frames: track ids, and counts on the zones of `diplip zone add` (the spec's track: section sets parameters)"},
 					&cli.StringFlag{Name: "device", Usage: "cpu, cuda:N or any (default: the spec's resources.device)"},
 					&cli.StringFlag{Name: "policy", Value: "live", Usage: "live (skip frames older than --max-age) or replay (process all)"},
 					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing (default 5s)"},
 					&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "replay policy: start at the first frame stored at or after this time (RFC 3339); default: the earliest retained"},
+					&cli.BoolFlag{Name: "shadow", Usage: "run next to the stream's primary deployment of the same function, without touching it"},
 					insecure,
 				}, globalFlags...),
 				Action: fnDeploy,
@@ -97,9 +102,35 @@ func fnCommand() *cli.Command {
 				Name:      "undeploy",
 				Usage:     "stop running a function on a stream",
 				ArgsUsage: "NAME",
-				UsageText: "diplip fn undeploy NAME --stream S\n\nExample:\n   diplip fn undeploy yolox-nano --stream lobby",
-				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "stream", Required: true}}, globalFlags...),
-				Action:    fnUndeploy,
+				UsageText: "diplip fn undeploy NAME --stream S [--shadow]\n\nWith --shadow only the shadow goes; the primary stays.\n\n" +
+					"Example:\n   diplip fn undeploy yolox-nano --stream lobby",
+				Flags: append([]cli.Flag{&cli.StringFlag{Name: "stream", Required: true},
+					&cli.BoolFlag{Name: "shadow", Usage: "remove only the function's shadow on the stream"}}, globalFlags...),
+				Action: fnUndeploy,
+			},
+			{
+				Name:      "diff",
+				Usage:     "compare a shadow's or a replay's results with the primary's, frame by frame",
+				ArgsUsage: "STREAM",
+				UsageText: "diplip fn diff STREAM (--shadow | --replay NAME) [--iou 0.5] [-o json]\n\n" +
+					"Frames are matched by camera and sequence; detections by class and IoU ≥ --iou. Per class:\n" +
+					"precision, recall and F1 of the candidate against the primary, mean IoU of matches, count deltas;\n" +
+					"frames only one side has; p50/p99 latency of each side.\n\n" +
+					"Example:\n   diplip fn diff demo --replay v2-morning",
+				Flags: append([]cli.Flag{
+					&cli.BoolFlag{Name: "shadow", Usage: "compare the stream's shadow deployment"},
+					&cli.StringFlag{Name: "replay", Usage: "compare this replay"},
+				}, globalFlags...),
+				Action: fnDiff,
+			},
+			{
+				Name:      "promote",
+				Usage:     "make a stream's shadow its primary (a rolling update to the shadow's digest)",
+				ArgsUsage: "STREAM",
+				UsageText: "diplip fn promote STREAM\n\nThe old digest's results stay on the stream's results topic.\n\n" +
+					"Example:\n   diplip fn promote lobby",
+				Flags:  globalFlags,
+				Action: fnPromote,
 			},
 			{
 				Name:      "ls",
@@ -315,7 +346,11 @@ func fnDeploy(c *cli.Context) error {
 		return err
 	}
 	req := api.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
-		Max: c.Int("max"), Batch: c.Int("batch"), Lanes: c.Int("lanes"), Device: c.String("device"), Policy: c.String("policy")}
+		Max: c.Int("max"), Batch: c.Int("batch"), Lanes: c.Int("lanes"), Track: c.Bool("track"), Device: c.String("device"), Policy: c.String("policy"),
+		Shadow: c.Bool("shadow")}
+	if req.Shadow && !c.IsSet("policy") {
+		req.Policy = "" // the primary's
+	}
 	if d := c.Duration("max-age"); d > 0 {
 		req.MaxAge = d.String()
 	}
@@ -328,6 +363,9 @@ func fnDeploy(c *cli.Context) error {
 	}
 	return render(c, d, func(w *tabwriter.Writer) {
 		verb := "deployed"
+		if d.Role == "shadow" {
+			verb = "deployed as shadow:"
+		}
 		if d.Generation > 1 {
 			verb = fmt.Sprintf("updated (generation %d)", d.Generation)
 		}
@@ -345,11 +383,84 @@ func fnUndeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("shadow") {
+		if err := cl.UndeployShadow(c.Context, fn, c.String("stream")); err != nil {
+			return apiExit(err)
+		}
+		fmt.Fprintf(c.App.Writer, "undeployed the shadow of %s from stream %s\n", fn, c.String("stream"))
+		return nil
+	}
 	if err := cl.Undeploy(c.Context, fn, c.String("stream")); err != nil {
 		return apiExit(err)
 	}
 	fmt.Fprintf(c.App.Writer, "undeployed %s from stream %s\n", fn, c.String("stream"))
 	return nil
+}
+
+func fnDiff(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	stream, err := oneArg(c, "stream name")
+	if err != nil {
+		return err
+	}
+	if c.Bool("shadow") == (c.String("replay") != "") {
+		return cli.Exit("want one of --shadow or --replay NAME", exitUsage)
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	d, err := cl.Diff(c.Context, stream, c.String("replay"))
+	if err != nil {
+		return apiExit(err)
+	}
+	return render(c, d, func(w *tabwriter.Writer) {
+		cand := d.Candidate.Kind
+		if d.Candidate.Name != "" {
+			cand += " " + d.Candidate.Name
+		}
+		fmt.Fprintf(w, "%s on %s: %s vs primary %s (IoU ≥ %.2f)\n", cand, d.Stream, shortDigest(d.Candidate.Digests[0]),
+			strings.Join(mapSlice(d.Primary.Digests, shortDigest), ","), d.IoU)
+		fmt.Fprintf(w, "frames\t%d compared, %d only primary, %d only %s\n", d.Frames, d.OnlyPrimary, d.OnlyCandidate, d.Candidate.Kind)
+		fmt.Fprintf(w, "latency\tprimary p50 %.1f ms p99 %.1f ms; %s p50 %.1f ms p99 %.1f ms\n\n", d.Primary.LatencyP50Ms, d.Primary.LatencyP99Ms,
+			d.Candidate.Kind, d.Candidate.LatencyP50Ms, d.Candidate.LatencyP99Ms)
+		fmt.Fprintln(w, "CLASS\tPRIMARY\tCANDIDATE\tDELTA\tMATCHED\tPRECISION\tRECALL\tF1\tMEAN IOU")
+		for _, cl := range append(d.Classes, d.Overall) {
+			fmt.Fprintf(w, "%s\t%d\t%d\t%+d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\n", cl.Label, cl.Primary, cl.Candidate, cl.CountDelta,
+				cl.Matched, cl.Precision, cl.Recall, cl.F1, cl.MeanIoU)
+		}
+	})
+}
+
+func mapSlice(in []string, f func(string) string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = f(s)
+	}
+	return out
+}
+
+func fnPromote(c *cli.Context) error {
+	if err := checkOutput(c); err != nil {
+		return err
+	}
+	stream, err := oneArg(c, "stream name")
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	d, err := cl.Promote(c.Context, stream)
+	if err != nil {
+		return apiExit(err)
+	}
+	return render(c, d, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "promoted: %s on stream %s now runs %s (generation %d, a rolling update)\n", d.Function, d.Stream, d.Digest, d.Generation)
+	})
 }
 
 type fnRow struct {
@@ -402,7 +513,14 @@ func fnList(c *cli.Context) error {
 		for _, r := range rows {
 			var on []string
 			for _, d := range r.Deployments {
-				on = append(on, fmt.Sprintf("%s (%d..%d, %s)", d.Stream, d.Min, d.Max, d.Policy))
+				switch d.Role {
+				case "shadow":
+					on = append(on, fmt.Sprintf("%s (shadow %s, %d..%d)", d.Stream, shortDigest(d.Digest), d.Min, d.Max))
+				case "replay":
+					on = append(on, fmt.Sprintf("%s (replay %s)", d.Stream, d.Replay))
+				default:
+					on = append(on, fmt.Sprintf("%s (%d..%d, %s)", d.Stream, d.Min, d.Max, d.Policy))
+				}
 			}
 			digest := r.Digest
 			if i := strings.LastIndex(digest, "@sha256:"); i >= 0 && len(digest) > i+20 {

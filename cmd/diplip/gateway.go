@@ -31,6 +31,8 @@ func gatewayCommand() *cli.Command {
 			&cli.StringFlag{Name: "state-dir", Value: defaultStateDir(), EnvVars: []string{"DIPLIP_STATE_DIR"}, Usage: "where the registry keeps images"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "require this token on the API, the registry and NATS"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 30 * time.Second, Usage: "an idle deployment scales to its min after this long"},
+			&cli.IntFlag{Name: "control-plane-replicas", EnvVars: []string{"DIPLIP_CONTROL_PLANE_REPLICAS"},
+				Usage: "JetStream replicas of the control-plane buckets on a NATS cluster, e.g. 3 (default: buckets that exist keep theirs, new ones get 1)"},
 		}, exposureFlags()...),
 		Action: func(c *cli.Context) error {
 			brokers, err := kafkaclient.ParseBrokers(c.String("kafka"))
@@ -40,9 +42,13 @@ func gatewayCommand() *cli.Command {
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if r := c.Int("control-plane-replicas"); r < 0 || r > 5 {
+				return cli.Exit(fmt.Sprintf("--control-plane-replicas %d: want 1 to 5", r), exitUsage)
+			}
 			w := c.App.Writer
 			cfg := node.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), NATSURL: c.String("nats"),
-				Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger, OpenSource: openVideo}
+				Kafka: brokers, Token: c.String("token"), IdleTimeout: c.Duration("idle-timeout"), Logger: logger, OpenSource: openVideo,
+				ControlPlaneReplicas: c.Int("control-plane-replicas")}
 			applyExposure(c, &cfg)
 			err = runNode(ctx, cfg, func(ctx context.Context, n *node.Node) error {
 				fmt.Fprintf(w, "diplip gateway: %s (registry %s/v2/)\n  nats   %s\n  kafka  %v\n  runners: start them with: diplip runner --nats %s\n",

@@ -62,8 +62,27 @@ func resultLine(r wire.Result) string {
 	if r.Status != wire.StatusOK {
 		what = r.Status + ": " + r.Error
 	}
-	return fmt.Sprintf("%s  %-10s #%-6d %-8s %6.1f ms  %s", r.CaptureTime.Local().Format("15:04:05.000"), r.Camera,
+	line := fmt.Sprintf("%s  %-10s #%-6d %-8s %6.1f ms  %s", r.CaptureTime.Local().Format("15:04:05.000"), r.Camera,
 		r.Seq%1_000_000, r.Function, r.Timings.EndToEnd, what)
+	for _, e := range r.Events { // a tracking deployment's zone events, e.g. "walkway: person #12 crossed in"
+		label := e.Label
+		if label == "" {
+			label = fmt.Sprintf("class %d", e.ClassID)
+		}
+		line += fmt.Sprintf("\n    %s: %s #%d %s %s", e.Zone, label, e.TrackID, e.Kind, e.Direction)
+	}
+	if len(r.Events) > 0 {
+		var counts []string
+		for _, c := range r.Counts {
+			if c.In+c.Out > 0 {
+				counts = append(counts, fmt.Sprintf("%s %s in %d out %d", c.Zone, c.Label, c.In, c.Out))
+			} else {
+				counts = append(counts, fmt.Sprintf("%s %s inside %d", c.Zone, c.Label, c.Inside))
+			}
+		}
+		line += "\n    counts: " + strings.Join(counts, "; ")
+	}
+	return line
 }
 
 func resourcesCommand() *cli.Command {

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/functions/pipeline"
+	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
@@ -68,7 +70,10 @@ func runRunner(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("--lanes %d, --threads %d: want 1..64 lanes and threads ≥ 0 (0: CPUs / lanes)", lanes, threads), exitUsage)
 	}
 	load := func(dir string, device wire.Device, lanes int) (runner.Model, bool, func() error, error) {
-		fn, err := onnx.Load(dir, onnx.Options{Device: string(device), IntraOpThreads: threads, Lanes: lanes})
+		fn, err := pipeline.Load(dir, pipeline.Options{Device: string(device), IntraOpThreads: threads, Lanes: lanes})
+		if errors.Is(err, onnx.ErrDeviceUnavailable) {
+			return nil, false, nil, fmt.Errorf("%w: %w", runner.ErrDeviceUnavailable, err)
+		}
 		if err != nil {
 			return nil, false, nil, err
 		}
@@ -108,7 +113,13 @@ func runRunner(c *cli.Context) error {
 	if len(devices) > 1 {
 		providers = append(providers, "CUDAExecutionProvider")
 	}
-	agent, err := runner.NewAgent(runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load,
+	zones, err := controlplane.OpenZones(ctx, nc)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("the control plane's zones at %s: %v", c.String("nats"), err), exitFailed)
+	}
+	zoneView := zones.View()
+	g.Go(func() error { return zoneView.Run(gctx) })
+	agent, err := runner.NewAgent(runner.AgentConfig{ID: c.String("id"), NATS: nc, Cache: cache, Load: load, Zones: zoneView,
 		Devices: devices, Providers: providers, GPUs: runner.NvidiaGPUs(), Lanes: lanes, Token: c.String("token"), Logger: logger, MetricsURL: metricsURL})
 	if err != nil {
 		return err

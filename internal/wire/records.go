@@ -58,20 +58,49 @@ type Deployment struct {
 	Policy   Policy   `json:"policy"` // live or replay
 	MaxAge   Duration `json:"max_age,omitempty"`
 	// Lanes is how many inferences each runner runs at once; 0: the runner's default.
-	Lanes   int       `json:"lanes,omitempty"`
-	Updated time.Time `json:"updated"`
+	Lanes int `json:"lanes,omitempty"`
+	// Cameras, when not empty, limits the deployment to these cameras' frames: the others
+	// are committed without a result (a replay of some cameras).
+	Cameras []string `json:"cameras,omitempty"`
+	// StopAt, when set, is where the deployment's work ends on each partition of the
+	// stream (exclusive end offsets): frames at or after it are committed without a result
+	// (a replay's window end).
+	StopAt map[int32]int64 `json:"stop_at,omitempty"`
+	// Track, when set, runs the tracker stage after the model (track ids, zone events).
+	Track *TrackParams `json:"track,omitempty"`
+	// Role is what the deployment is to its stream: the primary (empty), a shadow next to
+	// the primary, or a replay over retained frames. It picks the key, the consumer group
+	// and the results topic (see Key, Group, ResultsTopic).
+	Role Role `json:"role,omitempty"`
+	// Replay describes a replay deployment (Role replay): its name, window and state.
+	Replay *ReplayInfo `json:"replay,omitempty"`
+	// StartAt is where a shadow's or replay's group started on each partition: a diff
+	// compares only frames from there on.
+	StartAt map[int32]int64 `json:"start_at,omitempty"`
+	Updated time.Time       `json:"updated"`
 	// Generation counts updates of this deployment (1 when created).
 	Generation int `json:"generation"`
 }
 
-// Key is the deployment's key in its bucket.
-func (d Deployment) Key() string { return DeploymentKey(d.Function, d.Stream) }
+// Key is the deployment's key in its bucket: FUNCTION.STREAM for a primary,
+// FUNCTION.STREAM.shadow for a shadow, FUNCTION.STREAM.replay.NAME for a replay. Names
+// hold no '.', so the keys of different roles never collide.
+func (d Deployment) Key() string {
+	switch d.Role {
+	case RoleShadow:
+		return ShadowKey(d.Function, d.Stream)
+	case RoleReplay:
+		return ReplayKey(d.Function, d.Stream, d.ReplayName())
+	}
+	return DeploymentKey(d.Function, d.Stream)
+}
 
-// DeploymentKey is the key of the deployment of function on stream.
+// DeploymentKey is the key of the (primary) deployment of function on stream.
 func DeploymentKey(function, stream string) string { return function + "." + stream }
 
-// Group is the Kafka consumer group of the deployment's runners.
-func (d Deployment) Group() string { return "diplip." + d.Function + "." + d.Stream }
+// Group is the Kafka consumer group of the deployment's runners: diplip.KEY, so a
+// primary's is diplip.FUNCTION.STREAM as it always was.
+func (d Deployment) Group() string { return "diplip." + d.Key() }
 
 // Duration is a time.Duration written as "2s" in JSON.
 type Duration time.Duration
@@ -126,6 +155,17 @@ func (d *Deployment) Validate() error {
 	}
 	if d.MaxAge < 0 {
 		errs = append(errs, "max_age must not be negative")
+	}
+	switch d.Role {
+	case RolePrimary, RoleShadow:
+	case RoleReplay:
+		if d.Replay == nil {
+			errs = append(errs, "a replay deployment needs its replay record")
+		} else if err := ValidName("replay", d.Replay.Name); err != nil {
+			errs = append(errs, err.Error())
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("role %q: want primary (empty), shadow or replay", d.Role))
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

@@ -34,8 +34,12 @@ type Result struct {
 	Height      int                  `json:"height,omitempty"`
 	Detections  []Detection          `json:"detections,omitempty"`
 	Raw         map[string][]float32 `json:"raw,omitempty"`
-	Timings     Timings              `json:"timings_ms"`
-	Source      Source               `json:"source"`
+	// Events and Counts are the tracker stage's zone events on this frame and the
+	// running counts of the camera's zones.
+	Events  []ZoneEvent `json:"events,omitempty"`
+	Counts  []ZoneCount `json:"counts,omitempty"`
+	Timings Timings     `json:"timings_ms"`
+	Source  Source      `json:"source"`
 }
 
 // Detection is one object found in a frame, in source-image pixels.
@@ -44,6 +48,9 @@ type Detection struct {
 	Label   string  `json:"label,omitempty"`
 	Score   float32 `json:"score"`
 	Box     Box     `json:"box"`
+	// TrackID is the detection's track, stable across the camera's frames, when the
+	// deployment tracks (0: untracked, or not yet confirmed).
+	TrackID uint64 `json:"track_id,omitempty"`
 }
 
 // Box is an axis-aligned box in pixels: (x1,y1) top-left, (x2,y2) bottom-right.

@@ -149,4 +149,7 @@ type Reply struct {
 	Error string `json:"error,omitempty"`
 	// ColdStartMs is how long pulling and loading took, in milliseconds.
 	ColdStartMs float64 `json:"cold_start_ms,omitempty"`
+	// Permanent says the activation would fail the same way again (the device does not
+	// exist here, the model does not load): the scaler stops trying until redeployed.
+	Permanent bool `json:"permanent,omitempty"`
 }

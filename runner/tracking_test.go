@@ -1,0 +1,229 @@
+package runner_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/diplip/diplip/functions/pipeline"
+	"github.com/diplip/diplip/ingest"
+	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/testkit"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/runner"
+)
+
+// fixedZones is a ZoneSource with the same zones for every camera.
+type fixedZones []wire.Zone
+
+func (z fixedZones) Camera(stream, camera string) ([]wire.Zone, uint64) { return z, 1 }
+
+// allResults reads every record of a results topic until want distinct frames
+// (camera, seq) have a result, duplicates included.
+func allResults(t *testing.T, addrs []string, topic string, want int) []wire.Result {
+	t.Helper()
+	c, err := sarama.NewConsumer(addrs, kafkaclient.NewConfig("test-all-results"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	parts, _ := c.Partitions(topic)
+	ch := make(chan *sarama.ConsumerMessage, 256)
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			for m := range pc.Messages() {
+				ch <- m
+			}
+		}()
+	}
+	var out []wire.Result
+	seen := map[string]bool{}
+	deadline := time.After(3 * time.Minute)
+	for len(seen) < want {
+		select {
+		case m := <-ch:
+			var r wire.Result
+			if err := json.Unmarshal(m.Value, &r); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+			seen[fmt.Sprintf("%s/%d", r.Camera, r.Seq)] = true
+		case <-deadline:
+			t.Fatalf("%d of %d frames have results", len(seen), want)
+		}
+	}
+	return out
+}
+
+// finalCounts is each camera's counts as of its last counted frame.
+func finalCounts(rs []wire.Result) map[string][]wire.ZoneCount {
+	last := map[string]wire.Result{}
+	for _, r := range rs {
+		if len(r.Counts) == 0 {
+			continue // a redelivered frame its checkpoint had already counted
+		}
+		if l, ok := last[r.Camera]; !ok || r.Seq > l.Seq {
+			last[r.Camera] = r
+		}
+	}
+	out := map[string][]wire.ZoneCount{}
+	for cam, r := range last {
+		out[cam] = r.Counts
+	}
+	return out
+}
+
+// Tracking on the sample video with a counting line across the walkway, by the real
+// detector: the counts of a run whose partitions move to another runner mid-video (the
+// first runner stops, or a second one joins) equal the counts of an uninterrupted run,
+// and track ids continue after the move instead of starting again at 1.
+func TestTrackingStateMovesWithThePartition(t *testing.T) {
+	raw := testkit.Media(t, "vtest_10s.mjpeg")
+	jpegs := ingest.SplitJPEGs(raw)
+	if len(jpegs) > 80 {
+		jpegs = jpegs[:80]
+	}
+	fn, err := pipeline.Load("../functions/examples/yolox-nano", pipeline.Options{Lanes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	zones := fixedZones{{Name: "walkway", Line: []wire.Point{{X: 0, Y: 300}, {X: 767, Y: 300}}}}
+	// Two cameras on the stream's two partitions, so that a joining runner takes one.
+	cams := camerasOnDistinctPartitions(t, 2)
+
+	run := func(t *testing.T, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) map[string][]wire.ZoneCount {
+		addrs, st := stream(t, 2)
+		d := deployment(st, 2)
+		d.Track = &wire.TrackParams{}
+		var frames []wire.Frame
+		for i, j := range jpegs {
+			for _, c := range cams {
+				frames = append(frames, frame(c, uint64(i+1), j))
+			}
+		}
+		produceFrames(t, addrs, st.Topic, frames[:len(frames)/2]...)
+		moves(addrs, st, d, func() { produceFrames(t, addrs, st.Topic, frames[len(frames)/2:]...) })
+		rs := allResults(t, addrs, st.ResultsTopic, len(frames))
+		counts := finalCounts(rs)
+		// Track ids never restart: within each camera, an id seen after the half was
+		// either seen before or is new (greater than every id before it).
+		for _, c := range cams {
+			seenMax := uint64(0)
+			for _, r := range rs {
+				if r.Camera != c {
+					continue
+				}
+				for _, det := range r.Detections {
+					seenMax = max(seenMax, det.TrackID)
+				}
+			}
+			if seenMax < 2 {
+				t.Fatalf("camera %s: track ids up to %d; the tracker did not run", c, seenMax)
+			}
+		}
+		return counts
+	}
+	workerCfg := func(st wire.Stream, d wire.Deployment) runner.WorkerConfig {
+		return runner.WorkerConfig{Deployment: d, Stream: st, Model: fn, Lanes: 2, Zones: zones}
+	}
+
+	var want map[string][]wire.ZoneCount
+	t.Run("uninterrupted", func(t *testing.T) {
+		want = run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
+			startWorker(t, addrs, "alone", workerCfg(st, d))
+			half()
+		})
+		total := int64(0)
+		for _, cs := range want {
+			for _, c := range cs {
+				total += c.In + c.Out
+			}
+		}
+		if total == 0 {
+			t.Fatalf("no crossing counted on the walkway line: %v", want)
+		}
+		t.Logf("counts: %v", want)
+	})
+	t.Run("first runner stops, another continues", func(t *testing.T) {
+		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
+			a, stopA := startWorker(t, addrs, "first", workerCfg(st, d))
+			testkit.CheckFor(t, 2*time.Minute, 100*time.Millisecond, func() error {
+				if n := a.Stats.Frames.Load(); n < int64(len(jpegs)*len(cams)/2) {
+					return fmt.Errorf("first runner: %d results", n)
+				}
+				return nil
+			})
+			stopA()
+			startWorker(t, addrs, "second", workerCfg(st, d))
+			half()
+		})
+		if !equalCounts(got, want) {
+			t.Fatalf("counts after the move %v, uninterrupted %v", got, want)
+		}
+	})
+	t.Run("a second runner joins mid-video", func(t *testing.T) {
+		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
+			a, _ := startWorker(t, addrs, "first", workerCfg(st, d))
+			testkit.CheckFor(t, 2*time.Minute, 100*time.Millisecond, func() error {
+				if n := a.Stats.Frames.Load(); n < int64(len(jpegs)*len(cams)/2) {
+					return fmt.Errorf("first runner: %d results", n)
+				}
+				return nil
+			})
+			b, _ := startWorker(t, addrs, "joiner", workerCfg(st, d))
+			testkit.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+				if len(a.Partitions()) != 1 || len(b.Partitions()) != 1 {
+					return fmt.Errorf("partitions: first %v, joiner %v", a.Partitions(), b.Partitions())
+				}
+				return nil
+			})
+			half()
+		})
+		if !equalCounts(got, want) {
+			t.Fatalf("counts with a runner joining %v, uninterrupted %v", got, want)
+		}
+	})
+}
+
+func equalCounts(a, b map[string][]wire.ZoneCount) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for cam, ca := range a {
+		if !slices.Equal(ca, b[cam]) {
+			return false
+		}
+	}
+	return true
+}
+
+// camerasOnDistinctPartitions picks n camera ids that the producer's hash partitioner
+// puts on n different partitions of an n-partition topic.
+func camerasOnDistinctPartitions(t *testing.T, n int) []string {
+	t.Helper()
+	p := sarama.NewHashPartitioner("any")
+	var out []string
+	used := map[int32]bool{}
+	for i := 0; len(out) < n && i < 1000; i++ {
+		id := fmt.Sprintf("walk-%d", i)
+		part, err := p.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(id)}, int32(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !used[part] {
+			used[part] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
