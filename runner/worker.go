@@ -184,7 +184,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner: joining consumer group %s: %w", w.cfg.Deployment.Group(), err)
 	}
-	producer, err := sarama.NewAsyncProducerFromClient(client)
+	producer, err := w.cfg.Kafka.AsyncProducer()
 	if err != nil {
 		group.Close()
 		return fmt.Errorf("runner: results producer: %w", err)

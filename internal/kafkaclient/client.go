@@ -26,7 +26,12 @@ type Client struct {
 	mu     sync.Mutex
 	client sarama.Client
 	admin  sarama.ClusterAdmin
-	closed bool
+	// producers is a second connection, for producers only: sarama sends the requests of
+	// one broker connection one after another, so a consumer's long-poll fetch (up to
+	// Consumer.MaxWaitTime, 500 ms) would hold a produce request and its acknowledgement
+	// behind it. Kafka's own clients keep producers and consumers apart the same way.
+	producers sarama.Client
+	closed    bool
 }
 
 // ErrClosed is returned by a Client after Close.
@@ -83,14 +88,42 @@ func (c *Client) Admin() (sarama.ClusterAdmin, error) {
 	return c.admin, nil
 }
 
-// SyncProducer returns a new producer on the shared client (acks=all, idempotent, as
-// NewConfig sets). Closing it leaves the client open.
+// producerClient returns the producers' connection, connecting first if needed.
+func (c *Client) producerClient() (sarama.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.producers != nil && !c.producers.Closed() {
+		return c.producers, nil
+	}
+	cl, err := sarama.NewClient(c.brokers, c.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka unreachable at %v: %w", c.brokers, err)
+	}
+	c.producers = cl
+	return cl, nil
+}
+
+// SyncProducer returns a new producer (acks=all, idempotent, as NewConfig sets) on the
+// producers' connection. Closing it leaves the client open.
 func (c *Client) SyncProducer() (sarama.SyncProducer, error) {
-	cl, err := c.Sarama()
+	cl, err := c.producerClient()
 	if err != nil {
 		return nil, err
 	}
 	return sarama.NewSyncProducerFromClient(cl)
+}
+
+// AsyncProducer returns a new asynchronous producer on the producers' connection.
+// Closing it leaves the client open.
+func (c *Client) AsyncProducer() (sarama.AsyncProducer, error) {
+	cl, err := c.producerClient()
+	if err != nil {
+		return nil, err
+	}
+	return sarama.NewAsyncProducerFromClient(cl)
 }
 
 // Close closes the client; producers built on it must be closed first.
@@ -98,6 +131,10 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	if c.producers != nil {
+		c.producers.Close()
+		c.producers = nil
+	}
 	if c.client == nil {
 		return nil
 	}
@@ -398,11 +435,7 @@ func (c *Client) startGroup(group, topic string, where int64) error {
 	if err != nil {
 		return err
 	}
-	om, err := sarama.NewOffsetManagerFromClient(group, cl)
-	if err != nil {
-		return err
-	}
-	defer om.Close()
+	offsets := map[int32]int64{}
 	for _, p := range parts {
 		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
 			continue
@@ -416,13 +449,40 @@ func (c *Client) startGroup(group, topic string, where int64) error {
 				return err
 			}
 		}
-		pom, err := om.ManagePartition(topic, p)
-		if err != nil {
-			return err
-		}
-		pom.MarkOffset(off, "")
-		pom.Close()
+		offsets[p] = off
 	}
-	om.Commit()
+	return c.commitOffsets(group, topic, offsets)
+}
+
+// commitOffsets commits a group's offsets on topic straight to its coordinator, as a
+// group with no members may be committed for (sarama's offset manager would wait for a
+// flush that a partition without records never needs, and hang).
+func (c *Client) commitOffsets(group, topic string, offsets map[int32]int64) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	cl, err := c.Sarama()
+	if err != nil {
+		return err
+	}
+	coordinator, err := cl.Coordinator(group)
+	if err != nil {
+		return fmt.Errorf("the coordinator of group %s: %w", group, err)
+	}
+	req := sarama.NewOffsetCommitRequest(c.cfg, group)
+	for p, off := range offsets {
+		req.AddBlock(topic, p, off, 0, "")
+	}
+	resp, err := coordinator.CommitOffset(req)
+	if err != nil {
+		return fmt.Errorf("committing group %s: %w", group, err)
+	}
+	for _, parts := range resp.Errors {
+		for p, kerr := range parts {
+			if kerr != sarama.ErrNoError {
+				return fmt.Errorf("committing group %s on %s/%d: %w", group, topic, p, kerr)
+			}
+		}
+	}
 	return nil
 }

@@ -133,25 +133,7 @@ func (c *Client) Committed(group, topic string) (map[int32]int64, error) {
 // CommitGroupAt commits a consumer group's offsets on topic at exactly offsets (a new
 // group: a shadow or a replay starts where its window does).
 func (c *Client) CommitGroupAt(group, topic string, offsets map[int32]int64) error {
-	cl, err := c.Sarama()
-	if err != nil {
-		return err
-	}
-	om, err := sarama.NewOffsetManagerFromClient(group, cl)
-	if err != nil {
-		return err
-	}
-	defer om.Close()
-	for p, off := range offsets {
-		pom, err := om.ManagePartition(topic, p)
-		if err != nil {
-			return err
-		}
-		pom.MarkOffset(off, "")
-		pom.Close()
-	}
-	om.Commit()
-	return nil
+	return c.commitOffsets(group, topic, offsets)
 }
 
 // DeleteGroup deletes a consumer group and its offsets; one that does not exist is not an
