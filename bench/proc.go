@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,4 +90,69 @@ func (w *procWatch) cpuSeconds() float64 {
 		total += (end.cpu - w.starts[i].cpu).Seconds()
 	}
 	return total
+}
+
+// rssByMapping groups a process's resident memory by what is mapped: OpenCV's and
+// FFmpeg's shared libraries, ONNX Runtime, other shared libraries, the executable, and
+// anonymous memory (Go's heap and stacks), in MB, largest first, as "opencv 63, anon 20".
+func rssByMapping(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps"))
+	if err != nil {
+		return ""
+	}
+	exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	kb := map[string]int64{}
+	group := "anon"
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if strings.Contains(f[0], "-") && len(f) >= 5 { // a mapping's header line
+			group = "anon"
+			if len(f) >= 6 {
+				group = mappingGroup(f[5], exe)
+			}
+			continue
+		}
+		if f[0] == "Rss:" && len(f) >= 2 {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			kb[group] += v
+		}
+	}
+	type kv struct {
+		k string
+		v int64
+	}
+	var all []kv
+	for k, v := range kb {
+		all = append(all, kv{k, v})
+	}
+	slices.SortFunc(all, func(a, b kv) int { return int(b.v - a.v) })
+	var parts []string
+	for _, e := range all {
+		if e.v >= 1024 {
+			parts = append(parts, fmt.Sprintf("%s %d", e.k, e.v>>10))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mappingGroup(path, exe string) string {
+	base := filepath.Base(path)
+	switch {
+	case path == exe:
+		return "executable"
+	case strings.HasPrefix(base, "libopencv"):
+		return "opencv"
+	case strings.HasPrefix(base, "libav") || strings.HasPrefix(base, "libsw") || strings.HasPrefix(base, "libpostproc"):
+		return "ffmpeg"
+	case strings.HasPrefix(base, "libonnxruntime"):
+		return "onnxruntime"
+	case strings.Contains(base, ".so"):
+		return "other libraries"
+	case strings.HasPrefix(path, "["):
+		return "anon" // [heap], [stack]
+	}
+	return "other files"
 }

@@ -49,6 +49,8 @@ type Sweep struct {
 	SimServiceTime Duration `yaml:"sim_service_time"` // per batch
 	SimPerFrame    Duration `yaml:"sim_per_frame"`    // added per frame of a batch
 	SimBatch       int      `yaml:"sim_batch"`
+	// Tracker: the tracker stage's cost per frame at 10 and 50 detections.
+	Tracker bool `yaml:"tracker"`
 	// Ingest: HTTP push vs Kafka's ProducerPerformance at the same record size.
 	Ingest        bool `yaml:"ingest"`
 	IngestRecords int  `yaml:"ingest_records"`

@@ -151,6 +151,16 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 		}
 		rows = append(rows, r)
 	}
+	if sw.Tracker {
+		for _, n := range []int{10, 50} {
+			env.say("tracker: %d detections per frame", n)
+			r, err := runTracker(n, 2000)
+			if err != nil {
+				return rows, fmt.Errorf("tracker: %w", err)
+			}
+			rows = append(rows, r)
+		}
+	}
 	if sw.Ingest {
 		env.say("ingest: HTTP push vs Kafka's ProducerPerformance, %d records", sw.IngestRecords)
 		rs, err := runIngest(ctx, sw, env)
@@ -173,6 +183,11 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // stream creates a fresh stream and deploys the function on it.
 func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min, max, lanes int) (wire.Stream, error) {
+	return deployWith(ctx, env, prefix, partitions, api.DeployRequest{Min: min, Max: max, Policy: "replay", Lanes: lanes})
+}
+
+// deployWith creates a fresh stream and deploys the function on it as req says.
+func deployWith(ctx context.Context, env *Env, prefix string, partitions int32, req api.DeployRequest) (wire.Stream, error) {
 	cl, err := apiclient.New(env.Node.URL(), "")
 	if err != nil {
 		return wire.Stream{}, err
@@ -182,7 +197,8 @@ func deploy(ctx context.Context, env *Env, prefix string, partitions int32, min,
 	if err != nil {
 		return wire.Stream{}, err
 	}
-	_, err = cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Min: min, Max: max, Policy: "replay", Lanes: lanes})
+	req.Ref, req.Stream = env.Ref, name
+	_, err = cl.Deploy(ctx, req)
 	return wire.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions}, err
 }
 
@@ -207,7 +223,7 @@ type resultTap struct {
 	work   []float64        // decode + preprocess + inference per frame, ms
 	other  map[string]int64 // results that were not ok, by status
 	n      atomic.Int64
-	from   time.Time // count only frames captured at or after this
+	from   time.Time // count only results seen at or after this
 	sub    *nats.Subscription
 	nc     *nats.Conn
 	first  chan struct{}
@@ -237,7 +253,7 @@ func tapResults(env *Env, stream string) (*resultTap, error) {
 		t.firstO.Do(func() { close(t.first) })
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		if !t.from.IsZero() && !r.CaptureTime.Before(t.from) {
+		if !t.from.IsZero() && !now.Before(t.from) {
 			t.lat = append(t.lat, ms(now.Sub(r.CaptureTime)))
 			t.at = append(t.at, now)
 			t.queue = append(t.queue, r.Timings.Queue)
@@ -263,7 +279,9 @@ func (t *resultTap) close() { t.sub.Unsubscribe(); t.nc.Close() }
 // the platform-cpu row: CPU seconds of the broker, the gateway and the runner per frame,
 // less the model's own (modelCPU, measured by the limit loop).
 func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit Row, lanes int, modelCPU float64) (Row, Row, error) {
-	st, err := deploy(ctx, env, "bench-pipe", int32(sw.Cameras), 1, 1, lanes)
+	// Live cameras get the live policy (the default max age): under overload, frames older
+	// than it are skipped and counted beside the ok ones.
+	st, err := deployWith(ctx, env, "bench-pipe", int32(sw.Cameras), api.DeployRequest{Min: 1, Max: 1, Lanes: lanes})
 	if err != nil {
 		return Row{}, Row{}, err
 	}
@@ -346,10 +364,17 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit R
 // image is cached by the earlier phases; whether an idle runner process was there to
 // activate (versus a process to start) is in the note.
 func runColdStart(ctx context.Context, env *Env) (Row, error) {
+	// The earlier phases' runners go idle once their deployments are gone: wait for one,
+	// so the row measures an activation (a scale from zero onto an idle runner).
 	idle := 0
-	for _, r := range env.resources().Runners {
-		if r.State == wire.StateIdle {
-			idle++
+	for deadline := time.Now().Add(15 * time.Second); idle == 0 && time.Now().Before(deadline); {
+		for _, r := range env.resources().Runners {
+			if r.State == wire.StateIdle {
+				idle++
+			}
+		}
+		if idle == 0 {
+			time.Sleep(250 * time.Millisecond)
 		}
 	}
 	st, err := deploy(ctx, env, "bench-cold", 1, 0, 1, 0)
@@ -431,7 +456,7 @@ func idleRunnerMemory(env *Env) (Row, bool) {
 				}
 				mb := float64(s.rss) / (1 << 20)
 				return Row{Scenario: "idle-runner-rss", P50: mb,
-					Note: "MB resident, after a deactivation (no model, no group; ONNX Runtime stays loaded)"}, true
+					Note: "MB resident, after a deactivation (no model, no group; ONNX Runtime stays loaded); by mapping (MB): " + rssByMapping(pid)}, true
 			}
 		}
 		time.Sleep(500 * time.Millisecond)

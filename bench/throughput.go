@@ -14,7 +14,7 @@ import (
 
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
-	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/functions/pipeline"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -36,7 +36,7 @@ type loopResult struct {
 // frame at a time: decode, letterbox, infer, boxes and NMS, the same code a runner runs,
 // with no bus. The node in this process is idle meanwhile.
 func runLoop(ctx context.Context, d time.Duration, env *Env, cfg lanesConfig) (loopResult, error) {
-	fn, err := onnx.Load(env.FunctionDir, onnx.Options{Lanes: cfg.lanes, IntraOpThreads: cfg.threads})
+	fn, err := pipeline.Load(env.FunctionDir, pipeline.Options{Lanes: cfg.lanes, IntraOpThreads: cfg.threads})
 	if err != nil {
 		return loopResult{}, err
 	}
@@ -217,7 +217,8 @@ func freshRunnerMemory(ctx context.Context, env *Env) (Row, error) {
 					return Row{}, err
 				}
 				return Row{Scenario: "idle-runner-rss-fresh", P50: float64(s.rss) / (1 << 20),
-					Note: "MB resident, registered and never activated (ONNX Runtime not loaded); target < 40 MB"}, nil
+					Note: "MB resident, registered and never activated (ONNX Runtime not loaded); target < 40 MB; by mapping (MB): " +
+						rssByMapping(cmd.Process.Pid)}, nil
 			}
 		}
 		time.Sleep(200 * time.Millisecond)

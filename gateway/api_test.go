@@ -409,6 +409,7 @@ func TestNewDeploymentsStartWhereTheirPolicySays(t *testing.T) {
 		wantLag int64
 	}{
 		{"live starts at the end", api.DeployRequest{}, 3, 0},
+		{"live on a stream without frames yet", api.DeployRequest{}, 0, 0},
 		{"replay starts at the earliest retained frame", api.DeployRequest{Policy: "replay"}, 3, 3},
 		{"replay from a time after the frames", api.DeployRequest{Policy: "replay", From: time.Now().Add(time.Minute).UTC().Format(time.RFC3339)}, 3, 0},
 		{"replay from a time before the frames", api.DeployRequest{Policy: "replay", From: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)}, 3, 3},

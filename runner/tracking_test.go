@@ -1,9 +1,13 @@
 package runner_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,6 +175,29 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 			t.Fatalf("counts after the move %v, uninterrupted %v", got, want)
 		}
 	})
+	t.Run("the first runner is SIGKILLed mid-video", func(t *testing.T) {
+		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
+			cmd := startCrashingRunner(t, helperSpec{Brokers: addrs, Stream: st, Deployment: d, Zones: zones})
+			kc := kafkaclient.New(addrs, "test-crash")
+			defer kc.Close()
+			testkit.CheckFor(t, 2*time.Minute, 100*time.Millisecond, func() error { // half the frames have results
+				n, err := kc.StoredRecords(st.ResultsTopic)
+				if err != nil || n < int64(len(jpegs)*len(cams)/2) {
+					return fmt.Errorf("%d results (%v)", n, err)
+				}
+				return nil
+			})
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			startWorker(t, addrs, "after-crash", workerCfg(st, d))
+			half()
+		})
+		if !equalCounts(got, want) {
+			t.Fatalf("counts after a SIGKILL %v, uninterrupted %v", got, want)
+		}
+	})
 	t.Run("a second runner joins mid-video", func(t *testing.T) {
 		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
 			a, _ := startWorker(t, addrs, "first", workerCfg(st, d))
@@ -226,4 +253,51 @@ func camerasOnDistinctPartitions(t *testing.T, n int) []string {
 		}
 	}
 	return out
+}
+
+// TestHelperTrackingWorker is not a test: it is the entry of the runner process that
+// TestTrackingStateMovesWithThePartition SIGKILLs mid-video (os/exec's helper-process
+// idiom). It runs a tracking worker from DIPLIP_HELPER_WORKER until it is killed.
+func TestHelperTrackingWorker(t *testing.T) {
+	spec := os.Getenv("DIPLIP_HELPER_WORKER")
+	if spec == "" {
+		return
+	}
+	var h helperSpec
+	if err := json.Unmarshal([]byte(spec), &h); err != nil {
+		t.Fatal(err)
+	}
+	fn, err := pipeline.Load("../functions/examples/yolox-nano", pipeline.Options{Lanes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := kafkaclient.NewWithConfig(h.Brokers, kafkaclient.RunnerConfig("crashing-runner"))
+	w, err := runner.NewWorker(runner.WorkerConfig{Kafka: kc, Deployment: h.Deployment, Stream: h.Stream, Model: fn, Lanes: 2,
+		Zones: fixedZones(h.Zones)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Run(context.Background()) // until SIGKILL
+}
+
+type helperSpec struct {
+	Brokers    []string
+	Stream     wire.Stream
+	Deployment wire.Deployment
+	Zones      []wire.Zone
+}
+
+// startCrashingRunner runs a tracking worker in a child process, to be SIGKILLed.
+func startCrashingRunner(t *testing.T, h helperSpec) *exec.Cmd {
+	t.Helper()
+	b, _ := json.Marshal(h)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperTrackingWorker$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "DIPLIP_HELPER_WORKER="+string(b))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
 }
