@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,9 +20,6 @@ import (
 
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
-	"github.com/diplip/diplip/ingest"
-	"github.com/diplip/diplip/ingest/video"
-	"github.com/diplip/diplip/internal/assets"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
@@ -455,16 +451,7 @@ func TestNewDeploymentsStartWhereTheirPolicySays(t *testing.T) {
 // writing to the stream afterwards).
 func TestCameraLifecycleGaps(t *testing.T) {
 	ctx := context.Background()
-	file, err := assets.Media("vtest_h264.mp4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), OpenSource: video.Open,
-		CameraSources: ingest.SourcePolicy{FileDirs: []string{filepath.Dir(file)}}})
-	c, err := apiclient.New(n.URL(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, c, file := startWithCameras(t)
 	stream := testkit.Name("cams")
 	st, err := c.CreateStream(ctx, api.StreamRequest{Name: stream, Partitions: 1})
 	if err != nil {

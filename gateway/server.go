@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -77,6 +78,7 @@ type Server struct {
 	push     *ingest.HTTPPush
 	cams     *cameras
 	guarded  http.Handler // mux behind guard
+	woken    sync.Map     // stream → *atomic.Int64, the last wake sent (Unix ns)
 }
 
 // NewServer returns a gateway serving cfg; Run serves it.
@@ -100,7 +102,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))
 	}
 	push, err := ingest.NewHTTPPush(ingest.PushConfig{
-		Producer: s.producer, Topic: s.framesTopic, MaxFrameBytes: cfg.MaxFrameBytes, Logger: cfg.Logger,
+		Producer: s.producer, Topic: s.framesTopic, MaxFrameBytes: cfg.MaxFrameBytes, Logger: cfg.Logger, Stored: s.wake,
 	})
 	if err != nil {
 		return nil, err
@@ -119,6 +121,17 @@ func (s *Server) framesTopic(ctx context.Context, stream string) (string, error)
 		return "", fmt.Errorf("%w: %s", ingest.ErrUnknownStream, stream)
 	}
 	return topic, err
+}
+
+// wake tells the scalers that stream got a frame, at most once a second a stream.
+func (s *Server) wake(stream string) {
+	now := time.Now().UnixNano()
+	v, _ := s.woken.LoadOrStore(stream, new(atomic.Int64))
+	last := v.(*atomic.Int64)
+	if prev := last.Load(); now-prev < int64(time.Second) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	_ = s.cfg.NATS.Publish(wire.SubjectWake, []byte(stream))
 }
 
 // Streams is the stream view the gateway resolves topics with (its owner runs it).

@@ -27,16 +27,7 @@ import (
 // stream (a tombstone in their compacted state topic).
 func TestZones(t *testing.T) {
 	ctx := context.Background()
-	file, err := assets.Media("vtest_h264.mp4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), OpenSource: video.Open,
-		CameraSources: ingest.SourcePolicy{FileDirs: []string{filepath.Dir(file)}}})
-	c, err := apiclient.New(n.URL(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, c, file := startWithCameras(t)
 	stream := testkit.Name("z")
 	if _, err := c.CreateStream(ctx, api.StreamRequest{Name: stream, Partitions: 1}); err != nil {
 		t.Fatal(err)
@@ -118,4 +109,21 @@ func TestZones(t *testing.T) {
 	}
 	err = c.RemoveZone(ctx, stream, "gate", "walkway")
 	wantAPIError(t, err, http.StatusNotFound, "no zone")
+}
+
+// startWithCameras runs a node that pulls cameras with OpenCV and may read the sample
+// video, and returns it, a client, and the video's path.
+func startWithCameras(t *testing.T) (*node.Node, *apiclient.Client, string) {
+	t.Helper()
+	file, err := assets.Media("vtest_h264.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := nodetest.Start(t, node.Config{Kafka: testkit.Kafka(t), OpenSource: video.Open,
+		CameraSources: ingest.SourcePolicy{FileDirs: []string{filepath.Dir(file)}}})
+	c, err := apiclient.New(n.URL(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, c, file
 }

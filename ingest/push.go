@@ -69,7 +69,11 @@ type PushConfig struct {
 	// MaxMJPEGStreams bounds MJPEG pushes open at once; beyond it the endpoint answers
 	// 503 with Retry-After. Default 16.
 	MaxMJPEGStreams int
-	Logger          *slog.Logger
+	// Stored, when set, is called (quickly, without blocking) after each frame Kafka
+	// acknowledged: the gateway tells the scaler that a stream has work, so a stream with
+	// no runner wakes one at once instead of at its next lag poll.
+	Stored func(stream string)
+	Logger *slog.Logger
 }
 
 // HTTPPush serves cameras that push frames over HTTP: one JPEG (or PNG) per request, or a
@@ -251,6 +255,9 @@ func (h *HTTPPush) send(stream, topic string, f *wire.Frame) (int32, int64, erro
 	}
 	h.Accepted.Add(1)
 	metrics.IngestFrames.WithLabelValues(stream, "accepted").Inc()
+	if h.cfg.Stored != nil {
+		h.cfg.Stored(stream)
+	}
 	return part, off, nil
 }
 

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,7 +103,7 @@ func TestCheckExposure(t *testing.T) {
 // The managed broker is supervised: SIGKILLed under a running node, its JVM is started
 // again on its data, and /readyz is 200 again.
 func TestManagedBrokerComesBackAfterSIGKILL(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	n := nodetest.Start(t, node.Config{KafkaHeapMB: 256, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	pid := n.KafkaPID()
 	if pid == 0 {
@@ -126,22 +124,4 @@ func TestManagedBrokerComesBackAfterSIGKILL(t *testing.T) {
 	if !strings.Contains(logs.String(), "kafka node exited; restarting it") || !strings.Contains(logs.String(), "kafka node restarted") {
 		t.Fatalf("the restart was not logged:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

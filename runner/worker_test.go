@@ -53,41 +53,13 @@ func frame(camera string, seq uint64, data []byte) wire.Frame {
 	return wire.Frame{Camera: camera, Seq: seq, CaptureTime: now, IngestTime: now, ContentType: wire.ContentJPEG, Data: data}
 }
 
-// results reads results from the results topic until want distinct ids are seen.
+// results reads the results topic until want distinct frames have a result, and returns
+// them by result id (a duplicate keeps the last copy).
 func results(t *testing.T, addrs []string, topic string, want int) map[string]wire.Result {
 	t.Helper()
-	c, err := sarama.NewConsumer(addrs, kafkaclient.NewConfig("test-results"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	parts, _ := c.Partitions(topic)
-	ch := make(chan *sarama.ConsumerMessage, 64)
-	for _, p := range parts {
-		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		go func() {
-			for m := range pc.Messages() {
-				ch <- m
-			}
-		}()
-	}
 	got := map[string]wire.Result{}
-	deadline := time.After(90 * time.Second)
-	for len(got) < want {
-		select {
-		case m := <-ch:
-			var r wire.Result
-			if err := json.Unmarshal(m.Value, &r); err != nil {
-				t.Fatalf("result is not JSON: %v", err)
-			}
-			got[r.ID] = r
-		case <-deadline:
-			t.Fatalf("%d of %d results arrived", len(got), want)
-		}
+	for _, r := range allResults(t, addrs, topic, want) {
+		got[r.ID] = r
 	}
 	return got
 }

@@ -133,6 +133,17 @@ func (s *Scaler) Run(ctx context.Context) error {
 		return fmt.Errorf("scaler: subscribing to heartbeats: %w", err)
 	}
 	defer sub.Unsubscribe()
+	wake := make(chan struct{}, 1)
+	wsub, err := s.cfg.NATS.Subscribe(wire.SubjectWake, func(*nats.Msg) {
+		select {
+		case wake <- struct{}{}:
+		default: // a pass is due anyway
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("scaler: subscribing to wake-ups: %w", err)
+	}
+	defer wsub.Unsubscribe()
 	if s.cfg.Lease != nil {
 		defer s.cfg.Lease.Release(context.WithoutCancel(ctx))
 	}
@@ -145,9 +156,10 @@ func (s *Scaler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := s.pass(ctx, &requests); err != nil {
-				s.log.Warn("scaler pass failed", "err", err)
-			}
+		case <-wake: // a stream got frames: decide now (a deployment at zero wakes sooner)
+		}
+		if err := s.pass(ctx, &requests); err != nil {
+			s.log.Warn("scaler pass failed", "err", err)
 		}
 	}
 }

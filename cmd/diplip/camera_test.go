@@ -45,7 +45,7 @@ func rtspServer(t *testing.T, port int) *exec.Cmd {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("/usr/bin/python3", "../../internal/testkit/testdata/rtsp_server.py", strconv.Itoa(port), video)
-	out := &syncBuffer{}
+	out := &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

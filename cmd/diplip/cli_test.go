@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +44,7 @@ func TestMain(m *testing.M) {
 
 type upProcess struct {
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *testkit.SyncBuffer
 	listen   string
 	stateDir string
 }
@@ -67,30 +66,12 @@ func processesMentioning(s string) []int {
 	return pids
 }
 
-// syncBuffer is a bytes.Buffer the process's output copier and the test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startUp runs `diplip up` against the test run's Kafka and waits until /readyz is 200.
 func startUp(t *testing.T, stateDir, listen string, extra ...string) *upProcess {
 	t.Helper()
 	kafka := strings.Join(testkit.Kafka(t), ",")
 	cmd := exec.Command(diplipBinary(t), append([]string{"up", "--state-dir", stateDir, "--listen", listen, "--kafka", kafka}, extra...)...)
-	out := &syncBuffer{}
+	out := &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

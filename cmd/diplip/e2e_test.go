@@ -137,7 +137,7 @@ func TestKilledRunnerLosesNoFrame(t *testing.T) {
 	for i := range 2 {
 		cmd := exec.Command(diplipBinary(t), "runner", "--nats", natsURL, "--id", fmt.Sprintf("hand-%d", i),
 			"--cache", t.TempDir(), "--threads", "1")
-		cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestSplitGatewayAndRunner(t *testing.T) {
 	gw := "--gateway=http://" + addr
 	g := exec.Command(diplipBinary(t), "gateway", "--nats", ns.ClientURL(), "--kafka", strings.Join(testkit.Kafka(t), ","),
 		"--listen", addr, "--state-dir", t.TempDir())
-	out := &syncBuffer{}
+	out := &testkit.SyncBuffer{}
 	g.Stdout, g.Stderr = out, out
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestSplitGatewayAndRunner(t *testing.T) {
 		return nil
 	})
 	r := exec.Command(diplipBinary(t), "runner", "--nats", ns.ClientURL(), "--id", "machine-b", "--cache", t.TempDir())
-	r.Stdout, r.Stderr = &syncBuffer{}, &syncBuffer{}
+	r.Stdout, r.Stderr = &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}

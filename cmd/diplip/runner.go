@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -44,6 +45,7 @@ func runnerCommand() *cli.Command {
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the gateway's token (for NATS and its registry)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:0", Usage: "where /metrics (Prometheus) is served; empty: nowhere"},
+			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"DIPLIP_RUNNER_PPROF"}, Usage: "also serve Go's profiles under /debug/pprof/ on the metrics listener (e.g. go tool pprof http://ADDR/debug/pprof/profile)"},
 		},
 		Action: runRunner,
 	}
@@ -91,6 +93,11 @@ func runRunner(c *cli.Context) error {
 		metricsURL = "http://" + ln.Addr().String() + "/metrics"
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler())
+		if c.Bool("pprof") {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -65,9 +65,9 @@ func (c *Client) Sarama() (sarama.Client, error) {
 	if c.client != nil && !c.client.Closed() {
 		return c.client, nil
 	}
-	cl, err := sarama.NewClient(c.brokers, c.cfg)
+	cl, err := c.connect()
 	if err != nil {
-		return nil, fmt.Errorf("kafka unreachable at %v: %w", c.brokers, err)
+		return nil, err
 	}
 	ad, err := sarama.NewClusterAdminFromClient(cl)
 	if err != nil {
@@ -98,12 +98,57 @@ func (c *Client) producerClient() (sarama.Client, error) {
 	if c.producers != nil && !c.producers.Closed() {
 		return c.producers, nil
 	}
+	cl, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	c.producers = cl
+	return cl, nil
+}
+
+func (c *Client) connect() (sarama.Client, error) {
 	cl, err := sarama.NewClient(c.brokers, c.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kafka unreachable at %v: %w", c.brokers, err)
 	}
-	c.producers = cl
 	return cl, nil
+}
+
+// readRange calls fn with each record of a partition from offset from up to (not
+// including) end, giving up when ctx ends or no record comes for 10 s (a compacted or
+// deleted range: what was read stands).
+func (c *Client) readRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*sarama.ConsumerMessage)) error {
+	if from >= end {
+		return nil
+	}
+	cl, err := c.Sarama()
+	if err != nil {
+		return err
+	}
+	consumer, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(topic, partition, from)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	for off := from; off < end; {
+		select {
+		case m := <-pc.Messages():
+			off = m.Offset + 1
+			fn(m)
+		case err := <-pc.Errors():
+			return err
+		case <-time.After(10 * time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // SyncProducer returns a new producer (acks=all, idempotent, as NewConfig sets) on the
@@ -292,11 +337,6 @@ func (c *Client) LastResults(ctx context.Context, topic string, n int) ([][]byte
 	if err != nil {
 		return nil, err
 	}
-	consumer, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		return nil, err
-	}
-	defer consumer.Close()
 	parts, err := cl.Partitions(topic)
 	if err != nil {
 		return nil, err
@@ -311,31 +351,16 @@ func (c *Client) LastResults(ctx context.Context, topic string, n int) ([][]byte
 		if err != nil {
 			return nil, err
 		}
-		from := max(start, end-int64(n))
-		if from >= end {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(topic, p, from)
+		err = c.readRange(ctx, topic, p, max(start, end-int64(n)), end, func(m *sarama.ConsumerMessage) {
+			var res struct {
+				CaptureTime time.Time `json:"capture_time"`
+			}
+			_ = json.Unmarshal(m.Value, &res)
+			recs = append(recs, rec{res.CaptureTime, m.Value})
+		})
 		if err != nil {
 			return nil, err
 		}
-		for off := from; off < end; {
-			select {
-			case m := <-pc.Messages():
-				off = m.Offset + 1
-				var res struct {
-					CaptureTime time.Time `json:"capture_time"`
-				}
-				_ = json.Unmarshal(m.Value, &res)
-				recs = append(recs, rec{res.CaptureTime, m.Value})
-			case <-time.After(10 * time.Second):
-				off = end // a compacted or deleted range: give what we have
-			case <-ctx.Done():
-				pc.Close()
-				return nil, ctx.Err()
-			}
-		}
-		pc.Close()
 	}
 	slices.SortStableFunc(recs, func(a, b rec) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
 	if len(recs) > n {

@@ -1,9 +1,9 @@
 package kafkaclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -33,37 +33,18 @@ func (c *Client) LatestByKey(topic string, partition int32) (map[string][]byte, 
 		return nil, err
 	}
 	out := map[string][]byte{}
-	if start >= end {
-		return out, nil
-	}
-	cl, err := c.Sarama()
-	if err != nil {
-		return nil, err
-	}
-	consumer, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		return nil, err
-	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition(topic, partition, start)
-	if err != nil {
-		return nil, err
-	}
-	defer pc.Close()
-	for off := start; off < end; {
-		select {
-		case m := <-pc.Messages():
-			off = m.Offset + 1
-			if m.Value == nil {
-				delete(out, string(m.Key))
-			} else {
-				out[string(m.Key)] = m.Value
-			}
-		case err := <-pc.Errors():
-			return nil, err
-		case <-time.After(10 * time.Second):
-			return nil, fmt.Errorf("reading %s/%d: no record for 10 s at offset %d of %d", topic, partition, off, end)
+	var short bool
+	last := start
+	err = c.readRange(context.Background(), topic, partition, start, end, func(m *sarama.ConsumerMessage) {
+		last = m.Offset + 1
+		if m.Value == nil {
+			delete(out, string(m.Key))
+		} else {
+			out[string(m.Key)] = m.Value
 		}
+	})
+	if short = last < end; err == nil && short {
+		err = fmt.Errorf("reading %s/%d: stopped at offset %d of %d", topic, partition, last, end)
 	}
-	return out, nil
+	return out, err
 }

@@ -14,6 +14,11 @@ import (
 // SubjectHeartbeat is where every runner announces itself.
 const SubjectHeartbeat = "diplip.runners.heartbeat"
 
+// SubjectWake is where a gateway says that a stream got frames (the message is the
+// stream's name, at most about once a second a stream): the scaler decides at once
+// instead of at its next poll, so a deployment scaled to zero wakes sooner.
+const SubjectWake = "diplip.streams.wake"
+
 // ActivateSubject is where runner id takes activation requests.
 func ActivateSubject(id string) string { return "diplip.runner." + id + ".activate" }
 
