@@ -162,6 +162,7 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 	}
 	defer tap.close()
 	tap.window(now.Add(-time.Second))
+	var procs *procWatch
 	if _, err := cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Max: 1, Policy: "replay", Lanes: lanes}); err != nil {
 		return Row{}, err
 	}
@@ -174,6 +175,9 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 			first, last = tap.at[0], tap.at[done-1]
 		}
 		tap.mu.Unlock()
+		if done > 0 && procs == nil { // from the first result: CPU of each process while draining
+			procs = watchProcs(env.processes())
+		}
 		if ok >= int64(n) {
 			break
 		}
@@ -183,6 +187,7 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 		time.Sleep(100 * time.Millisecond)
 	}
 	fps := float64(n-1) / last.Sub(first).Seconds()
+	usage := procs.summary()
 	tap.mu.Lock()
 	other := fmt.Sprint(tap.other)
 	tap.mu.Unlock()
@@ -191,7 +196,7 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 		lanesNote = fmt.Sprintf("%d lanes", lanes)
 	}
 	return Row{Scenario: "drain", Runners: 1, FPS: fps, Ratio: fps / limit.FPS,
-		Note: fmt.Sprintf("%d frames already in Kafka, replay policy, %s; fps from first to last ok result / limit; not ok: %s", n, lanesNote, other)}, nil
+		Note: fmt.Sprintf("%d frames already in Kafka, replay policy, %s; fps from first to last ok result / limit; not ok: %s; %s", n, lanesNote, other, usage)}, nil
 }
 
 // freshRunnerMemory starts a runner process that registers and is never activated, and
