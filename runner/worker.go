@@ -647,7 +647,10 @@ func (w *Worker) acked(it *item) {
 		metrics.EndToEnd.WithLabelValues(key).Observe(r.Timings.EndToEnd / 1000)
 	}
 	if w.cfg.NATS != nil {
-		_ = w.cfg.NATS.Publish(w.cfg.Deployment.ResultSubject(r.Camera), it.payload)
+		// The result id as the message id: a JetStream stream over these subjects drops the
+		// duplicates that at-least-once delivery can send.
+		_ = w.cfg.NATS.PublishMsg(&nats.Msg{Subject: w.cfg.Deployment.ResultSubject(r.Camera), Data: it.payload,
+			Header: nats.Header{nats.MsgIdHdr: []string{r.ID}}})
 	}
 	switch r.Status {
 	case wire.StatusOK:
