@@ -192,6 +192,7 @@ func (a *Agent) beat() {
 	}
 	if a.active != nil && a.worker != nil {
 		hb.State, hb.Deployment, hb.Digest = wire.StateActive, a.active.Deployment.Key(), a.active.Deployment.Digest
+		hb.Generation = a.active.Deployment.Generation
 		hb.Partitions = a.worker.Partitions()
 		hb.Unhealthy = a.worker.Unhealthy()
 		hb.BatchMode = a.batchMode
@@ -243,7 +244,8 @@ func (a *Agent) activate(ctx context.Context, act wire.Activation) error {
 	defer cancel()
 	a.mu.Lock()
 	switch {
-	case a.active != nil && a.active.Deployment.Key() == act.Deployment.Key() && a.active.Deployment.Digest == act.Deployment.Digest:
+	case a.active != nil && a.active.Deployment.Key() == act.Deployment.Key() && a.active.Deployment.Digest == act.Deployment.Digest &&
+		a.active.Deployment.Generation == act.Deployment.Generation:
 		a.mu.Unlock()
 		return nil // already doing exactly this
 	case a.active != nil:

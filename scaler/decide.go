@@ -14,6 +14,7 @@ type Runner struct {
 	State      wire.State
 	Deployment string // the deployment key it works (loading or active)
 	Digest     string
+	Generation int     // of the deployment it works; 0: not known
 	RateFPS    float64 // frames per second over its last heartbeat interval
 	Devices    []wire.Device
 }
@@ -93,8 +94,8 @@ func Decide(o Observation) Decision {
 			continue
 		}
 		active = append(active, r.ID)
-		if r.Digest != d.Digest {
-			stale = append(stale, r.ID)
+		if r.Digest != d.Digest || (r.Generation != 0 && r.Generation != d.Generation) {
+			stale = append(stale, r.ID) // an older image, or older settings
 		}
 		if r.RateFPS > 0 {
 			rate += r.RateFPS

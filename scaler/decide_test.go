@@ -217,3 +217,20 @@ func TestDecideFailedDeploymentStartsNothing(t *testing.T) {
 		t.Fatalf("Decide = %+v; want nothing started for a failed deployment", got)
 	}
 }
+
+// Redeploying the same image with other settings (tracking, lanes, batch) is a rolling
+// update too: a runner on the deployment's older generation goes back to idle, one at a
+// time, to be activated with the new settings.
+func TestDecideRollsOnANewGeneration(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	dep := wire.Deployment{Function: "fn", Stream: "s", Digest: "d", Max: 2, Device: wire.DeviceAny, Generation: 2}
+	runners := []Runner{
+		{ID: "a", State: wire.StateActive, Deployment: dep.Key(), Digest: "d", Generation: 1, RateFPS: 5},
+		{ID: "b", State: wire.StateActive, Deployment: dep.Key(), Digest: "d", Generation: 2, RateFPS: 5},
+	}
+	got := Decide(Observation{Now: now, Deployment: dep, Partitions: 2, Lag: map[int32]int64{0: 0}, Runners: runners,
+		LastProgress: now, IdleTimeout: time.Minute})
+	if !slices.Equal(got.Deactivate, []string{"a"}) {
+		t.Fatalf("Decide = %+v; want runner a (generation 1) sent back to idle", got)
+	}
+}

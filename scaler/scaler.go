@@ -240,7 +240,7 @@ func (s *Scaler) views() []Runner {
 	out := make([]Runner, 0, len(s.runners))
 	for id, rs := range s.runners {
 		out = append(out, Runner{ID: id, State: rs.hb.State, Deployment: rs.hb.Deployment, Digest: rs.hb.Digest,
-			RateFPS: rs.hb.RateFPS, Devices: rs.hb.Devices})
+			RateFPS: rs.hb.RateFPS, Devices: rs.hb.Devices, Generation: rs.hb.Generation})
 	}
 	return out
 }
@@ -437,6 +437,7 @@ func (s *Scaler) activate(ctx context.Context, requests *sync.WaitGroup, id stri
 	s.mu.Lock()
 	if rs, ok := s.runners[id]; ok {
 		rs.hb.State, rs.hb.Deployment, rs.hb.Digest, rs.hb.RateFPS = wire.StateLoading, d.Key(), d.Digest, 0
+		rs.hb.Generation = d.Generation
 	}
 	s.mu.Unlock()
 	requests.Go(func() {

@@ -109,10 +109,13 @@ type Heartbeat struct {
 	// Providers are the ONNX Runtime execution providers that work here.
 	Providers []string `json:"providers"`
 	// GPUs are what nvidia-smi reports, where it exists.
-	GPUs       []GPU   `json:"gpus,omitempty"`
-	State      State   `json:"state"`
-	Deployment string  `json:"deployment,omitempty"`
-	Digest     string  `json:"digest,omitempty"`
+	GPUs       []GPU  `json:"gpus,omitempty"`
+	State      State  `json:"state"`
+	Deployment string `json:"deployment,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+	// Generation is the active deployment's generation: a redeploy with other settings
+	// (tracking, lanes, batch, policy) on the same image is a rolling update too.
+	Generation int     `json:"generation,omitempty"`
 	Partitions []int32 `json:"partitions,omitempty"`
 	Frames     int64   `json:"frames"`
 	// RateFPS is frames per second over the last heartbeat interval.
