@@ -115,9 +115,9 @@ func (c *Client) connect() (sarama.Client, error) {
 }
 
 // readRange calls fn with each record of a partition from offset from up to (not
-// including) end, giving up when ctx ends or no record comes for 10 s (a compacted or
-// deleted range: what was read stands).
-func (c *Client) readRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*sarama.ConsumerMessage)) error {
+// including) end, and stops at fn's first error, when ctx ends, or when no record comes
+// for 10 s (a compacted or deleted range: what was read stands).
+func (c *Client) readRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*sarama.ConsumerMessage) error) error {
 	if from >= end {
 		return nil
 	}
@@ -139,7 +139,9 @@ func (c *Client) readRange(ctx context.Context, topic string, partition int32, f
 		select {
 		case m := <-pc.Messages():
 			off = m.Offset + 1
-			fn(m)
+			if err := fn(m); err != nil {
+				return err
+			}
 		case err := <-pc.Errors():
 			return err
 		case <-time.After(10 * time.Second):
@@ -224,57 +226,32 @@ func (c *Client) Retained(topic string, partition int32) (start, end int64, err 
 
 // StoredRecords counts the records a topic holds now.
 func (c *Client) StoredRecords(topic string) (int64, error) {
-	cl, err := c.Sarama()
-	if err != nil {
-		return 0, err
-	}
-	parts, err := cl.Partitions(topic)
+	start, end, err := c.Offsets(topic)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	for _, p := range parts {
-		start, end, err := c.Retained(topic, p)
-		if err != nil {
-			return 0, err
-		}
-		n += end - start
+	for p, s := range start {
+		n += end[p] - s
 	}
 	return n, nil
 }
 
 // PartitionLag is a consumer group's lag on each partition of topic: the end offset
-// minus the next offset the group will read, where a partition without a commit reads
-// from its earliest retained offset (not 0: retention may have deleted the start). Lag
-// is never negative (a commit can run ahead of a stale end offset read).
+// minus the next offset the group will read (see Committed). Lag is never negative (a
+// commit can run ahead of a stale end offset read).
 func (c *Client) PartitionLag(group, topic string) (map[int32]int64, error) {
-	cl, err := c.Sarama()
+	start, end, err := c.Offsets(topic)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := c.Admin()
+	next, err := c.next(group, topic, start)
 	if err != nil {
 		return nil, err
 	}
-	parts, err := cl.Partitions(topic)
-	if err != nil {
-		return nil, err
-	}
-	committed, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
-	if err != nil {
-		return nil, err
-	}
-	lag := make(map[int32]int64, len(parts))
-	for _, p := range parts {
-		start, end, err := c.Retained(topic, p)
-		if err != nil {
-			return nil, err
-		}
-		next := start
-		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
-			next = max(b.Offset, start)
-		}
-		lag[p] = max(0, end-next)
+	lag := make(map[int32]int64, len(end))
+	for p, e := range end {
+		lag[p] = max(0, e-next[p])
 	}
 	return lag, nil
 }
@@ -351,12 +328,13 @@ func (c *Client) LastResults(ctx context.Context, topic string, n int) ([][]byte
 		if err != nil {
 			return nil, err
 		}
-		err = c.readRange(ctx, topic, p, max(start, end-int64(n)), end, func(m *sarama.ConsumerMessage) {
+		err = c.readRange(ctx, topic, p, max(start, end-int64(n)), end, func(m *sarama.ConsumerMessage) error {
 			var res struct {
 				CaptureTime time.Time `json:"capture_time"`
 			}
 			_ = json.Unmarshal(m.Value, &res)
 			recs = append(recs, rec{res.CaptureTime, m.Value})
+			return nil
 		})
 		if err != nil {
 			return nil, err
@@ -431,52 +409,76 @@ func (c *Client) BrokerCount() (int, error) {
 // partitions where the group has no commit yet: a new live deployment then starts with
 // the frames that arrive from now on.
 func (c *Client) StartGroupAtEnd(group, topic string) error {
-	return c.startGroup(group, topic, sarama.OffsetNewest)
+	_, end, err := c.Offsets(topic)
+	if err != nil {
+		return err
+	}
+	return c.startGroup(group, topic, end)
 }
 
 // StartGroupAt commits a consumer group's offsets, where it has no commit yet, at the
 // first record of each partition stored at or after t (the end where there is none): a
 // replay from a point in time.
 func (c *Client) StartGroupAt(group, topic string, t time.Time) error {
-	return c.startGroup(group, topic, t.UnixMilli())
+	at, err := c.OffsetsAt(topic, t)
+	if err != nil {
+		return err
+	}
+	return c.startGroup(group, topic, at)
 }
 
-// startGroup commits where as the group's offset on every partition of topic it has not
-// committed on; where is sarama.OffsetNewest or a Unix millisecond time.
-func (c *Client) startGroup(group, topic string, where int64) error {
-	cl, err := c.Sarama()
+// startGroup commits offsets as the group's on every partition it has no commit on.
+func (c *Client) startGroup(group, topic string, offsets map[int32]int64) error {
+	committed, err := c.commits(group, topic, offsets)
 	if err != nil {
 		return err
 	}
-	admin, err := c.Admin()
-	if err != nil {
-		return err
-	}
-	parts, err := cl.Partitions(topic)
-	if err != nil {
-		return err
-	}
-	committed, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
-	if err != nil {
-		return err
-	}
-	offsets := map[int32]int64{}
-	for _, p := range parts {
-		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
-			continue
-		}
-		off, err := cl.GetOffset(topic, p, where)
-		if err != nil {
-			return err
-		}
-		if off < 0 { // no record at or after the time: start at the end
-			if off, err = cl.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
-				return err
-			}
-		}
-		offsets[p] = off
+	for p := range committed {
+		delete(offsets, p)
 	}
 	return c.commitOffsets(group, topic, offsets)
+}
+
+// commits returns the group's committed offsets on those of parts' partitions where it
+// has one.
+func (c *Client) commits(group, topic string, parts map[int32]int64) (map[int32]int64, error) {
+	admin, err := c.Admin()
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]int32, 0, len(parts))
+	for p := range parts {
+		ps = append(ps, p)
+	}
+	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: ps})
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for _, p := range ps {
+		if b := resp.GetBlock(topic, p); b != nil && b.Offset >= 0 {
+			out[p] = b.Offset
+		}
+	}
+	return out, nil
+}
+
+// next is the next offset the group reads on each partition: its commit, not before the
+// earliest retained offset (start), or start where it has none (not 0: retention may
+// have deleted the beginning).
+func (c *Client) next(group, topic string, start map[int32]int64) (map[int32]int64, error) {
+	committed, err := c.commits(group, topic, start)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(start))
+	for p, s := range start {
+		out[p] = s
+		if off, ok := committed[p]; ok {
+			out[p] = max(off, s)
+		}
+	}
+	return out, nil
 }
 
 // commitOffsets commits a group's offsets on topic straight to its coordinator, as a

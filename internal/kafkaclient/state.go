@@ -35,13 +35,14 @@ func (c *Client) LatestByKey(topic string, partition int32) (map[string][]byte, 
 	out := map[string][]byte{}
 	var short bool
 	last := start
-	err = c.readRange(context.Background(), topic, partition, start, end, func(m *sarama.ConsumerMessage) {
+	err = c.readRange(context.Background(), topic, partition, start, end, func(m *sarama.ConsumerMessage) error {
 		last = m.Offset + 1
 		if m.Value == nil {
 			delete(out, string(m.Key))
 		} else {
 			out[string(m.Key)] = m.Value
 		}
+		return nil
 	})
 	if short = last < end; err == nil && short {
 		err = fmt.Errorf("reading %s/%d: stopped at offset %d of %d", topic, partition, last, end)

@@ -104,30 +104,11 @@ func (c *Client) OffsetsAt(topic string, t time.Time) (map[int32]int64, error) {
 // Committed returns the next offset a consumer group reads on each partition of topic:
 // its commit, or the earliest retained offset where it has none (as PartitionLag counts).
 func (c *Client) Committed(group, topic string) (map[int32]int64, error) {
-	admin, err := c.Admin()
-	if err != nil {
-		return nil, err
-	}
 	start, _, err := c.Offsets(topic)
 	if err != nil {
 		return nil, err
 	}
-	parts := make([]int32, 0, len(start))
-	for p := range start {
-		parts = append(parts, p)
-	}
-	committed, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int32]int64, len(parts))
-	for p, s := range start {
-		out[p] = s
-		if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
-			out[p] = max(b.Offset, s)
-		}
-	}
-	return out, nil
+	return c.next(group, topic, start)
 }
 
 // CommitGroupAt commits a consumer group's offsets on topic at exactly offsets (a new
@@ -188,10 +169,6 @@ var ErrTooManyRecords = errors.New("too many records")
 // retained offset to its end offset when the call starts), partition by partition. It
 // stops with ErrTooManyRecords beyond limit records (limit ≤ 0: no limit).
 func (c *Client) ReadTopic(ctx context.Context, topic string, limit int64, fn func(*sarama.ConsumerMessage) error) error {
-	cl, err := c.Sarama()
-	if err != nil {
-		return err
-	}
 	start, end, err := c.Offsets(topic)
 	if err != nil {
 		return err
@@ -203,43 +180,9 @@ func (c *Client) ReadTopic(ctx context.Context, topic string, limit int64, fn fu
 	if limit > 0 && total > limit {
 		return fmt.Errorf("%w: %s holds %d records, more than the %d read at once", ErrTooManyRecords, topic, total, limit)
 	}
-	consumer, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
 	for p, s := range start {
-		e := end[p]
-		if e <= s {
-			continue
-		}
-		if err := readPartition(ctx, consumer, topic, p, s, e, fn); err != nil {
+		if err := c.readRange(ctx, topic, p, s, end[p], fn); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from, end int64, fn func(*sarama.ConsumerMessage) error) error {
-	pc, err := consumer.ConsumePartition(topic, p, from)
-	if err != nil {
-		return err
-	}
-	defer pc.Close()
-	idle := time.NewTimer(10 * time.Second)
-	defer idle.Stop()
-	for off := from; off < end; {
-		select {
-		case m := <-pc.Messages():
-			off = m.Offset + 1
-			if err := fn(m); err != nil {
-				return err
-			}
-			idle.Reset(10 * time.Second)
-		case <-idle.C:
-			return nil // a compacted or deleted range: what was there has been read
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	return nil
