@@ -195,25 +195,17 @@ func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	s.cams.ops.Lock()
 	defer s.cams.ops.Unlock()
-	recs, err := s.cfg.Store.Cameras(r.Context())
-	if err != nil {
-		return err
+	cam, err := s.cfg.Store.Camera(r.Context(), id)
+	if err == nil {
+		err = s.cfg.Store.DeleteCamera(r.Context(), id)
 	}
-	var stream string
-	for _, c := range recs {
-		if c.ID == id {
-			stream = c.Stream
-		}
-	}
-	if err := s.cfg.Store.DeleteCamera(r.Context(), id); errors.Is(err, controlplane.ErrNotFound) {
+	if errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(http.StatusNotFound, "camera %q not found (see: diplip camera ls)", id)
 	} else if err != nil {
 		return err
 	}
 	s.cams.stop(id)
-	if stream != "" { // its tracks and counts go with it
-		s.forgetTrackerState(r.Context(), stream, id)
-	}
+	s.forgetTrackerState(r.Context(), cam.Stream, id) // its tracks and counts go with it
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

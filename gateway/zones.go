@@ -87,14 +87,10 @@ func (s *Server) addZone(w http.ResponseWriter, r *http.Request) error {
 // cameraKnown checks that a camera belongs to the stream: a pulled camera recorded on
 // it, or one whose frames have results on it lately (cameras that push have no record).
 func (s *Server) cameraKnown(ctx context.Context, st wire.Stream, camera string) error {
-	cams, err := s.cfg.Store.Cameras(ctx)
-	if err != nil {
+	if c, err := s.cfg.Store.Camera(ctx, camera); err == nil && c.Stream == st.Name {
+		return nil
+	} else if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
 		return err
-	}
-	for _, c := range cams {
-		if c.ID == camera && c.Stream == st.Name {
-			return nil
-		}
 	}
 	recent, err := s.cfg.Kafka.LastResults(ctx, st.ResultsTopic, 500)
 	if err != nil {

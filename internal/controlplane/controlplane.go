@@ -193,6 +193,12 @@ func (s *Store) CreateCamera(ctx context.Context, c wire.Camera) error {
 	return create(ctx, s.cameras, c.ID, c)
 }
 
+// Camera returns the camera with that id.
+func (s *Store) Camera(ctx context.Context, id string) (wire.Camera, error) {
+	v, _, err := get[wire.Camera](ctx, s.cameras, id)
+	return v, err
+}
+
 // Cameras lists all cameras by id.
 func (s *Store) Cameras(ctx context.Context) ([]wire.Camera, error) {
 	return list[wire.Camera](ctx, s.cameras)
@@ -285,33 +291,20 @@ func (s *Store) WatchDeployments(ctx context.Context) (<-chan DeploymentChange, 
 		return nil, err
 	}
 	out := make(chan DeploymentChange)
-	go func() {
+	go func() { // ends with ctx: the watch stops and out is closed
 		defer close(out)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
+		watch(ctx, w, func(e jetstream.KeyValueEntry) {
+			c := DeploymentChange{Key: e.Key()}
+			if e.Operation() != jetstream.KeyValuePut {
+				c.Deleted = true
+			} else if err := json.Unmarshal(e.Value(), &c.Deployment); err != nil {
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil { // end of the initial values
-					continue
-				}
-				c := DeploymentChange{Key: e.Key()}
-				if e.Operation() != jetstream.KeyValuePut {
-					c.Deleted = true
-				} else if err := json.Unmarshal(e.Value(), &c.Deployment); err != nil {
-					continue
-				}
-				select {
-				case out <- c:
-				case <-ctx.Done():
-					return
-				}
 			}
-		}
+			select {
+			case out <- c:
+			case <-ctx.Done():
+			}
+		})
 	}()
 	return out, nil
 }

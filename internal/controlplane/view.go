@@ -33,25 +33,33 @@ func (v *StreamView) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	watch(ctx, w, func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			v.Forget(e.Key())
+			return
+		}
+		var st wire.Stream
+		if json.Unmarshal(e.Value(), &st) == nil {
+			v.Remember(st)
+		}
+	})
+	return nil
+}
+
+// watch calls fn with each change w delivers, its initial values included, until ctx
+// ends or the watch does, and then stops w.
+func watch(ctx context.Context, w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
 	defer w.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil
+				return
 			}
-			if e == nil { // the end of the initial values
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				v.Forget(e.Key())
-				continue
-			}
-			var st wire.Stream
-			if json.Unmarshal(e.Value(), &st) == nil {
-				v.Remember(st)
+			if e != nil { // nil marks the end of the initial values
+				fn(e)
 			}
 		}
 	}

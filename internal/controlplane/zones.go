@@ -68,7 +68,6 @@ type ZoneView struct {
 	mu       sync.RWMutex
 	byKey    map[string]wire.Zone
 	versions map[string]uint64 // STREAM.CAMERA → changes seen
-	ready    bool
 }
 
 // Run watches the zones bucket until ctx ends.
@@ -77,35 +76,22 @@ func (v *ZoneView) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			v.mu.Lock()
-			if e == nil {
-				v.ready = true
-				v.mu.Unlock()
-				continue
-			}
-			old, had := v.byKey[e.Key()]
-			var z wire.Zone
-			put := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &z) == nil
-			switch {
-			case put:
-				v.byKey[e.Key()] = z
-				v.bump(z.Stream, z.Camera)
-			case had:
-				delete(v.byKey, e.Key())
-				v.bump(old.Stream, old.Camera)
-			}
-			v.mu.Unlock()
+	watch(ctx, w, func(e jetstream.KeyValueEntry) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		old, had := v.byKey[e.Key()]
+		var z wire.Zone
+		put := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &z) == nil
+		switch {
+		case put:
+			v.byKey[e.Key()] = z
+			v.bump(z.Stream, z.Camera)
+		case had:
+			delete(v.byKey, e.Key())
+			v.bump(old.Stream, old.Camera)
 		}
-	}
+	})
+	return nil
 }
 
 func (v *ZoneView) bump(stream, camera string) {
@@ -113,13 +99,6 @@ func (v *ZoneView) bump(stream, camera string) {
 		v.versions = map[string]uint64{}
 	}
 	v.versions[stream+"."+camera]++
-}
-
-// Ready reports whether the view holds the bucket's values as of its start.
-func (v *ZoneView) Ready() bool {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.ready
 }
 
 // Camera returns a camera's zones, by name, and the version of that set (it changes
