@@ -247,8 +247,9 @@ func (s *Scaler) views() []Runner {
 
 // pass is one round of measuring, deciding and acting.
 func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
-	leading := true
-	if s.cfg.Lease != nil {
+	if s.cfg.Lease == nil {
+		s.leading = true
+	} else {
 		held, err := s.cfg.Lease.Hold(ctx)
 		if err != nil {
 			s.log.Warn("scaler lease", "err", err)
@@ -256,9 +257,8 @@ func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
 		if held != s.leading {
 			s.log.Info("scaler lease", "held", held)
 		}
-		leading = held
+		s.leading = held
 	}
-	s.leading = leading
 	deps, err := s.cfg.Store.Deployments(ctx)
 	if err != nil {
 		return err
@@ -283,7 +283,7 @@ func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
 	}
 	orphans := Orphans(s.views(), keys)
 	s.mu.Unlock()
-	if leading {
+	if s.leading {
 		for _, id := range orphans {
 			s.deactivate(ctx, id)
 		}
@@ -296,7 +296,7 @@ func (s *Scaler) pass(ctx context.Context, requests *sync.WaitGroup) error {
 			s.mu.Unlock()
 		}
 	}
-	if leading {
+	if s.leading {
 		s.retireIdle(now)
 	}
 	s.mu.Lock()

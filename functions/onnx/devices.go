@@ -17,8 +17,7 @@ const cudaProviderLib = "libonnxruntime_providers_cuda.so"
 // (about 30 MB that an idle runner would otherwise hold): "cpu", then "cuda:0" … "cuda:N-1"
 // when the CUDA provider library lies next to the ONNX Runtime library and the NVIDIA
 // driver reports N GPUs (honouring CUDA_VISIBLE_DEVICES). It is a guess from files, not a
-// check that CUDA works: Open on a "cuda:N" device is the check. Devices checks the
-// provider in a loaded runtime.
+// check that CUDA works: Open on a "cuda:N" device is the check.
 func ProbeDevices() []string {
 	lib, err := assets.ORTLibrary()
 	if err != nil {

@@ -360,23 +360,3 @@ func ModelTensors(modelPath string) (inputs, outputs []functions.TensorInfo, err
 	}
 	return conv(ins), conv(outs), nil
 }
-
-// Devices lists where this process can run models: "cpu", then "cuda:0" when the ONNX
-// Runtime library has a working CUDA provider. It loads ONNX Runtime (Init) to ask; a
-// process that need not hold the runtime before it runs a model (an idle runner) should
-// call ProbeDevices instead.
-func Devices() []string {
-	devs := []string{"cpu"}
-	if Init() != nil {
-		return devs
-	}
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		return devs
-	}
-	defer so.Destroy()
-	if appendCUDA(so, "cuda:0", Options{}) == nil {
-		devs = append(devs, "cuda:0")
-	}
-	return devs
-}

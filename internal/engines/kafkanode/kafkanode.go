@@ -193,7 +193,7 @@ func (c *Cluster) loadOrCreateState() error {
 		return fmt.Errorf("kafkanode: %w", err)
 	}
 	c.state.ClusterID = newClusterID()
-	ports, err := freePorts(2 * c.cfg.Nodes)
+	ports, err := FreePorts(2 * c.cfg.Nodes)
 	if err != nil {
 		return err
 	}
@@ -217,9 +217,10 @@ func newClusterID() string {
 	}
 }
 
-// freePorts asks the kernel for n distinct free loopback ports. They are released before
-// the broker binds them; a lost race shows up as a clear bind error in the broker's log.
-func freePorts(n int) ([]int, error) {
+// FreePorts asks the kernel for n distinct free loopback ports. They are released before
+// the caller binds them (a broker, or the test cluster's services); a lost race shows up as
+// a clear bind error in that process's log.
+func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {

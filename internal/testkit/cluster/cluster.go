@@ -173,7 +173,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	c.log.Info("nats up", "took", time.Since(t0))
 
-	ports, err := freePorts(cfg.Gateways)
+	ports, err := kafkanode.FreePorts(cfg.Gateways)
 	if err != nil {
 		return nil, err
 	}
@@ -239,26 +239,6 @@ func (c *Cluster) link(h *member, s *service) error {
 	return nil
 }
 
-// freePorts asks the kernel for n distinct free loopback ports of this namespace.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("cluster: finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func (c *Cluster) logPath(name string) string { return filepath.Join(c.cfg.Dir, "logs", name+".log") }
 
 // LogPath is the log file of a part: kafka-I (the broker's own), nats-I, gateway-J, runner-K.
@@ -273,7 +253,7 @@ func (c *Cluster) LogPath(name string) string {
 // --- NATS ---
 
 func (c *Cluster) startNATS(ctx context.Context) error {
-	ports, err := freePorts(6)
+	ports, err := kafkanode.FreePorts(6)
 	if err != nil {
 		return err
 	}
