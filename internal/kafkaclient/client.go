@@ -114,45 +114,6 @@ func (c *Client) connect() (sarama.Client, error) {
 	return cl, nil
 }
 
-// readRange calls fn with each record of a partition from offset from up to (not
-// including) end, and stops at fn's first error, when ctx ends, or when no record comes
-// for 10 s (a compacted or deleted range: what was read stands).
-func (c *Client) readRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*sarama.ConsumerMessage) error) error {
-	if from >= end {
-		return nil
-	}
-	cl, err := c.Sarama()
-	if err != nil {
-		return err
-	}
-	consumer, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition(topic, partition, from)
-	if err != nil {
-		return err
-	}
-	defer pc.Close()
-	for off := from; off < end; {
-		select {
-		case m := <-pc.Messages():
-			off = m.Offset + 1
-			if err := fn(m); err != nil {
-				return err
-			}
-		case err := <-pc.Errors():
-			return err
-		case <-time.After(10 * time.Second):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
 // SyncProducer returns a new producer (acks=all, idempotent, as NewConfig sets) on the
 // producers' connection. Closing it leaves the client open.
 func (c *Client) SyncProducer() (sarama.SyncProducer, error) {
@@ -209,19 +170,46 @@ func (c *Client) Ping(ctx context.Context) error {
 	}
 }
 
-// Retained returns the earliest offset a partition still holds and its end offset.
+// Retained returns the earliest offset a partition still holds and its end offset: the
+// last stable offset, below which every transaction is decided. Without an open
+// transaction that is the high watermark; with one, a read_committed reader (every
+// component's) gets nothing past it until the transaction ends.
 func (c *Client) Retained(topic string, partition int32) (start, end int64, err error) {
 	cl, err := c.Sarama()
 	if err != nil {
 		return 0, 0, err
 	}
-	if end, err = cl.GetOffset(topic, partition, sarama.OffsetNewest); err != nil {
+	if end, err = lastStable(cl, topic, partition); err != nil {
 		return 0, 0, err
 	}
 	if start, err = cl.GetOffset(topic, partition, sarama.OffsetOldest); err != nil {
 		return 0, 0, err
 	}
 	return start, end, nil
+}
+
+// lastStable asks the partition's leader for its last stable offset (sarama's GetOffset
+// asks read_uncommitted and gets the high watermark).
+func lastStable(cl sarama.Client, topic string, partition int32) (int64, error) {
+	leader, err := cl.Leader(topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	req := sarama.NewOffsetRequest(cl.Config().Version)
+	req.IsolationLevel = sarama.ReadCommitted
+	req.AddBlock(topic, partition, sarama.OffsetNewest, 1)
+	resp, err := leader.GetAvailableOffsets(req)
+	if err != nil {
+		return 0, fmt.Errorf("the end offset of %s/%d: %w", topic, partition, err)
+	}
+	block := resp.GetBlock(topic, partition)
+	if block == nil {
+		return 0, fmt.Errorf("the end offset of %s/%d: %w", topic, partition, sarama.ErrIncompleteResponse)
+	}
+	if !errors.Is(block.Err, sarama.ErrNoError) {
+		return 0, fmt.Errorf("the end offset of %s/%d: %w", topic, partition, block.Err)
+	}
+	return block.Offset, nil
 }
 
 // StoredRecords counts the records a topic holds now.
@@ -274,38 +262,20 @@ var ErrNoRecord = errors.New("no such record")
 
 // ReadRecord reads the record at offset of a partition.
 func (c *Client) ReadRecord(ctx context.Context, topic string, partition int32, offset int64) (*sarama.ConsumerMessage, error) {
-	cl, err := c.Sarama()
-	if err != nil {
-		return nil, err
+	var rec *sarama.ConsumerMessage
+	err := c.readRange(ctx, topic, partition, offset, offset+1, func(m *sarama.ConsumerMessage) error {
+		rec = m
+		return nil
+	})
+	if errors.Is(err, sarama.ErrOffsetOutOfRange) || errors.Is(err, sarama.ErrUnknownTopicOrPartition) || err == nil && rec == nil {
+		return nil, fmt.Errorf("%w: partition %d offset %d of %s (expired, never written, or no committed record)", ErrNoRecord, partition, offset, topic)
 	}
-	consumer, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		return nil, err
-	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition(topic, partition, offset)
-	if errors.Is(err, sarama.ErrOffsetOutOfRange) || errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		return nil, fmt.Errorf("%w: partition %d offset %d of %s (expired or never written)", ErrNoRecord, partition, offset, topic)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer pc.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	select {
-	case m := <-pc.Messages():
-		if m.Offset != offset {
-			return nil, fmt.Errorf("%w: offset %d of partition %d of %s (next is %d)", ErrNoRecord, offset, partition, topic, m.Offset)
-		}
-		return m, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: partition %d offset %d of %s", ErrNoRecord, partition, offset, topic)
-	}
+	return rec, err
 }
 
 // LastResults reads up to n of the newest result records of topic, oldest first by
-// their JSON capture_time.
+// their JSON capture_time. Transaction markers and aborted results take offsets too, so
+// it reads each partition further back until it has n results or reaches the start.
 func (c *Client) LastResults(ctx context.Context, topic string, n int) ([][]byte, error) {
 	if n <= 0 {
 		return nil, nil
@@ -328,17 +298,23 @@ func (c *Client) LastResults(ctx context.Context, topic string, n int) ([][]byte
 		if err != nil {
 			return nil, err
 		}
-		err = c.readRange(ctx, topic, p, max(start, end-int64(n)), end, func(m *sarama.ConsumerMessage) error {
-			var res struct {
-				CaptureTime time.Time `json:"capture_time"`
+		var got []rec
+		for k, to := int64(n), end; len(got) < n && to > start; k *= 2 {
+			from, older := max(start, end-k), []rec(nil)
+			err = c.readRange(ctx, topic, p, from, to, func(m *sarama.ConsumerMessage) error {
+				var res struct {
+					CaptureTime time.Time `json:"capture_time"`
+				}
+				_ = json.Unmarshal(m.Value, &res)
+				older = append(older, rec{res.CaptureTime, m.Value})
+				return nil
+			})
+			if err != nil {
+				return nil, err
 			}
-			_ = json.Unmarshal(m.Value, &res)
-			recs = append(recs, rec{res.CaptureTime, m.Value})
-			return nil
-		})
-		if err != nil {
-			return nil, err
+			got, to = append(older, got...), from
 		}
+		recs = append(recs, got...)
 	}
 	slices.SortStableFunc(recs, func(a, b rec) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
 	if len(recs) > n {

@@ -22,6 +22,9 @@ var Version = sarama.V4_1_0_0
 // NewConfig returns a sarama config for a client named clientID, with Version set.
 // The producer defaults are the at-least-once ones diplip relies on end to end:
 // acks=all and the idempotent producer (which needs one request in flight per broker).
+// Consumers read committed data only (isolation read_committed): runners in exactly-once
+// mode write results and checkpoints in transactions, and no reader may see a record of
+// an aborted or still open one; on a topic written without transactions it changes nothing.
 func NewConfig(clientID string) *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = clientID
@@ -32,6 +35,7 @@ func NewConfig(clientID string) *sarama.Config {
 	c.Producer.Return.Successes = true
 	c.Net.MaxOpenRequests = 1
 	c.Consumer.Return.Errors = true
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	return c
 }
 

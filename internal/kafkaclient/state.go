@@ -25,18 +25,16 @@ func (c *Client) EnsureCompactedTopic(name string, partitions int32) error {
 }
 
 // LatestByKey reads a partition of a (compacted) topic from its start to its end offset
-// and returns the last value of each key; a key whose last record is a tombstone (nil
-// value) is absent.
+// and returns the last committed value of each key; a key whose last record is a
+// tombstone (nil value) is absent. Records of aborted transactions never count, and a
+// transaction still open is not waited for (the end offset is the last stable one).
 func (c *Client) LatestByKey(topic string, partition int32) (map[string][]byte, error) {
 	start, end, err := c.Retained(topic, partition)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]byte{}
-	var short bool
-	last := start
 	err = c.readRange(context.Background(), topic, partition, start, end, func(m *sarama.ConsumerMessage) error {
-		last = m.Offset + 1
 		if m.Value == nil {
 			delete(out, string(m.Key))
 		} else {
@@ -44,8 +42,5 @@ func (c *Client) LatestByKey(topic string, partition int32) (map[string][]byte, 
 		}
 		return nil
 	})
-	if short = last < end; err == nil && short {
-		err = fmt.Errorf("reading %s/%d: stopped at offset %d of %d", topic, partition, last, end)
-	}
 	return out, err
 }

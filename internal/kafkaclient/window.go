@@ -55,7 +55,8 @@ func (c *Client) RetentionWindow(ctx context.Context, topic string) (Window, err
 	return w, nil
 }
 
-// Offsets returns each partition's earliest retained offset and end offset.
+// Offsets returns each partition's earliest retained offset and end offset (the last
+// stable offset: see Retained).
 func (c *Client) Offsets(topic string) (start, end map[int32]int64, err error) {
 	cl, err := c.Sarama()
 	if err != nil {
@@ -75,7 +76,7 @@ func (c *Client) Offsets(topic string) (start, end map[int32]int64, err error) {
 }
 
 // OffsetsAt returns, for each partition, the offset of the first record stored at or after
-// t (offset-for-time), or the end offset where there is none.
+// t (offset-for-time), or the end offset (see Retained) where there is none.
 func (c *Client) OffsetsAt(topic string, t time.Time) (map[int32]int64, error) {
 	cl, err := c.Sarama()
 	if err != nil {
@@ -92,7 +93,7 @@ func (c *Client) OffsetsAt(topic string, t time.Time) (map[int32]int64, error) {
 			return nil, err
 		}
 		if off < 0 {
-			if off, err = cl.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+			if off, err = lastStable(cl, topic, p); err != nil {
 				return nil, err
 			}
 		}
