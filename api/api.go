@@ -83,6 +83,10 @@ type DeployRequest struct {
 	Device   string `json:"device,omitempty"`  // default: the spec's resources.device (gpu → cuda:0)
 	Policy   string `json:"policy,omitempty"`  // live (default) or replay
 	MaxAge   string `json:"max_age,omitempty"` // live: default 5s
+	// Delivery is at-least-once (the default) or exactly-once: results, tracker
+	// checkpoints and consumed offsets in one Kafka transaction per partition (refused
+	// when the cluster cannot run transactions). A shadow takes its primary's by default.
+	Delivery string `json:"delivery,omitempty"`
 	// From starts a new replay deployment at the first frame stored at or after this time
 	// (RFC 3339); without it a replay starts at the earliest retained frame. A new live
 	// deployment starts at the stream's end.
@@ -110,6 +114,7 @@ type Deployment struct {
 	Device   string `json:"device"`
 	Policy   string `json:"policy"`
 	MaxAge   string `json:"max_age,omitempty"`
+	Delivery string `json:"delivery"` // at-least-once or exactly-once
 	// Role is "primary", "shadow" or "replay".
 	Role string `json:"role"`
 	// Replay is a replay deployment's name.

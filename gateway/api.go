@@ -394,6 +394,9 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkDelivery(d); err != nil {
+		return err
+	}
 	if err := s.cfg.Store.PutFunction(r.Context(), fn); err != nil {
 		return err
 	}
@@ -425,6 +428,22 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// checkDelivery refuses an exactly-once deployment on a cluster that cannot run Kafka
+// transactions, before anything is stored.
+func (s *Server) checkDelivery(d wire.Deployment) error {
+	if !d.Delivery.Transactional() {
+		return nil
+	}
+	err := s.cfg.Kafka.CheckTransactions()
+	switch {
+	case errors.Is(err, kafkaclient.ErrNoTransactions):
+		return errorf(http.StatusConflict, "delivery exactly-once: %v", err)
+	case err != nil:
+		return errorf(http.StatusBadGateway, "delivery exactly-once: asking kafka whether it runs transactions: %v", err)
+	}
+	return nil
+}
+
 // deploymentFor checks a deploy request against the function's spec and fills the
 // defaults; from is the replay policy's start time (zero: none given).
 func deploymentFor(req api.DeployRequest, fn wire.Function, spec functions.Spec) (d wire.Deployment, from time.Time, err error) {
@@ -451,6 +470,12 @@ func deploymentFor(req api.DeployRequest, fn wire.Function, spec functions.Spec)
 	}
 	if d.Policy == "" {
 		d.Policy = wire.PolicyLive
+	}
+	if d.Delivery, err = wire.ParseDelivery(req.Delivery); err != nil {
+		return d, from, errorf(http.StatusBadRequest, "%v", err)
+	}
+	if d.Delivery == wire.AtLeastOnce {
+		d.Delivery = "" // the default is stored as nothing, as before the option existed
 	}
 	switch {
 	case d.Device == "" && spec.Resources.Device == "gpu":

@@ -444,6 +444,18 @@ func TestNewDeploymentsStartWhereTheirPolicySays(t *testing.T) {
 	wantAPIError(t, err, http.StatusBadRequest, "RFC 3339")
 	_, err = c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: st, From: time.Now().UTC().Format(time.RFC3339)})
 	wantAPIError(t, err, http.StatusBadRequest, "only a replay deployment")
+	_, err = c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: st, Delivery: "twice"})
+	wantAPIError(t, err, http.StatusBadRequest, `delivery "twice": want at-least-once or exactly-once`)
+	d, err := c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: st})
+	if err != nil || d.Delivery != "at-least-once" {
+		t.Fatalf("default delivery %q (%v), want at-least-once", d.Delivery, err)
+	}
+	// The test broker runs transactions (its transaction log needs one replica): the same
+	// pair redeployed exactly-once is a rolling update that says so.
+	d, err = c.Deploy(ctx, api.DeployRequest{Ref: ref, Stream: st, Delivery: "exactly-once"})
+	if err != nil || d.Delivery != "exactly-once" || d.Generation != 2 {
+		t.Fatalf("exactly-once deployment %+v (%v)", d, err)
+	}
 }
 
 // Pulled cameras: a stream with a camera cannot be deleted from under it, and a camera

@@ -25,6 +25,10 @@ func apiFunction(f wire.Function) api.Function {
 func apiDeployment(d wire.Deployment) api.Deployment {
 	out := api.Deployment{Function: d.Function, Stream: d.Stream, Digest: d.Digest, Min: d.Min, Max: d.Max,
 		Batch: d.Batch, Lanes: d.Lanes, Track: d.Track != nil, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
+	out.Delivery = string(wire.AtLeastOnce)
+	if d.Delivery != "" {
+		out.Delivery = string(d.Delivery)
+	}
 	if d.MaxAge > 0 {
 		out.MaxAge = time.Duration(d.MaxAge).String()
 	}

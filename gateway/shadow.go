@@ -44,12 +44,18 @@ func (s *Server) deployShadow(w http.ResponseWriter, r *http.Request, req api.De
 			req.MaxAge = time.Duration(primary.MaxAge).String()
 		}
 	}
+	if req.Delivery == "" {
+		req.Delivery = string(primary.Delivery)
+	}
 	var spec functions.Spec
 	if err := json.Unmarshal(fn.Spec, &spec); err != nil {
 		return err
 	}
 	d, _, err := deploymentFor(req, fn, spec)
 	if err != nil {
+		return err
+	}
+	if err := s.checkDelivery(d); err != nil {
 		return err
 	}
 	d.Role = wire.RoleShadow

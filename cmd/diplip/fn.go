@@ -81,7 +81,8 @@ func fnCommand() *cli.Command {
 					"next to the stream's primary deployment of the same function, in its own consumer group, with its\n" +
 					"results on diplip.results.S.shadow; the primary is not touched (compare: diplip fn diff S --shadow).\n\n" +
 					"Example:\n   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --max 2\n" +
-					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v2 --stream lobby --shadow",
+					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v2 --stream lobby --shadow\n" +
+					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --delivery exactly-once",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "stream", Required: true, Usage: "the stream to process"},
 					&cli.IntFlag{Name: "min", Value: 0, Usage: "runners kept when the stream is idle (0: scale to zero)"},
@@ -94,6 +95,9 @@ func fnCommand() *cli.Command {
 					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing (default 5s)"},
 					&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "replay policy: start at the first frame stored at or after this time (RFC 3339); default: the earliest retained"},
 					&cli.BoolFlag{Name: "shadow", Usage: "run next to the stream's primary deployment of the same function, without touching it"},
+					&cli.StringFlag{Name: "delivery", Usage: "at-least-once (default: after a crash some results are written twice) or exactly-once " +
+						"(results, tracker state and offsets in one Kafka transaction per partition; readers see each result once; " +
+						"needs a cluster that runs transactions; a shadow takes its primary's)"},
 					insecure,
 				}, globalFlags...),
 				Action: fnDeploy,
@@ -347,7 +351,7 @@ func fnDeploy(c *cli.Context) error {
 	}
 	req := api.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
 		Max: c.Int("max"), Batch: c.Int("batch"), Lanes: c.Int("lanes"), Track: c.Bool("track"), Device: c.String("device"), Policy: c.String("policy"),
-		Shadow: c.Bool("shadow")}
+		Shadow: c.Bool("shadow"), Delivery: c.String("delivery")}
 	if req.Shadow && !c.IsSet("policy") {
 		req.Policy = "" // the primary's
 	}
@@ -369,8 +373,8 @@ func fnDeploy(c *cli.Context) error {
 		if d.Generation > 1 {
 			verb = fmt.Sprintf("updated (generation %d)", d.Generation)
 		}
-		fmt.Fprintf(w, "%s %s on stream %s\n%s\nrunners %d..%d, batch %d, device %s, policy %s\n",
-			verb, d.Function, d.Stream, d.Digest, d.Min, d.Max, d.Batch, d.Device, d.Policy)
+		fmt.Fprintf(w, "%s %s on stream %s\n%s\nrunners %d..%d, batch %d, device %s, policy %s, delivery %s\n",
+			verb, d.Function, d.Stream, d.Digest, d.Min, d.Max, d.Batch, d.Device, d.Policy, d.Delivery)
 	})
 }
 
@@ -519,7 +523,11 @@ func fnList(c *cli.Context) error {
 				case "replay":
 					on = append(on, fmt.Sprintf("%s (replay %s)", d.Stream, d.Replay))
 				default:
-					on = append(on, fmt.Sprintf("%s (%d..%d, %s)", d.Stream, d.Min, d.Max, d.Policy))
+					mode := d.Policy
+					if d.Delivery == "exactly-once" {
+						mode += ", exactly-once"
+					}
+					on = append(on, fmt.Sprintf("%s (%d..%d, %s)", d.Stream, d.Min, d.Max, mode))
 				}
 			}
 			digest := r.Digest

@@ -64,11 +64,23 @@ var (
 	ColdStarts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "diplip_cold_start_seconds", Help: "Runner activation time: pull, load, join.", Buckets: latencyBuckets,
 	}, []string{"deployment"})
+
+	// Transactions counts an exactly-once deployment's Kafka transactions by outcome
+	// (committed, retried, abandoned: the partition moved before it committed).
+	Transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "diplip_transactions_total", Help: "Kafka transactions of exactly-once deployments, by deployment and outcome.",
+	}, []string{"deployment", "outcome"})
+
+	// TransactionFrames is how many frames one committed transaction finished.
+	TransactionFrames = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "diplip_transaction_frames", Help: "Frames per committed transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	}, []string{"deployment"})
 )
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		IngestFrames, FramesProcessed, EndToEnd, Inference, BatchSize, ConsumerLag, Runners, ColdStarts, CameraReconnects)
+		IngestFrames, FramesProcessed, EndToEnd, Inference, BatchSize, ConsumerLag, Runners, ColdStarts, CameraReconnects,
+		Transactions, TransactionFrames)
 }
 
 // Handler serves the registry in the Prometheus text format.

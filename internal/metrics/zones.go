@@ -18,7 +18,7 @@ var (
 	}, []string{"stream", "camera", "zone", "class"})
 	TrackerCheckpointErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "diplip_tracker_checkpoint_errors_total",
-		Help: "Checkpoints of a camera's tracker state that could not be decoded (the camera started fresh).",
+		Help: "Checkpoints of a camera's tracker state that could not be decoded (the camera started fresh) or were too large to save.",
 	}, []string{"deployment"})
 )
 

@@ -57,6 +57,9 @@ type Deployment struct {
 	Device   Device   `json:"device"` // cpu, cuda:N or any
 	Policy   Policy   `json:"policy"` // live or replay
 	MaxAge   Duration `json:"max_age,omitempty"`
+	// Delivery is at-least-once (empty) or exactly-once (results and offsets in Kafka
+	// transactions).
+	Delivery Delivery `json:"delivery,omitempty"`
 	// Lanes is how many inferences each runner runs at once; 0: the runner's default.
 	Lanes int `json:"lanes,omitempty"`
 	// Cameras, when not empty, limits the deployment to these cameras' frames: the others
@@ -148,6 +151,9 @@ func (d *Deployment) Validate() error {
 		errs = append(errs, err.Error())
 	}
 	if _, err := ParsePolicy(string(d.Policy)); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if _, err := ParseDelivery(string(d.Delivery)); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if d.Lanes < 0 || d.Lanes > 64 {

@@ -60,6 +60,33 @@ func ParsePolicy(s string) (Policy, error) {
 	return "", fmt.Errorf("policy %q: want live or replay", s)
 }
 
+// Delivery is how many times a frame's result reaches the results topic.
+type Delivery string
+
+// Delivery modes.
+const (
+	// AtLeastOnce (the default, also written as "") commits a frame's offset once its
+	// result is acknowledged: after a crash or a rebalance some results are written again.
+	AtLeastOnce Delivery = "at-least-once"
+	// ExactlyOnce writes results, tracker checkpoints and the consumed offsets in one Kafka
+	// transaction per partition; readers that read committed data see each result once.
+	ExactlyOnce Delivery = "exactly-once"
+)
+
+// ParseDelivery reads a delivery mode; "" is at-least-once.
+func ParseDelivery(s string) (Delivery, error) {
+	switch d := Delivery(s); d {
+	case "", AtLeastOnce:
+		return AtLeastOnce, nil
+	case ExactlyOnce:
+		return d, nil
+	}
+	return "", fmt.Errorf("delivery %q: want at-least-once or exactly-once", s)
+}
+
+// Transactional reports whether results are written in transactions.
+func (d Delivery) Transactional() bool { return d == ExactlyOnce }
+
 // Device is where a function runs: "cpu", "cuda:N" (GPU N), or, in a deployment, "any".
 type Device string
 
