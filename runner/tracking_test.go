@@ -256,8 +256,9 @@ func camerasOnDistinctPartitions(t *testing.T, n int) []string {
 }
 
 // TestHelperTrackingWorker is not a test: it is the entry of the runner process that
-// TestTrackingStateMovesWithThePartition SIGKILLs mid-video (os/exec's helper-process
-// idiom). It runs a tracking worker from DIPLIP_HELPER_WORKER until it is killed.
+// TestTrackingStateMovesWithThePartition SIGKILLs mid-video and TestExactlyOnceFencesAZombie
+// SIGSTOPs (os/exec's helper-process idiom). It runs a worker from DIPLIP_HELPER_WORKER
+// until it is killed.
 func TestHelperTrackingWorker(t *testing.T) {
 	spec := os.Getenv("DIPLIP_HELPER_WORKER")
 	if spec == "" {
@@ -267,12 +268,16 @@ func TestHelperTrackingWorker(t *testing.T) {
 	if err := json.Unmarshal([]byte(spec), &h); err != nil {
 		t.Fatal(err)
 	}
-	fn, err := pipeline.Load("../functions/examples/yolox-nano", pipeline.Options{Lanes: 2})
-	if err != nil {
-		t.Fatal(err)
+	var model runner.Model = &fixedModel{service: h.Simulated}
+	if h.Simulated == 0 {
+		fn, err := pipeline.Load("../functions/examples/yolox-nano", pipeline.Options{Lanes: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		model = fn
 	}
 	kc := kafkaclient.NewWithConfig(h.Brokers, kafkaclient.RunnerConfig("crashing-runner"))
-	w, err := runner.NewWorker(runner.WorkerConfig{Kafka: kc, Deployment: h.Deployment, Stream: h.Stream, Model: fn, Lanes: 2,
+	w, err := runner.NewWorker(runner.WorkerConfig{Kafka: kc, Deployment: h.Deployment, Stream: h.Stream, Model: model, Lanes: 2,
 		Zones: fixedZones(h.Zones)})
 	if err != nil {
 		t.Fatal(err)
@@ -285,9 +290,10 @@ type helperSpec struct {
 	Stream     wire.Stream
 	Deployment wire.Deployment
 	Zones      []wire.Zone
+	Simulated  time.Duration // > 0: a simulated model with this service time instead of the detector
 }
 
-// startCrashingRunner runs a tracking worker in a child process, to be SIGKILLed.
+// startCrashingRunner runs a worker in a child process, to be SIGKILLed or SIGSTOPped.
 func startCrashingRunner(t *testing.T, h helperSpec) *exec.Cmd {
 	t.Helper()
 	b, _ := json.Marshal(h)

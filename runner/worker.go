@@ -100,7 +100,10 @@ type Worker struct {
 	inFlight chan struct{} // a slot per record handed to Kafka and not yet acknowledged
 	tracking *tracking     // the tracker stage; nil when the deployment does not track
 	trackMu  sync.Mutex
-	tracks   map[trackKey]*partitionTrack
+	tracks   map[trackKey]*partitionTrack // at-least-once: offsets waiting to be marked
+	// eos: exactly-once delivery; txns holds each claimed partition's transactional writer.
+	eos  bool
+	txns map[trackKey]*txnPartition
 }
 
 // item is one consumed record on its way through a batch.
@@ -162,6 +165,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		inFlight: make(chan struct{}, cfg.MaxInFlight),
 		claimed:  map[int32]bool{},
 		tracks:   map[trackKey]*partitionTrack{},
+		eos:      cfg.Deployment.Delivery.Transactional(),
+		txns:     map[trackKey]*txnPartition{},
 	}, nil
 }
 
@@ -184,10 +189,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner: joining consumer group %s: %w", w.cfg.Deployment.Group(), err)
 	}
-	producer, err := w.cfg.Kafka.AsyncProducer()
-	if err != nil {
-		group.Close()
-		return fmt.Errorf("runner: results producer: %w", err)
+	var producer sarama.AsyncProducer // at-least-once; exactly-once has one per partition (txn.go)
+	if !w.eos {
+		if producer, err = w.cfg.Kafka.AsyncProducer(); err != nil {
+			group.Close()
+			return fmt.Errorf("runner: results producer: %w", err)
+		}
 	}
 
 	work := make(chan batch, w.cfg.Lanes)
@@ -203,8 +210,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		lanes.Go(func() { w.lane(ctx, work, done) })
 	}
 	pipeline.Go(func() { lanes.Wait(); close(done) })
-	pipeline.Go(func() { w.sequence(done, producer); producer.AsyncClose() })
-	pipeline.Go(func() { w.acks(ctx, producer) })
+	pipeline.Go(func() {
+		w.sequence(done, producer)
+		if producer != nil {
+			producer.AsyncClose()
+		}
+	})
+	if producer != nil {
+		pipeline.Go(func() { w.acks(ctx, producer) })
+	}
 	consume.Wait()
 	pipeline.Wait()
 	return consumeErr
@@ -255,6 +269,20 @@ func (w *Worker) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // every record it fed is finished, so that its offsets are marked before the partition
 // can move to another runner.
 func (w *Worker) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	var pending sync.WaitGroup
+	committed := int64(-1)
+	var txn *txnPartition
+	if w.eos {
+		// Before anything is read: the new producer fences the partition's previous owner
+		// (its open transaction is aborted), and the offset its last transaction committed
+		// may be past where the session started.
+		var err error
+		if txn, err = w.openTxn(s, c.Partition()); err != nil {
+			return nil // the session ended first
+		}
+		defer txn.close() // after pending.Wait (deferred below): every item was handed over
+		committed = txn.committed
+	}
 	if w.tracking != nil { // the partition's cameras continue from their checkpoints
 		states, err := w.cfg.Kafka.LatestByKey(wire.StateTopic(w.cfg.Deployment), c.Partition())
 		if err != nil {
@@ -264,17 +292,27 @@ func (w *Worker) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGr
 	}
 	w.setClaimed(c.Partition(), true)
 	defer w.setClaimed(c.Partition(), false)
-	var pending sync.WaitGroup
 	defer pending.Wait()
+	if txn != nil {
+		// Runs first: whatever the claim still holds gets one attempt at its transaction.
+		// (With the cooperative protocol the session outlives a revoked claim, so the end
+		// of the claim, not of the session, says the partition is no longer ours.)
+		defer txn.lose()
+	}
 	for {
 		select {
 		case m, ok := <-c.Messages():
 			if !ok {
 				return nil
 			}
+			if m.Offset < committed {
+				continue // committed by the previous owner's last transaction
+			}
 			pending.Add(1)
 			it := &item{msg: m, session: s, release: pending.Done}
-			w.track(it)
+			if !w.eos {
+				w.track(it)
+			}
 			select {
 			case w.in <- it:
 			case <-s.Context().Done():
@@ -516,26 +554,33 @@ func (w *Worker) sequence(done <-chan batch, producer sarama.AsyncProducer) {
 			delete(waiting, next)
 			next++
 			for _, it := range b.items {
+				if !it.givenUp && !it.skip {
+					if w.tracking != nil {
+						it.state = w.tracking.apply(&it.result, time.Now())
+					}
+					w.encode(it)
+				}
+				if w.eos { // the partition's transactions take every item, in order
+					w.txnFor(it).in <- it // registered by the item's claim until it is released
+					continue
+				}
 				switch {
 				case it.givenUp:
 					w.abandon(it) // redelivered to the partition's next owner
-					continue
 				case it.skip:
 					it.acked = true // nothing to write: done once the frames before it are
 					w.settle(it)
-					continue
+				default:
+					w.send(producer, it)
 				}
-				if w.tracking != nil {
-					it.state = w.tracking.apply(&it.result, time.Now())
-				}
-				w.send(producer, it)
 			}
 		}
 	}
 }
 
-// send encodes a result and hands it to the producer.
-func (w *Worker) send(producer sarama.AsyncProducer, it *item) {
+// encode writes an item's result record (it.payload), replacing a result that cannot be
+// written with an error result that says why.
+func (w *Worker) encode(it *item) {
 	r := &it.result
 	if !r.CaptureTime.IsZero() {
 		r.Timings.EndToEnd = ms(time.Since(r.CaptureTime))
@@ -550,17 +595,34 @@ func (w *Worker) send(producer sarama.AsyncProducer, it *item) {
 		b, _ = json.Marshal(r)
 	}
 	it.payload = b
-	it.pending.Store(1)
-	if it.state != nil {
-		it.pending.Store(2)
+	if len(it.state) > MaxResultBytes {
+		w.log.Error("tracker checkpoint over the record limit; the camera's state is not saved for this frame",
+			"camera", r.Camera, "bytes", len(it.state))
+		metrics.TrackerCheckpointErrors.WithLabelValues(w.cfg.Deployment.Key()).Inc()
+		it.state = nil
 	}
-	w.inFlight <- struct{}{}
-	producer.Input() <- &sarama.ProducerMessage{Topic: w.cfg.Stream.ResultsTopic, Key: sarama.StringEncoder(r.Camera),
-		Value: sarama.ByteEncoder(b), Metadata: &outMsg{it: it}}
-	if it.state != nil { // same key, so the same partition as the camera's frames
+}
+
+// records are the records written for an item: its result and, when it tracks, the
+// camera's checkpoint (same key, so the same partition as the camera's frames).
+func (w *Worker) records(it *item) []*sarama.ProducerMessage {
+	key := sarama.StringEncoder(it.result.Camera)
+	out := []*sarama.ProducerMessage{{Topic: w.cfg.Stream.ResultsTopic, Key: key,
+		Value: sarama.ByteEncoder(it.payload), Metadata: &outMsg{it: it}}}
+	if it.state != nil {
+		out = append(out, &sarama.ProducerMessage{Topic: wire.StateTopic(w.cfg.Deployment), Key: key,
+			Value: sarama.ByteEncoder(it.state), Metadata: &outMsg{it: it, state: true}})
+	}
+	return out
+}
+
+// send hands an encoded item's records to the at-least-once producer.
+func (w *Worker) send(producer sarama.AsyncProducer, it *item) {
+	msgs := w.records(it)
+	it.pending.Store(int32(len(msgs)))
+	for _, m := range msgs {
 		w.inFlight <- struct{}{}
-		producer.Input() <- &sarama.ProducerMessage{Topic: wire.StateTopic(w.cfg.Deployment), Key: sarama.StringEncoder(r.Camera),
-			Value: sarama.ByteEncoder(it.state), Metadata: &outMsg{it: it, state: true}}
+		producer.Input() <- m
 	}
 }
 
@@ -637,9 +699,23 @@ func (w *Worker) resend(producer sarama.AsyncProducer, om *outMsg) {
 		Value: sarama.ByteEncoder(value), Metadata: om}
 }
 
-// acked counts an acknowledged result, publishes it live, and marks every offset of its
-// partition up to the first one still waiting.
+// acked finishes an item whose records Kafka acknowledged: done, then (at-least-once)
+// every offset of its partition up to the first one still waiting is marked.
 func (w *Worker) acked(it *item) {
+	w.done(it)
+	it.acked = true
+	w.settle(it)
+}
+
+// done counts a result that is durable in Kafka and publishes it live; exactly-once
+// releases the item here (its offset was committed in the same transaction).
+func (w *Worker) done(it *item) {
+	if it.skip {
+		if w.eos {
+			it.release()
+		}
+		return
+	}
 	r := &it.result
 	key := w.cfg.Deployment.Key()
 	metrics.FramesProcessed.WithLabelValues(key, r.Status).Inc()
@@ -662,13 +738,18 @@ func (w *Worker) acked(it *item) {
 	}
 	w.Stats.Frames.Add(1)
 	w.Stats.LastResult.Store(time.Now().UnixNano())
-	it.acked = true
-	w.settle(it)
+	if w.eos {
+		it.release()
+	}
 }
 
 // abandon finishes an item without a result: its offset is not marked, and nothing after
 // it in its partition is marked by this session (the next owner redoes them).
 func (w *Worker) abandon(it *item) {
+	if w.eos { // nothing is committed without a transaction
+		it.release()
+		return
+	}
 	w.trackMu.Lock()
 	t := w.tracks[trackKeyOf(it)]
 	if t != nil {

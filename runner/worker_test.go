@@ -68,7 +68,14 @@ func results(t *testing.T, addrs []string, topic string, want int) map[string]wi
 // the returned stop is called or the test ends.
 func startWorker(t *testing.T, addrs []string, id string, cfg runner.WorkerConfig) (*runner.Worker, func()) {
 	t.Helper()
-	kc := kafkaclient.NewWithConfig(addrs, kafkaclient.RunnerConfig(id))
+	return startWorkerWith(t, addrs, kafkaclient.RunnerConfig(id), cfg)
+}
+
+// startWorkerWith is startWorker with the runner's Kafka config given.
+func startWorkerWith(t *testing.T, addrs []string, kcfg *sarama.Config, cfg runner.WorkerConfig) (*runner.Worker, func()) {
+	t.Helper()
+	id := kcfg.ClientID
+	kc := kafkaclient.NewWithConfig(addrs, kcfg)
 	cfg.Kafka = kc
 	w, err := runner.NewWorker(cfg)
 	if err != nil {
