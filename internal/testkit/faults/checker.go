@@ -27,6 +27,7 @@ type Checker struct {
 	mu      sync.Mutex
 	results map[FrameKey][]seen // by frame
 	ids     map[string]int      // result id → records
+	sources map[wire.Source]int // the frame record a result is for → results
 	status  map[string]int
 	records int
 }
@@ -55,7 +56,7 @@ func (c *Checker) Run(ctx context.Context) error {
 		return fmt.Errorf("faults: checker: partitions of %s: %w", c.Topic, err)
 	}
 	c.mu.Lock()
-	c.results, c.ids, c.status = map[FrameKey][]seen{}, map[string]int{}, map[string]int{}
+	c.results, c.ids, c.status, c.sources = map[FrameKey][]seen{}, map[string]int{}, map[string]int{}, map[wire.Source]int{}
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range parts {
@@ -93,6 +94,7 @@ func (c *Checker) add(m *sarama.ConsumerMessage) {
 	c.records++
 	c.status[r.Status]++
 	c.ids[r.ID]++
+	c.sources[r.Source]++
 	k := FrameKey{r.Camera, r.Seq}
 	c.results[k] = append(c.results[k], seen{id: r.ID, at: at})
 }
@@ -122,6 +124,11 @@ func (c *Checker) Report(mode string, pushes map[FrameKey]Push) Report {
 	for _, n := range c.ids {
 		if n > 1 {
 			r.Duplicates += n - 1
+		}
+	}
+	for _, n := range c.sources {
+		if n > 1 {
+			r.Redone += n - 1
 		}
 	}
 	times := map[string][]time.Time{}
@@ -169,12 +176,16 @@ func (c *Checker) Report(mode string, pushes map[FrameKey]Push) Report {
 
 // Report is what a run of the schedule found.
 type Report struct {
-	Mode              string
-	Acknowledged      int // frames a pusher got 2xx for
-	WithResults       int // of those, frames with at least one result
-	Lost              int // acknowledged frames without a result: must be 0
-	LostFrames        []FrameKey
-	Duplicates        int // result records beyond the first for the same result id
+	Mode         string
+	Acknowledged int // frames a pusher got 2xx for
+	WithResults  int // of those, frames with at least one result
+	Lost         int // acknowledged frames without a result: must be 0
+	LostFrames   []FrameKey
+	Duplicates   int // result records beyond the first for the same result id
+	// Redone counts result records beyond the first for the same frame record (partition
+	// and offset): the runners' duplicates. Duplicates minus Redone are frames stored
+	// twice by a push the camera retried (ingest is at-least-once in both modes).
+	Redone            int
 	Records           int // result records read
 	Failed            int // frames whose push the camera gave up on
 	FailedWithResults int // of those, frames that got a result anyway (allowed)
@@ -191,8 +202,8 @@ func (r Report) Line() string {
 	if r.ControlPlane != nil {
 		cp = "control plane NOT intact: " + r.ControlPlane.Error()
 	}
-	return fmt.Sprintf("faults: %s: %d acknowledged, %d with results, %d lost, %d duplicates, longest stall %.1f s, %s",
-		r.Mode, r.Acknowledged, r.WithResults, r.Lost, r.Duplicates, r.LongestStall.Seconds(), cp)
+	return fmt.Sprintf("faults: %s: %d acknowledged, %d with results, %d lost, %d duplicates (%d of one frame record), longest stall %.1f s, %s",
+		r.Mode, r.Acknowledged, r.WithResults, r.Lost, r.Duplicates, r.Redone, r.LongestStall.Seconds(), cp)
 }
 
 // Details says the rest: duplicates as a share of frames, failed pushes, statuses,
@@ -203,7 +214,8 @@ func (r Report) Details() string {
 	if r.Acknowledged > 0 {
 		share = 100 * float64(r.Duplicates) / float64(r.Acknowledged)
 	}
-	fmt.Fprintf(&b, "duplicates %.2f %% of acknowledged frames; %d result records; statuses %v\n", share, r.Records, r.Statuses)
+	fmt.Fprintf(&b, "duplicates %.2f %% of acknowledged frames (%d of the same frame record, %d of frames stored twice by a retried push); %d result records; statuses %v\n",
+		share, r.Redone, r.Duplicates-r.Redone, r.Records, r.Statuses)
 	fmt.Fprintf(&b, "pushes given up: %d (%d of them with a result anyway); frames pushed more than once: %d\n", r.Failed, r.FailedWithResults, r.Retried)
 	cams := make([]string, 0, len(r.Stalls))
 	for c := range r.Stalls {

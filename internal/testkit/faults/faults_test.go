@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,8 +49,13 @@ func run(t *testing.T, plan faults.Plan) {
 	_ = events // logged as they are read by Plan.Run
 	t.Log(r.Details())
 	t.Log(r.Line())
-	if f := os.Getenv("DIPLIP_FAULTS_REPORT"); f != "" {
-		if err := os.WriteFile(f, []byte(r.Line()+"\n"), 0o644); err != nil {
+	if f := os.Getenv("DIPLIP_FAULTS_REPORT"); f != "" { // one line per mode
+		out, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, err = out.WriteString(r.Line() + "\n")
+			err = errors.Join(err, out.Close())
+		}
+		if err != nil {
 			t.Error(err)
 		}
 	}
@@ -59,6 +65,9 @@ func run(t *testing.T, plan faults.Plan) {
 	if r.Lost != 0 {
 		t.Errorf("%d acknowledged frames have no result (first: %v); logs in %s", r.Lost, r.LostFrames[:min(10, len(r.LostFrames))], plan.Dir)
 	}
+	if plan.Mode == faults.ModeExactlyOnce && r.Redone != 0 {
+		t.Errorf("exactly-once: %d results of a frame record that already had one (read committed); logs in %s", r.Redone, plan.Dir)
+	}
 	if r.ControlPlane != nil {
 		t.Errorf("control plane after the schedule: %v", r.ControlPlane)
 	}
@@ -67,9 +76,27 @@ func run(t *testing.T, plan faults.Plan) {
 	}
 }
 
-// The short schedule, part of the suite: a broker SIGKILLed and restarted, a runner
-// SIGKILLed mid-batch, a gateway restarted, while 4 cameras push 5 fps each.
+// The short schedule, part of the suite, in both delivery modes while 4 cameras push 5 fps
+// each: a broker SIGKILLed and restarted and a runner SIGKILLed mid-batch; then
+// at-least-once has a gateway restarted, exactly-once a runner SIGSTOPped past its
+// session timeout (the zombie its transactions must fence).
 func TestFaultsShort(t *testing.T) {
+	t.Run(faults.ModeExactlyOnce, func(t *testing.T) {
+		run(t, faults.Plan{
+			Mode: faults.ModeExactlyOnce, Gateways: 2, Runners: 2, Cameras: 4, FPS: 5, Partitions: 4, Min: 2, Max: 2,
+			Drain: 60 * time.Second,
+			Schedule: faults.Schedule{Name: "short", Length: 62 * time.Second, Steps: []faults.Step{
+				{At: 5 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},
+				{At: 22 * time.Second, Fault: faults.KillRunner, For: 5 * time.Second},
+				// After the group settled from the SIGKILL (session timeout 10 s, rejoin).
+				{At: 40 * time.Second, Fault: faults.PauseRunner, For: 14 * time.Second},
+			}},
+		})
+	})
+	t.Run(faults.ModeAtLeastOnce, func(t *testing.T) { runShortAtLeastOnce(t) })
+}
+
+func runShortAtLeastOnce(t *testing.T) {
 	run(t, faults.Plan{
 		Gateways: 2, Runners: 2, Cameras: 4, FPS: 5, Partitions: 4, Min: 2, Max: 2,
 		Drain: 60 * time.Second,
@@ -81,13 +108,20 @@ func TestFaultsShort(t *testing.T) {
 	})
 }
 
-// The whole schedule of issue #14: `go tool task faults` (DIPLIP_FAULTS=full).
+// The whole schedule of issue #14 in both delivery modes: `go tool task faults`
+// (DIPLIP_FAULTS=full).
 func TestFaultsFull(t *testing.T) {
 	if os.Getenv(EnvFaults) != "full" {
 		t.Skipf("the full fault schedule runs with %s=full (go tool task faults)", EnvFaults)
 	}
+	for _, mode := range []string{faults.ModeAtLeastOnce, faults.ModeExactlyOnce} {
+		t.Run(mode, func(t *testing.T) { runFull(t, mode) })
+	}
+}
+
+func runFull(t *testing.T, mode string) {
 	run(t, faults.Plan{
-		Gateways: 2, Runners: 3, Cameras: 8, FPS: 3, Partitions: 8, Min: 2, Max: 2,
+		Mode: mode, Gateways: 2, Runners: 3, Cameras: 8, FPS: 3, Partitions: 8, Min: 2, Max: 2,
 		Drain: 120 * time.Second,
 		Schedule: faults.Schedule{Name: "full", Length: 215 * time.Second, Steps: []faults.Step{
 			{At: 10 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},

@@ -17,12 +17,17 @@ import (
 	"github.com/diplip/diplip/registry"
 )
 
-// ModeAtLeastOnce is today's delivery: results read uncommitted, duplicates allowed.
-const ModeAtLeastOnce = "at-least-once"
+// The delivery modes a plan runs in: the deployment's --delivery, and how the checker
+// reads the results (read_uncommitted for at-least-once, as any reader may; read_committed
+// for exactly-once, as its readers must).
+const (
+	ModeAtLeastOnce = "at-least-once"
+	ModeExactlyOnce = "exactly-once"
+)
 
 // Plan is a whole run: the topology, the load, the deployment and the schedule.
 type Plan struct {
-	Mode     string // ModeAtLeastOnce (default)
+	Mode     string // ModeAtLeastOnce (default) or ModeExactlyOnce
 	Schedule Schedule
 	// Dir holds the cluster's data and logs; Binary is the diplip binary. Required.
 	Dir, Binary string
@@ -53,8 +58,13 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 	if p.Mode == "" {
 		p.Mode = ModeAtLeastOnce
 	}
-	if p.Mode != ModeAtLeastOnce {
-		return Report{}, nil, fmt.Errorf("faults: mode %q: only %s is implemented", p.Mode, ModeAtLeastOnce)
+	isolation := sarama.ReadUncommitted
+	switch p.Mode {
+	case ModeAtLeastOnce:
+	case ModeExactlyOnce:
+		isolation = sarama.ReadCommitted
+	default:
+		return Report{}, nil, fmt.Errorf("faults: mode %q: want %s or %s", p.Mode, ModeAtLeastOnce, ModeExactlyOnce)
 	}
 	if p.Partitions == 0 {
 		p.Partitions = int32(p.Cameras)
@@ -97,7 +107,8 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 	if _, err := registry.Push(ctx, img, ref, nil); err != nil {
 		return Report{}, nil, fmt.Errorf("pushing the function: %w", err)
 	}
-	dep, err := gw0.Deploy(ctx, api.DeployRequest{Ref: ref.String(), Stream: stream, Min: p.Min, Max: p.Max, Policy: "replay"})
+	dep, err := gw0.Deploy(ctx, api.DeployRequest{Ref: ref.String(), Stream: stream, Min: p.Min, Max: p.Max, Policy: "replay",
+		Delivery: p.Mode})
 	if err != nil {
 		return Report{}, nil, fmt.Errorf("deploying: %w", err)
 	}
@@ -121,7 +132,7 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 		return Report{}, nil, fmt.Errorf("reading the control plane: %w", err)
 	}
 
-	checker := &Checker{Brokers: c.Brokers(), Topic: st.ResultsTopic, Isolation: sarama.ReadUncommitted}
+	checker := &Checker{Brokers: c.Brokers(), Topic: st.ResultsTopic, Isolation: isolation}
 	var gws []string
 	for j := range c.Gateways() {
 		gws = append(gws, c.GatewayURL(j))
