@@ -27,6 +27,10 @@ type Sweep struct {
 	// Drain: frames put into Kafka before one runner is deployed on them (replay policy);
 	// 0 skips it. At least 500 for a steady figure.
 	Drain int `yaml:"drain"`
+	// ExactlyOnce: drain and half load again with --delivery exactly-once (Kafka
+	// transactions), at the lanes of the best at-least-once drain; rows drain-exactly-once
+	// (ratio: fps / that at-least-once drain) and pipeline-exactly-once (latency).
+	ExactlyOnce bool `yaml:"exactly_once"`
 	// Lanes: the deployment's lanes in the drain and pipeline phases, each run once (0:
 	// the runner's default). Default [0].
 	Lanes []int `yaml:"lanes"`

@@ -87,20 +87,35 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 		}
 		rows = append(rows, limit, direct)
 	}
+	var drain Row           // the best at-least-once drain
+	eosLanes := sw.Lanes[0] // the lanes of that drain
 	if sw.Drain > 0 && limit.FPS > 0 {
 		for _, lanes := range sw.Lanes {
 			env.say("drain: %d frames already in Kafka, one runner, lanes %s", sw.Drain, lanesName(lanes))
-			r, err := runDrain(ctx, env, sw.Drain, sw.Cameras, lanes, limit)
+			r, err := runDrain(ctx, env, sw.Drain, sw.Cameras, lanes, limit, wire.AtLeastOnce)
 			if err != nil {
 				return rows, fmt.Errorf("drain: %w", err)
 			}
+			rows = append(rows, r)
+			if r.FPS > drain.FPS {
+				drain, eosLanes = r, lanes
+			}
+		}
+		if sw.ExactlyOnce {
+			env.say("drain: %d frames already in Kafka, one runner, lanes %s, exactly-once", sw.Drain, lanesName(eosLanes))
+			r, err := runDrain(ctx, env, sw.Drain, sw.Cameras, eosLanes, limit, wire.ExactlyOnce)
+			if err != nil {
+				return rows, fmt.Errorf("drain, exactly-once: %w", err)
+			}
+			r.Ratio = r.FPS / drain.FPS
+			r.Note = "ratio: fps / the at-least-once drain at the same lanes; " + r.Note
 			rows = append(rows, r)
 		}
 	}
 	for _, load := range sw.Pipeline {
 		for _, lanes := range sw.Lanes {
 			env.say("pipeline at %.2f × limit (%.1f fps offered by %d cameras), lanes %s", load, load*limit.FPS, sw.Cameras, lanesName(lanes))
-			r, cpu, err := runPipeline(ctx, sw, env, load, limit, lanes, modelCPU)
+			r, cpu, err := runPipeline(ctx, sw, env, load, limit, lanes, modelCPU, wire.AtLeastOnce)
 			if err != nil {
 				return rows, fmt.Errorf("pipeline at %.2f: %w", load, err)
 			}
@@ -108,6 +123,14 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 			if load >= 1 && cpu.Scenario != "" {
 				rows = append(rows, cpu)
 			}
+		}
+		if sw.ExactlyOnce && load < 1 { // latency with transactions, beside the rows above
+			env.say("pipeline at %.2f × limit, lanes %s, exactly-once", load, lanesName(eosLanes))
+			r, _, err := runPipeline(ctx, sw, env, load, limit, eosLanes, modelCPU, wire.ExactlyOnce)
+			if err != nil {
+				return rows, fmt.Errorf("pipeline at %.2f, exactly-once: %w", load, err)
+			}
+			rows = append(rows, r)
 		}
 	}
 	if sw.ScaleUp && limit.FPS > 0 {
@@ -278,10 +301,10 @@ func (t *resultTap) close() { t.sub.Unsubscribe(); t.nc.Close() }
 // latency (capture to the result seen on NATS) over the sweep's duration. It also returns
 // the platform-cpu row: CPU seconds of the broker, the gateway and the runner per frame,
 // less the model's own (modelCPU, measured by the limit loop).
-func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit Row, lanes int, modelCPU float64) (Row, Row, error) {
+func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit Row, lanes int, modelCPU float64, delivery wire.Delivery) (Row, Row, error) {
 	// Live cameras get the live policy (the default max age): under overload, frames older
 	// than it are skipped and counted beside the ok ones.
-	st, err := deployWith(ctx, env, "bench-pipe", int32(sw.Cameras), api.DeployRequest{Min: 1, Max: 1, Lanes: lanes})
+	st, err := deployWith(ctx, env, "bench-pipe", int32(sw.Cameras), api.DeployRequest{Min: 1, Max: 1, Lanes: lanes, Delivery: string(delivery)})
 	if err != nil {
 		return Row{}, Row{}, err
 	}
@@ -341,7 +364,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit R
 	queue, work := Percentile(tap.queue, 0.5), Percentile(tap.work, 0.5)
 	other := fmt.Sprint(tap.other)
 	tap.mu.Unlock()
-	r := Row{Scenario: "pipeline-" + sw.Push, Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
+	r := Row{Scenario: scenario("pipeline-"+sw.Push, delivery), Load: load, Runners: 1, Offered: offered, FPS: float64(len(lat)) / el,
 		P50: Percentile(lat, 0.5), P95: Percentile(lat, 0.95), P99: Percentile(lat, 0.99)}
 	r.Ratio = r.FPS / limit.FPS
 	r.Note = fmt.Sprintf("lanes %s; ok fps / limit; added p50 %.1f ms, p99 %.1f ms over limit's p50; p50 of queue (ingest to batch) %.1f ms, decode+infer %.1f ms",
@@ -358,6 +381,15 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit R
 				lanesName(lanes), modelCPU*1000)}
 	}
 	return r, pc, nil
+}
+
+// scenario names a row of a phase run with delivery: the at-least-once rows keep their
+// names; exactly-once ones get "-exactly-once".
+func scenario(name string, delivery wire.Delivery) string {
+	if delivery.Transactional() {
+		return name + "-" + string(delivery)
+	}
+	return name
 }
 
 // runColdStart times the first frame on a stream with no runner to its first result. The

@@ -123,8 +123,8 @@ func runLimit(ctx context.Context, d time.Duration, env *Env) (limit, direct Row
 
 // runDrain puts a backlog of n frames into a fresh stream's topic first, then deploys the
 // function with the replay policy (min 0, max 1) and measures how fast one runner turns
-// the backlog into ok results, from its first result to its last.
-func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit Row) (Row, error) {
+// the backlog into ok results, from its first result to its last, with the given delivery.
+func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit Row, delivery wire.Delivery) (Row, error) {
 	cl, err := apiclient.New(env.Node.URL(), "")
 	if err != nil {
 		return Row{}, err
@@ -163,7 +163,8 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 	defer tap.close()
 	tap.window(now.Add(-time.Second))
 	var procs *procWatch
-	if _, err := cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Max: 1, Policy: "replay", Lanes: lanes}); err != nil {
+	if _, err := cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Max: 1, Policy: "replay", Lanes: lanes,
+		Delivery: string(delivery)}); err != nil {
 		return Row{}, err
 	}
 	deadline := time.Now().Add(3 * time.Minute)
@@ -195,7 +196,7 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 	if lanes > 0 {
 		lanesNote = fmt.Sprintf("%d lanes", lanes)
 	}
-	return Row{Scenario: "drain", Runners: 1, FPS: fps, Ratio: fps / limit.FPS,
+	return Row{Scenario: scenario("drain", delivery), Runners: 1, FPS: fps, Ratio: fps / limit.FPS,
 		Note: fmt.Sprintf("%d frames already in Kafka, replay policy, %s; fps from first to last ok result / limit; not ok: %s; %s", n, lanesNote, other, usage)}, nil
 }
 
