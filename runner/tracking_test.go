@@ -88,8 +88,9 @@ func finalCounts(rs []wire.Result) map[string][]wire.ZoneCount {
 
 // Tracking on the sample video with a counting line across the walkway, by the real
 // detector: the counts of a run whose partitions move to another runner mid-video (the
-// first runner stops, or a second one joins) equal the counts of an uninterrupted run,
-// and track ids continue after the move instead of starting again at 1.
+// first runner stops, is SIGKILLed — in both delivery modes — or a second one joins)
+// equal the counts of an uninterrupted run, and track ids continue after the move
+// instead of starting again at 1.
 func TestTrackingStateMovesWithThePartition(t *testing.T) {
 	raw := testkit.Media(t, "vtest_10s.mjpeg")
 	jpegs := ingest.SplitJPEGs(raw)
@@ -105,10 +106,10 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 	// Two cameras on the stream's two partitions, so that a joining runner takes one.
 	cams := camerasOnDistinctPartitions(t, 2)
 
-	run := func(t *testing.T, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) map[string][]wire.ZoneCount {
+	runWith := func(t *testing.T, delivery wire.Delivery, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) map[string][]wire.ZoneCount {
 		addrs, st := stream(t, 2)
 		d := deployment(st, 2)
-		d.Track = &wire.TrackParams{}
+		d.Track, d.Delivery = &wire.TrackParams{}, delivery
 		var frames []wire.Frame
 		for i, j := range jpegs {
 			for _, c := range cams {
@@ -118,6 +119,15 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 		produceFrames(t, addrs, st.Topic, frames[:len(frames)/2]...)
 		moves(addrs, st, d, func() { produceFrames(t, addrs, st.Topic, frames[len(frames)/2:]...) })
 		rs := allResults(t, addrs, st.ResultsTopic, len(frames))
+		if delivery.Transactional() {
+			ids := map[string]bool{}
+			for _, r := range rs {
+				if ids[r.ID] {
+					t.Fatalf("exactly-once: two committed results %s", r.ID)
+				}
+				ids[r.ID] = true
+			}
+		}
 		counts := finalCounts(rs)
 		// Track ids never restart: within each camera, an id seen after the half was
 		// either seen before or is new (greater than every id before it).
@@ -136,6 +146,9 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 			}
 		}
 		return counts
+	}
+	run := func(t *testing.T, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) map[string][]wire.ZoneCount {
+		return runWith(t, wire.AtLeastOnce, moves)
 	}
 	workerCfg := func(st wire.Stream, d wire.Deployment) runner.WorkerConfig {
 		return runner.WorkerConfig{Deployment: d, Stream: st, Model: fn, Lanes: 2, Zones: zones}
@@ -175,8 +188,8 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 			t.Fatalf("counts after the move %v, uninterrupted %v", got, want)
 		}
 	})
-	t.Run("the first runner is SIGKILLed mid-video", func(t *testing.T) {
-		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
+	sigkill := func(t *testing.T, delivery wire.Delivery) {
+		got := runWith(t, delivery, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
 			cmd := startCrashingRunner(t, helperSpec{Brokers: addrs, Stream: st, Deployment: d, Zones: zones})
 			kc := kafkaclient.New(addrs, "test-crash")
 			defer kc.Close()
@@ -197,7 +210,11 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 		if !equalCounts(got, want) {
 			t.Fatalf("counts after a SIGKILL %v, uninterrupted %v", got, want)
 		}
-	})
+	}
+	t.Run("the first runner is SIGKILLed mid-video", func(t *testing.T) { sigkill(t, wire.AtLeastOnce) })
+	// Exactly-once: the checkpoints are written in the results' transactions, so the
+	// state the next runner restores is the one of the last committed frame.
+	t.Run("exactly-once, the first runner is SIGKILLed mid-video", func(t *testing.T) { sigkill(t, wire.ExactlyOnce) })
 	t.Run("a second runner joins mid-video", func(t *testing.T) {
 		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
 			a, _ := startWorker(t, addrs, "first", workerCfg(st, d))

@@ -21,9 +21,11 @@ import (
 // Fencing: a producer made for a partition bumps the epoch of its transactional id, which
 // aborts the previous owner's open transaction and refuses whatever that owner sends
 // afterwards (a runner that was SIGSTOPped past its session timeout wakes up holding
-// results for a partition it no longer owns: they never become visible). The offsets are
-// also committed with the session's generation and member id (KIP-447), so the group
-// coordinator refuses them from a member that left the group.
+// results for a partition it no longer owns: they never become visible). This is the
+// transactional id per input partition of Kafka's original exactly-once design; the
+// offsets are committed without the group's generation (KIP-447's member fencing): a
+// commit during a rebalance would be refused until the rebalance ends, and the rebalance
+// waits for this runner's revoked claims, whose frames queue behind that commit.
 
 // maxTxnBackoff bounds the wait between attempts at a failed transaction: sarama already
 // retried each request inside it, and a broker that comes back (the coordinator of the
@@ -246,9 +248,8 @@ func (t *txnPartition) transact(msgs []*sarama.ProducerMessage, next int64) erro
 	}
 	err := p.SendMessages(msgs)
 	if err == nil {
-		group := sarama.NewConsumerGroupMetadataFromSession(t.session, t.w.cfg.Deployment.Group(), nil)
-		err = p.AddOffsetsToTxnWithGroupMetadata(map[string][]*sarama.PartitionOffsetMetadata{
-			t.w.cfg.Stream.Topic: {{Partition: t.partition, Offset: next}}}, group)
+		err = p.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
+			t.w.cfg.Stream.Topic: {{Partition: t.partition, Offset: next}}}, t.w.cfg.Deployment.Group())
 	}
 	if err == nil {
 		err = p.CommitTxn()
@@ -263,7 +264,5 @@ func (t *txnPartition) transact(msgs []*sarama.ProducerMessage, next int64) erro
 
 // fenced reports whether err says another producer took the transactional id.
 func fenced(err error) bool {
-	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) ||
-		errors.Is(err, sarama.ErrFencedInstancedId) || errors.Is(err, sarama.ErrIllegalGeneration) ||
-		errors.Is(err, sarama.ErrUnknownMemberId)
+	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
 }

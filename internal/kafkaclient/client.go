@@ -189,8 +189,19 @@ func (c *Client) Retained(topic string, partition int32) (start, end int64, err 
 }
 
 // lastStable asks the partition's leader for its last stable offset (sarama's GetOffset
-// asks read_uncommitted and gets the high watermark).
-func lastStable(cl sarama.Client, topic string, partition int32) (int64, error) {
+// asks read_uncommitted and gets the high watermark). Like GetOffset, it refreshes the
+// metadata and asks again when the leader it knew is gone (a broker lost).
+func lastStable(cl sarama.Client, topic string, partition int32) (off int64, err error) {
+	for attempt := 0; ; attempt++ {
+		if off, err = lastStableOnce(cl, topic, partition); err == nil || attempt == cl.Config().Metadata.Retry.Max {
+			return off, err
+		}
+		time.Sleep(cl.Config().Metadata.Retry.Backoff)
+		_ = cl.RefreshMetadata(topic)
+	}
+}
+
+func lastStableOnce(cl sarama.Client, topic string, partition int32) (int64, error) {
 	leader, err := cl.Leader(topic, partition)
 	if err != nil {
 		return 0, err
