@@ -52,8 +52,15 @@ type txnPartition struct {
 	// committed is the group's offset when the producer was made (after fencing): the
 	// records below it were committed by the previous owner's last transaction.
 	committed int64
-	in        chan *item
-	done      chan struct{}
+	// queue holds the items the sequencer handed over, in offset order. It is not
+	// bounded: a partition whose transactions keep failing must not hold up the
+	// sequencer, or the other partitions (and a revoked claim, and so the rebalance that
+	// would end the trouble) wait behind it. An item keeps its result, not its frame.
+	mu     sync.Mutex
+	queue  []*item
+	closed bool
+	wake   chan struct{} // a token when the queue gets an item or is closed
+	done   chan struct{}
 	// lost is closed when the claim ends (the partition was revoked, or the worker stops):
 	// what is in flight then gets one attempt at its transaction, no retries.
 	lost     chan struct{}
@@ -65,7 +72,7 @@ type txnPartition struct {
 // previous owner's transactions left the partition, retrying until the session ends.
 func (w *Worker) openTxn(s sarama.ConsumerGroupSession, partition int32) (*txnPartition, error) {
 	t := &txnPartition{w: w, session: s, partition: partition,
-		in: make(chan *item, w.cfg.MaxInFlight), done: make(chan struct{}), lost: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{}), lost: make(chan struct{})}
 	wait := w.cfg.RetryBackoff
 	for {
 		err := t.connect()
@@ -124,7 +131,10 @@ func (t *txnPartition) close() {
 	t.w.trackMu.Lock()
 	delete(t.w.txns, trackKey{t.session, t.partition})
 	t.w.trackMu.Unlock()
-	close(t.in)
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.signal()
 	<-t.done
 	if t.producer != nil {
 		_ = t.producer.Close()
@@ -138,23 +148,41 @@ func (w *Worker) txnFor(it *item) *txnPartition {
 	return w.txns[trackKeyOf(it)]
 }
 
+// add queues an item for the partition's next transaction; it never blocks.
+func (t *txnPartition) add(it *item) {
+	it.msg.Value = nil // inferred: only the result is written
+	t.mu.Lock()
+	t.queue = append(t.queue, it)
+	t.mu.Unlock()
+	t.signal()
+}
+
+func (t *txnPartition) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run commits what is queued, as many items at once as wait (up to maxTxnItems), until
+// the queue is closed and empty.
 func (t *txnPartition) run() {
 	defer close(t.done)
-	for it := range t.in {
-		items := []*item{it}
-	more:
-		for len(items) < maxTxnItems {
-			select {
-			case it, ok := <-t.in:
-				if !ok {
-					break more
-				}
-				items = append(items, it)
-			default:
-				break more
-			}
+	for {
+		t.mu.Lock()
+		n := min(len(t.queue), maxTxnItems)
+		items := t.queue[:n:n]
+		t.queue = t.queue[n:]
+		closed := t.closed
+		t.mu.Unlock()
+		if n > 0 {
+			t.commit(items)
+			continue
 		}
-		t.commit(items)
+		if closed {
+			return
+		}
+		<-t.wake
 	}
 }
 

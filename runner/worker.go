@@ -561,7 +561,7 @@ func (w *Worker) sequence(done <-chan batch, producer sarama.AsyncProducer) {
 					w.encode(it)
 				}
 				if w.eos { // the partition's transactions take every item, in order
-					w.txnFor(it).in <- it // registered by the item's claim until it is released
+					w.txnFor(it).add(it) // registered by the item's claim until it is released
 					continue
 				}
 				switch {
