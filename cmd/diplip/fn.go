@@ -17,6 +17,7 @@ import (
 	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
+	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
 )
 
@@ -524,7 +525,7 @@ func fnList(c *cli.Context) error {
 					on = append(on, fmt.Sprintf("%s (replay %s)", d.Stream, d.Replay))
 				default:
 					mode := d.Policy
-					if d.Delivery == "exactly-once" {
+					if d.Delivery == string(wire.ExactlyOnce) {
 						mode += ", exactly-once"
 					}
 					on = append(on, fmt.Sprintf("%s (%d..%d, %s)", d.Stream, d.Min, d.Max, mode))

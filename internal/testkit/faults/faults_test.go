@@ -11,6 +11,7 @@ import (
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/testkit/cluster"
 	"github.com/diplip/diplip/internal/testkit/faults"
+	"github.com/diplip/diplip/internal/wire"
 )
 
 // EnvFaults set to "full" runs TestFaultsFull (go tool task faults).
@@ -65,7 +66,7 @@ func run(t *testing.T, plan faults.Plan) {
 	if r.Lost != 0 {
 		t.Errorf("%d acknowledged frames have no result (first: %v); logs in %s", r.Lost, r.LostFrames[:min(10, len(r.LostFrames))], plan.Dir)
 	}
-	if plan.Mode == faults.ModeExactlyOnce && r.Redone != 0 {
+	if plan.Mode == wire.ExactlyOnce && r.Redone != 0 {
 		t.Errorf("exactly-once: %d results of a frame record that already had one (read committed); logs in %s", r.Redone, plan.Dir)
 	}
 	if r.ControlPlane != nil {
@@ -81,9 +82,9 @@ func run(t *testing.T, plan faults.Plan) {
 // at-least-once has a gateway restarted, exactly-once a runner SIGSTOPped past its
 // session timeout (the zombie its transactions must fence).
 func TestFaultsShort(t *testing.T) {
-	t.Run(faults.ModeExactlyOnce, func(t *testing.T) {
+	t.Run(string(wire.ExactlyOnce), func(t *testing.T) {
 		run(t, faults.Plan{
-			Mode: faults.ModeExactlyOnce, Gateways: 2, Runners: 2, Cameras: 4, FPS: 5, Partitions: 4, Min: 2, Max: 2,
+			Mode: wire.ExactlyOnce, Gateways: 2, Runners: 2, Cameras: 4, FPS: 5, Partitions: 4, Min: 2, Max: 2,
 			Drain: 60 * time.Second,
 			Schedule: faults.Schedule{Name: "short", Length: 62 * time.Second, Steps: []faults.Step{
 				{At: 5 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},
@@ -93,7 +94,7 @@ func TestFaultsShort(t *testing.T) {
 			}},
 		})
 	})
-	t.Run(faults.ModeAtLeastOnce, func(t *testing.T) { runShortAtLeastOnce(t) })
+	t.Run(string(wire.AtLeastOnce), func(t *testing.T) { runShortAtLeastOnce(t) })
 }
 
 func runShortAtLeastOnce(t *testing.T) {
@@ -114,12 +115,12 @@ func TestFaultsFull(t *testing.T) {
 	if os.Getenv(EnvFaults) != "full" {
 		t.Skipf("the full fault schedule runs with %s=full (go tool task faults)", EnvFaults)
 	}
-	for _, mode := range []string{faults.ModeAtLeastOnce, faults.ModeExactlyOnce} {
-		t.Run(mode, func(t *testing.T) { runFull(t, mode) })
+	for _, mode := range []wire.Delivery{wire.AtLeastOnce, wire.ExactlyOnce} {
+		t.Run(string(mode), func(t *testing.T) { runFull(t, mode) })
 	}
 }
 
-func runFull(t *testing.T, mode string) {
+func runFull(t *testing.T, mode wire.Delivery) {
 	run(t, faults.Plan{
 		Mode: mode, Gateways: 2, Runners: 3, Cameras: 8, FPS: 3, Partitions: 8, Min: 2, Max: 2,
 		Drain: 120 * time.Second,

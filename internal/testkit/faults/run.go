@@ -14,20 +14,16 @@ import (
 	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/testkit/cluster"
+	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
-)
-
-// The delivery modes a plan runs in: the deployment's --delivery, and how the checker
-// reads the results (read_uncommitted for at-least-once, as any reader may; read_committed
-// for exactly-once, as its readers must).
-const (
-	ModeAtLeastOnce = "at-least-once"
-	ModeExactlyOnce = "exactly-once"
 )
 
 // Plan is a whole run: the topology, the load, the deployment and the schedule.
 type Plan struct {
-	Mode     string // ModeAtLeastOnce (default) or ModeExactlyOnce
+	// Mode is the deployment's --delivery (default at-least-once); it also says how the
+	// checker reads the results: read_uncommitted for at-least-once, as any reader may,
+	// read_committed for exactly-once, as its readers must.
+	Mode     wire.Delivery
 	Schedule Schedule
 	// Dir holds the cluster's data and logs; Binary is the diplip binary. Required.
 	Dir, Binary string
@@ -55,16 +51,14 @@ type Plan struct {
 // acknowledged frame's result (up to Drain), and compares the control plane with its
 // state before the schedule. The cluster is stopped before Run returns.
 func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
-	if p.Mode == "" {
-		p.Mode = ModeAtLeastOnce
+	mode, err := wire.ParseDelivery(string(p.Mode))
+	if err != nil {
+		return Report{}, nil, fmt.Errorf("faults: mode: %w", err)
 	}
+	p.Mode = mode
 	isolation := sarama.ReadUncommitted
-	switch p.Mode {
-	case ModeAtLeastOnce:
-	case ModeExactlyOnce:
+	if mode.Transactional() {
 		isolation = sarama.ReadCommitted
-	default:
-		return Report{}, nil, fmt.Errorf("faults: mode %q: want %s or %s", p.Mode, ModeAtLeastOnce, ModeExactlyOnce)
 	}
 	if p.Partitions == 0 {
 		p.Partitions = int32(p.Cameras)
@@ -108,7 +102,7 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 		return Report{}, nil, fmt.Errorf("pushing the function: %w", err)
 	}
 	dep, err := gw0.Deploy(ctx, api.DeployRequest{Ref: ref.String(), Stream: stream, Min: p.Min, Max: p.Max, Policy: "replay",
-		Delivery: p.Mode})
+		Delivery: string(p.Mode)})
 	if err != nil {
 		return Report{}, nil, fmt.Errorf("deploying: %w", err)
 	}
@@ -168,7 +162,7 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 	}
 	stopCheck()
 	wg.Wait()
-	r := checker.Report(p.Mode, pushes)
+	r := checker.Report(string(p.Mode), pushes)
 	if cpErr != nil {
 		r.ControlPlane = fmt.Errorf("reading it after the schedule: %w", cpErr)
 	} else {
