@@ -401,7 +401,7 @@ func runColdStart(ctx context.Context, env *Env) (Row, error) {
 	idle := 0
 	for deadline := time.Now().Add(15 * time.Second); idle == 0 && time.Now().Before(deadline); {
 		for _, r := range env.resources().Runners {
-			if r.State == wire.StateIdle {
+			if r.State == string(wire.StateIdle) {
 				idle++
 			}
 		}
@@ -480,7 +480,7 @@ func idleRunnerMemory(env *Env) (Row, bool) {
 	for time.Now().Before(deadline) {
 		pids := env.Node.RunnerPIDs()
 		for _, r := range env.resources().Runners {
-			if pid, ok := pids[r.ID]; ok && r.State == wire.StateIdle {
+			if pid, ok := pids[r.ID]; ok && r.State == string(wire.StateIdle) {
 				time.Sleep(time.Second) // let the deactivation's GC finish
 				s, err := sampleProc(pid)
 				if err != nil {
@@ -580,7 +580,7 @@ func runSimulated(ctx context.Context, sw *Sweep, env *Env, k int) (Row, error) 
 	for i := range total {
 		f := wire.Frame{Camera: fmt.Sprintf("sim-%d", i%64), Seq: uint64(i + 1), CaptureTime: now, IngestTime: now,
 			ContentType: wire.ContentJPEG, Data: []byte{0xff, 0xd8}}
-		batch = append(batch, f.ProducerMessage(st.Topic))
+		batch = append(batch, kafkaclient.FrameMessage(&f, st.Topic))
 		if len(batch) == 500 || i == total-1 {
 			if err := prod.SendMessages(batch); err != nil {
 				return Row{}, err

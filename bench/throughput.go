@@ -147,7 +147,7 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 	for i := range n {
 		f := wire.Frame{Camera: fmt.Sprintf("cam-%d", i%partitions), Seq: uint64(i/partitions + 1), CaptureTime: now, IngestTime: now,
 			ContentType: wire.ContentJPEG, Data: env.Frames[i%len(env.Frames)]}
-		msgs = append(msgs, f.ProducerMessage(st.Topic))
+		msgs = append(msgs, kafkaclient.FrameMessage(&f, st.Topic))
 	}
 	for i := 0; i < len(msgs); i += 100 {
 		if err := p.SendMessages(msgs[i:min(i+100, len(msgs))]); err != nil {
@@ -216,7 +216,7 @@ func freshRunnerMemory(ctx context.Context, env *Env) (Row, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, r := range env.resources().Runners {
-			if r.ID == id && r.State == wire.StateIdle {
+			if r.ID == id && r.State == string(wire.StateIdle) {
 				time.Sleep(2 * time.Second) // settled: a few heartbeats in
 				s, err := sampleProc(cmd.Process.Pid)
 				if err != nil {

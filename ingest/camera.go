@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/diplip/diplip/api"
+	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -45,20 +47,6 @@ type CameraConfig struct {
 	Logger              *slog.Logger
 }
 
-// CameraHealth is what `diplip camera ls` shows.
-type CameraHealth struct {
-	ID         string    `json:"id"`
-	Stream     string    `json:"stream"`
-	Connected  bool      `json:"connected"`
-	FPS        float64   `json:"fps"` // frames stored per second, last 5 s
-	Frames     int64     `json:"frames"`
-	Dropped    int64     `json:"dropped"`
-	Reconnects int64     `json:"reconnects"`
-	LastFrame  time.Time `json:"last_frame,omitzero"`
-	LastError  string    `json:"last_error,omitempty"`
-	Ended      bool      `json:"ended,omitempty"` // a file that was read to its end
-}
-
 // Camera pulls frames from a Source into a stream: it reconnects with backoff whenever
 // the source drops, samples to FPS, and hands frames to Kafka through a bounded buffer
 // that drops the oldest frame (counted) rather than falling behind a live camera.
@@ -67,7 +55,7 @@ type Camera struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	health CameraHealth
+	health api.CameraHealth
 	recent []time.Time // store times of the last 5 s, for FPS
 	seq    atomic.Uint64
 }
@@ -93,7 +81,7 @@ func NewCamera(cfg CameraConfig) (*Camera, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Camera{cfg: cfg, log: cfg.Logger.With("component", "camera", "camera", cfg.ID),
-		health: CameraHealth{ID: cfg.ID, Stream: cfg.Stream}}
+		health: api.CameraHealth{}}
 	c.seq.Store(uint64(time.Now().UnixMicro()))
 	return c, nil
 }
@@ -112,7 +100,7 @@ func (c *Camera) Run(ctx context.Context) error {
 }
 
 // Health reports the camera's state now.
-func (c *Camera) Health() CameraHealth {
+func (c *Camera) Health() api.CameraHealth {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.health
@@ -127,7 +115,7 @@ func (c *Camera) Health() CameraHealth {
 	return h
 }
 
-func (c *Camera) update(f func(h *CameraHealth)) {
+func (c *Camera) update(f func(h *api.CameraHealth)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f(&c.health)
@@ -139,7 +127,7 @@ func (c *Camera) pull(ctx context.Context, frames chan wire.Frame) {
 	var next time.Time // sampling: the earliest capture time of the next frame kept
 	for ctx.Err() == nil {
 		if err := c.cfg.Source.Connect(ctx); err != nil {
-			c.update(func(h *CameraHealth) { h.Connected, h.LastError = false, err.Error() })
+			c.update(func(h *api.CameraHealth) { h.Connected, h.LastError = false, err.Error() })
 			c.log.Warn("camera connect failed; retrying", "err", err, "in", backoff)
 			if !sleep(ctx, backoff) {
 				return
@@ -147,12 +135,12 @@ func (c *Camera) pull(ctx context.Context, frames chan wire.Frame) {
 			backoff = min(2*backoff, c.cfg.MaxBackoff)
 			continue
 		}
-		c.update(func(h *CameraHealth) { h.Connected = true })
+		c.update(func(h *api.CameraHealth) { h.Connected = true })
 		backoff = c.cfg.Backoff
 		for ctx.Err() == nil {
 			jpg, at, err := c.cfg.Source.Read(ctx)
 			if errors.Is(err, ErrEndOfInput) {
-				c.update(func(h *CameraHealth) { h.Connected, h.Ended = false, true })
+				c.update(func(h *api.CameraHealth) { h.Connected, h.Ended = false, true })
 				return
 			}
 			if err != nil && ctx.Err() != nil {
@@ -160,7 +148,7 @@ func (c *Camera) pull(ctx context.Context, frames chan wire.Frame) {
 			}
 			if err != nil {
 				c.cfg.Source.Close()
-				c.update(func(h *CameraHealth) { h.Connected, h.LastError = false, err.Error(); h.Reconnects++ })
+				c.update(func(h *api.CameraHealth) { h.Connected, h.LastError = false, err.Error(); h.Reconnects++ })
 				metrics.CameraReconnects.WithLabelValues(c.cfg.ID).Inc()
 				c.log.Warn("camera dropped; reconnecting", "err", err)
 				break
@@ -177,7 +165,7 @@ func (c *Camera) pull(ctx context.Context, frames chan wire.Frame) {
 			default: // full: drop the oldest, keep the newest
 				select {
 				case <-frames:
-					c.update(func(h *CameraHealth) { h.Dropped++ })
+					c.update(func(h *api.CameraHealth) { h.Dropped++ })
 				default:
 				}
 				select {
@@ -197,19 +185,19 @@ func (c *Camera) produce(ctx context.Context, frames chan wire.Frame) {
 	for f := range frames {
 		stored := false
 		for attempt := 0; ; attempt++ {
-			_, _, err := c.cfg.Producer.SendMessage(f.ProducerMessage(c.cfg.Topic))
+			_, _, err := c.cfg.Producer.SendMessage(kafkaclient.FrameMessage(&f, c.cfg.Topic))
 			if err == nil {
 				stored = true
 				break
 			}
-			c.update(func(h *CameraHealth) { h.LastError = fmt.Sprintf("kafka: %v", err) })
+			c.update(func(h *api.CameraHealth) { h.LastError = fmt.Sprintf("kafka: %v", err) })
 			if ctx.Err() != nil && attempt >= 2 {
 				break
 			}
 			time.Sleep(time.Second)
 		}
 		if !stored {
-			c.update(func(h *CameraHealth) { h.Dropped++ })
+			c.update(func(h *api.CameraHealth) { h.Dropped++ })
 			continue
 		}
 		now := time.Now()

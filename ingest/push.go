@@ -25,6 +25,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/diplip/diplip/api"
+	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -247,7 +248,7 @@ func bytesPerPixel(m color.Model) int64 {
 
 // send writes one frame of stream and waits for Kafka's acknowledgement.
 func (h *HTTPPush) send(stream, topic string, f *wire.Frame) (int32, int64, error) {
-	part, off, err := h.cfg.Producer.SendMessage(f.ProducerMessage(topic))
+	part, off, err := h.cfg.Producer.SendMessage(kafkaclient.FrameMessage(f, topic))
 	if err != nil {
 		h.cfg.Logger.Warn("kafka did not take a frame", "topic", topic, "camera", f.Camera, "err", err)
 		return 0, 0, &pushError{status: http.StatusServiceUnavailable, retryAfter: 2,

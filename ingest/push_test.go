@@ -111,7 +111,7 @@ func readFrames(t *testing.T, addrs []string, topic string, n int) []wire.Frame 
 	for len(out) < n {
 		select {
 		case m := <-msgs:
-			f, err := wire.DecodeFrame(m)
+			f, err := kafkaclient.DecodeFrame(m)
 			if err != nil {
 				t.Fatalf("record at %d/%d: %v", m.Partition, m.Offset, err)
 			}

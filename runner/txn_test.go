@@ -79,7 +79,7 @@ func TestExactlyOnceAcrossJoinAndLeave(t *testing.T) {
 	defer cam.Close()
 	camera.Go(func() { // 400 frames over about 8 s
 		for i, f := range frames {
-			if _, _, err := cam.SendMessage(f.ProducerMessage(st.Topic)); err != nil {
+			if _, _, err := cam.SendMessage(kafkaclient.FrameMessage(&f, st.Topic)); err != nil {
 				t.Error(err)
 				return
 			}
@@ -136,7 +136,7 @@ func TestExactlyOnceFencesAZombie(t *testing.T) {
 	var sent atomic.Int64
 	camera.Go(func() { // 20 fps until every frame is sent
 		for _, f := range frames {
-			if _, _, err := cam.SendMessage(f.ProducerMessage(st.Topic)); err != nil {
+			if _, _, err := cam.SendMessage(kafkaclient.FrameMessage(&f, st.Topic)); err != nil {
 				t.Error(err)
 				return
 			}

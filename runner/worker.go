@@ -415,7 +415,7 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 			it.skip = true // past the window's end
 			continue
 		}
-		f, err := wire.DecodeFrame(it.msg)
+		f, err := kafkaclient.DecodeFrame(it.msg)
 		if len(d.Cameras) > 0 && !slices.Contains(d.Cameras, f.Camera) {
 			it.skip = true
 			continue

@@ -42,7 +42,7 @@ func produceFrames(t *testing.T, addrs []string, topic string, frames ...wire.Fr
 	}
 	defer p.Close()
 	for _, f := range frames {
-		if _, _, err := p.SendMessage(f.ProducerMessage(topic)); err != nil {
+		if _, _, err := p.SendMessage(kafkaclient.FrameMessage(&f, topic)); err != nil {
 			t.Fatal(err)
 		}
 	}

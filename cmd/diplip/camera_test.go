@@ -150,7 +150,7 @@ func TestFileCamera(t *testing.T) {
 	var last wire.Frame
 	for i := range 20 {
 		m := <-pc.Messages()
-		f, err := wire.DecodeFrame(m)
+		f, err := kafkaclient.DecodeFrame(m)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}

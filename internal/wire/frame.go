@@ -24,8 +24,6 @@ import (
 	"regexp"
 	"strconv"
 	"time"
-
-	"github.com/IBM/sarama"
 )
 
 // Header names of a frame record.
@@ -64,56 +62,51 @@ func ValidCamera(id string) error {
 // ErrBadFrame is wrapped by every error about a record that is not a valid frame.
 var ErrBadFrame = errors.New("not a diplip frame record")
 
-// ProducerMessage encodes f as a record for topic.
-func (f *Frame) ProducerMessage(topic string) *sarama.ProducerMessage {
-	return &sarama.ProducerMessage{
-		Topic: topic,
-		Key:   sarama.StringEncoder(f.Camera),
-		Value: sarama.ByteEncoder(f.Data),
-		Headers: []sarama.RecordHeader{
-			{Key: []byte(HeaderCamera), Value: []byte(f.Camera)},
-			{Key: []byte(HeaderSeq), Value: []byte(strconv.FormatUint(f.Seq, 10))},
-			{Key: []byte(HeaderCaptureMs), Value: []byte(strconv.FormatInt(f.CaptureTime.UnixMilli(), 10))},
-			{Key: []byte(HeaderIngestMs), Value: []byte(strconv.FormatInt(f.IngestTime.UnixMilli(), 10))},
-			{Key: []byte(HeaderContentType), Value: []byte(f.ContentType)},
-		},
+// Header is one record header, in the form Kafka clients carry them (kafkaclient converts
+// to and from sarama's records; wire itself links only the standard library).
+type Header struct{ Key, Value string }
+
+// Key is the record key a frame is stored under: its camera, so that each camera keeps
+// one partition, in order.
+func (f *Frame) Key() string { return f.Camera }
+
+// Headers are the frame record's headers, in the order the package comment lists them.
+func (f *Frame) Headers() []Header {
+	return []Header{
+		{HeaderCamera, f.Camera},
+		{HeaderSeq, strconv.FormatUint(f.Seq, 10)},
+		{HeaderCaptureMs, strconv.FormatInt(f.CaptureTime.UnixMilli(), 10)},
+		{HeaderIngestMs, strconv.FormatInt(f.IngestTime.UnixMilli(), 10)},
+		{HeaderContentType, f.ContentType},
 	}
 }
 
-// DecodeFrame reads a frame from a consumed record. Its Data aliases the record's value.
-func DecodeFrame(m *sarama.ConsumerMessage) (Frame, error) {
-	hs := make([]header, len(m.Headers))
-	for i, h := range m.Headers {
-		if h != nil {
-			hs[i] = header{string(h.Key), string(h.Value)}
-		}
-	}
-	return decode(string(m.Key), hs, m.Value)
+// DecodeFrame reads a frame from a record's key, headers and value. Its Data aliases value.
+func DecodeFrame(key string, headers []Header, value []byte) (Frame, error) {
+	return decode(key, headers, value)
 }
 
-type header struct{ k, v string }
-
-func decode(key string, hs []header, value []byte) (Frame, error) {
+func decode(key string, hs []Header, value []byte) (Frame, error) {
 	f := Frame{Data: value}
 	var seen int
 	for _, h := range hs {
 		var err error
-		switch h.k {
+		switch h.Key {
 		case HeaderCamera:
-			f.Camera = h.v
+			f.Camera = h.Value
 		case HeaderSeq:
-			f.Seq, err = strconv.ParseUint(h.v, 10, 64)
+			f.Seq, err = strconv.ParseUint(h.Value, 10, 64)
 		case HeaderCaptureMs:
-			f.CaptureTime, err = parseMs(h.v)
+			f.CaptureTime, err = parseMs(h.Value)
 		case HeaderIngestMs:
-			f.IngestTime, err = parseMs(h.v)
+			f.IngestTime, err = parseMs(h.Value)
 		case HeaderContentType:
-			f.ContentType = h.v
+			f.ContentType = h.Value
 		default:
 			continue
 		}
 		if err != nil {
-			return f, fmt.Errorf("%w: header %s=%q: %v", ErrBadFrame, h.k, h.v, err)
+			return f, fmt.Errorf("%w: header %s=%q: %v", ErrBadFrame, h.Key, h.Value, err)
 		}
 		seen++
 	}

@@ -4,25 +4,23 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/IBM/sarama"
 )
 
-// consumed turns a producer message into the consumer message a broker would hand back.
-func consumed(pm *sarama.ProducerMessage) *sarama.ConsumerMessage {
-	k, _ := pm.Key.Encode()
-	v, _ := pm.Value.Encode()
-	m := &sarama.ConsumerMessage{Key: k, Value: v, Topic: pm.Topic}
-	for _, h := range pm.Headers {
-		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: h.Key, Value: h.Value})
-	}
-	return m
+// record is a frame as a Kafka record's parts.
+type record struct {
+	key     string
+	headers []Header
+	value   []byte
 }
+
+func encoded(f Frame) *record { return &record{f.Key(), f.Headers(), f.Data} }
+
+func (r *record) decode() (Frame, error) { return DecodeFrame(r.key, r.headers, r.value) }
 
 func TestFrameRoundTrip(t *testing.T) {
 	now := time.UnixMilli(time.Now().UnixMilli())
 	f := Frame{Camera: "gate-1", Seq: 42, CaptureTime: now.Add(-time.Second), IngestTime: now, ContentType: ContentJPEG, Data: []byte{0xff, 0xd8, 1, 2}}
-	got, err := DecodeFrame(consumed(f.ProducerMessage("diplip.frames.lobby")))
+	got, err := encoded(f).decode()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,27 +31,26 @@ func TestFrameRoundTrip(t *testing.T) {
 }
 
 func TestDecodeFrameRejects(t *testing.T) {
-	good := func() *sarama.ConsumerMessage {
-		f := Frame{Camera: "c1", Seq: 1, ContentType: ContentJPEG, Data: []byte("x")}
-		return consumed(f.ProducerMessage("t"))
+	good := func() *record {
+		return encoded(Frame{Camera: "c1", Seq: 1, ContentType: ContentJPEG, Data: []byte("x")})
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(m *sarama.ConsumerMessage)
+		edit func(m *record)
 	}{
-		{"no headers", func(m *sarama.ConsumerMessage) { m.Headers = nil }},
-		{"bad seq", func(m *sarama.ConsumerMessage) { m.Headers[1].Value = []byte("-1") }},
-		{"bad time", func(m *sarama.ConsumerMessage) { m.Headers[2].Value = []byte("yesterday") }},
-		{"key differs", func(m *sarama.ConsumerMessage) { m.Key = []byte("c2") }},
-		{"bad camera", func(m *sarama.ConsumerMessage) {
-			m.Key = []byte("a b")
-			m.Headers[0].Value = []byte("a b")
+		{"no headers", func(m *record) { m.headers = nil }},
+		{"bad seq", func(m *record) { m.headers[1].Value = "-1" }},
+		{"bad time", func(m *record) { m.headers[2].Value = "yesterday" }},
+		{"key differs", func(m *record) { m.key = "c2" }},
+		{"bad camera", func(m *record) {
+			m.key = "a b"
+			m.headers[0].Value = "a b"
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := good()
 			tc.edit(m)
-			if _, err := DecodeFrame(m); !errors.Is(err, ErrBadFrame) {
+			if _, err := m.decode(); !errors.Is(err, ErrBadFrame) {
 				t.Fatalf("err = %v, want ErrBadFrame", err)
 			}
 		})
@@ -70,7 +67,7 @@ func TestResultID(t *testing.T) {
 func FuzzDecodeFrame(f *testing.F) {
 	f.Add("c1", "c1", "1", "1700000000000", "1700000000001", "image/jpeg", []byte("x"))
 	f.Fuzz(func(t *testing.T, key, cam, seq, capMs, ingMs, ct string, value []byte) {
-		hs := []header{{HeaderCamera, cam}, {HeaderSeq, seq}, {HeaderCaptureMs, capMs}, {HeaderIngestMs, ingMs}, {HeaderContentType, ct}}
+		hs := []Header{{HeaderCamera, cam}, {HeaderSeq, seq}, {HeaderCaptureMs, capMs}, {HeaderIngestMs, ingMs}, {HeaderContentType, ct}}
 		fr, err := decode(key, hs, value)
 		if err != nil {
 			if !errors.Is(err, ErrBadFrame) {
