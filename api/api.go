@@ -10,8 +10,6 @@ package api
 import (
 	"encoding/json"
 	"time"
-
-	"github.com/diplip/diplip/internal/wire"
 )
 
 // Error is the body of every error answer.
@@ -126,15 +124,14 @@ type Deployment struct {
 // Key is the deployment's key, as /v1/resources and lag maps use it: FUNCTION.STREAM for
 // a primary, FUNCTION.STREAM.shadow, FUNCTION.STREAM.replay.NAME.
 func (d Deployment) Key() string {
-	var info *wire.ReplayInfo
-	if d.Replay != "" {
-		info = &wire.ReplayInfo{Name: d.Replay}
+	key := d.Function + "." + d.Stream
+	switch d.Role {
+	case "shadow":
+		return key + ".shadow"
+	case "replay":
+		return key + ".replay." + d.Replay
 	}
-	role := wire.Role(d.Role)
-	if role == "primary" {
-		role = wire.RolePrimary
-	}
-	return wire.Deployment{Function: d.Function, Stream: d.Stream, Role: role, Replay: info}.Key()
+	return key
 }
 
 // ReplayRequest is the body of POST /v1/replays: run a function image over the frames a
@@ -282,7 +279,39 @@ type Resources struct {
 
 // Runner is a runner as its last heartbeat described it.
 type Runner struct {
-	wire.Heartbeat
+	ID       string   `json:"id"`
+	Host     string   `json:"host"`
+	PID      int      `json:"pid"`
+	CPUs     int      `json:"cpus"`
+	MemoryMB int64    `json:"memory_mb"`
+	Devices  []string `json:"devices"` // "cpu", and "cuda:N" where the CUDA provider works
+	// Providers are the ONNX Runtime execution providers that work there.
+	Providers []string `json:"providers"`
+	GPUs      []GPU    `json:"gpus,omitempty"` // what nvidia-smi reports, where it exists
+	// State is idle, loading or active.
+	State      string `json:"state"`
+	Deployment string `json:"deployment,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+	// Generation is the active deployment's generation (a redeploy with other settings
+	// on the same image is a rolling update too).
+	Generation int     `json:"generation,omitempty"`
+	Partitions []int32 `json:"partitions,omitempty"`
+	Frames     int64   `json:"frames"`
+	RateFPS    float64 `json:"rate_fps"` // frames per second over the last heartbeat interval
+	Lanes      int     `json:"lanes,omitempty"`
+	// BatchMode is "batch" (one run, dynamic batch axis) or "per-frame".
+	BatchMode  string    `json:"batch_mode,omitempty"`
+	MetricsURL string    `json:"metrics_url,omitempty"` // where the runner serves Prometheus metrics
+	Unhealthy  string    `json:"unhealthy,omitempty"`   // why the active function keeps failing
+	LastError  string    `json:"last_error,omitempty"`  // why the last activation failed
+	Sent       time.Time `json:"sent"`
+}
+
+// GPU is one accelerator as nvidia-smi reports it.
+type GPU struct {
+	Index    int    `json:"index"`
+	Name     string `json:"name"`
+	MemoryMB int64  `json:"memory_mb"`
 }
 
 // DeploymentStatus is the scaler's view of one deployment.
@@ -299,9 +328,92 @@ type DeploymentStatus struct {
 	Updated    time.Time `json:"updated"`
 }
 
+// Result statuses.
+const (
+	StatusOK      = "ok"      // the function ran on the frame
+	StatusSkipped = "skipped" // live policy: the frame was older than the deployment's max age
+	StatusError   = "error"   // the frame could not be processed (e.g. a corrupt JPEG)
+)
+
 // Result is one frame's result, served exactly as it is on the stream's results topic
-// (GET /v1/streams/{stream}/results, NDJSON or server-sent events).
-type Result = wire.Result
+// (GET /v1/streams/{stream}/results, NDJSON or server-sent events). The record on the
+// topic is internal/wire's Result; this is the same JSON read by a client, so a field
+// added there is added here too (TestResultMatchesTheRecord in gateway keeps them equal).
+type Result struct {
+	ID          string               `json:"id"` // stream/camera/seq/digest prefix: drop duplicates by it
+	Stream      string               `json:"stream"`
+	Camera      string               `json:"camera"`
+	Seq         uint64               `json:"seq"`
+	CaptureTime time.Time            `json:"capture_time"`
+	Function    string               `json:"function"`
+	Digest      string               `json:"digest"`
+	Status      string               `json:"status"` // ok, skipped or error
+	Error       string               `json:"error,omitempty"`
+	Width       int                  `json:"width,omitempty"`
+	Height      int                  `json:"height,omitempty"`
+	Detections  []Detection          `json:"detections,omitempty"`
+	Raw         map[string][]float32 `json:"raw,omitempty"`
+	Events      []ZoneEvent          `json:"events,omitempty"` // the tracker's zone events on this frame
+	Counts      []ZoneCount          `json:"counts,omitempty"` // running counts of the camera's zones
+	Timings     Timings              `json:"timings_ms"`
+	Source      Source               `json:"source"`
+}
+
+// Detection is one object found on a frame, in source-image pixels.
+type Detection struct {
+	ClassID int     `json:"class_id"`
+	Label   string  `json:"label,omitempty"`
+	Score   float32 `json:"score"`
+	Box     Box     `json:"box"`
+	TrackID uint64  `json:"track_id,omitempty"` // 0: untracked, or not yet confirmed
+}
+
+// Box is a box's corners in source-image pixels.
+type Box struct {
+	X1 float32 `json:"x1"`
+	Y1 float32 `json:"y1"`
+	X2 float32 `json:"x2"`
+	Y2 float32 `json:"y2"`
+}
+
+// ZoneEvent is a track crossing a line (Kind crossed, Direction in or out) or entering or
+// leaving an area.
+type ZoneEvent struct {
+	Zone      string `json:"zone"`
+	Kind      string `json:"kind"`
+	Direction string `json:"direction,omitempty"`
+	TrackID   uint64 `json:"track_id"`
+	ClassID   int    `json:"class_id"`
+	Label     string `json:"label,omitempty"`
+}
+
+// ZoneCount is one zone's running count of one class.
+type ZoneCount struct {
+	Zone    string `json:"zone"`
+	ClassID int    `json:"class_id"`
+	Label   string `json:"label,omitempty"`
+	In      int64  `json:"in,omitempty"`
+	Out     int64  `json:"out,omitempty"`
+	Entered int64  `json:"entered,omitempty"`
+	Left    int64  `json:"left,omitempty"`
+	Inside  int64  `json:"inside,omitempty"`
+}
+
+// Timings are a result's times in milliseconds.
+type Timings struct {
+	Queue      float64 `json:"queue"`      // ingest to the start of its batch
+	Decode     float64 `json:"decode"`     // per frame
+	Preprocess float64 `json:"preprocess"` // per frame
+	Infer      float64 `json:"infer"`      // the batch's inference / batch size
+	EndToEnd   float64 `json:"end_to_end"` // capture to result produced
+	Batch      int     `json:"batch_size"`
+}
+
+// Source is where the frame is stored on the stream's frames topic.
+type Source struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
 
 // FrameAck answers a pushed frame (POST /v1/streams/{stream}/frames): where Kafka stored it.
 type FrameAck struct {

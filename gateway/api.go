@@ -580,7 +580,7 @@ func (s *Server) resources(w http.ResponseWriter, r *http.Request) error {
 	res := api.Resources{Runners: []api.Runner{}, Deployments: []api.DeploymentStatus{}}
 	if s.cfg.Scaler != nil {
 		for _, hb := range s.cfg.Scaler.Runners() {
-			res.Runners = append(res.Runners, api.Runner{Heartbeat: hb})
+			res.Runners = append(res.Runners, apiRunner(hb))
 		}
 		for _, st := range s.cfg.Scaler.Status() {
 			res.Deployments = append(res.Deployments, apiDeploymentStatus(st))

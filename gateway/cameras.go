@@ -133,7 +133,7 @@ func (cs *cameras) health(c wire.Camera) api.CameraHealth {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if rc, ok := cs.running[c.ID]; ok {
-		return apiCameraHealth(rc.cam.Health())
+		return rc.cam.Health()
 	}
 	return api.CameraHealth{}
 }

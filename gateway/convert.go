@@ -6,7 +6,6 @@ import (
 
 	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions/compare"
-	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/scaler"
 )
@@ -71,12 +70,23 @@ func apiCamera(c wire.Camera) api.Camera {
 	return api.Camera{ID: c.ID, Stream: c.Stream, URL: c.URL, FPS: c.FPS, Loop: c.Loop, Created: c.Created}
 }
 
-func apiCameraHealth(h ingest.CameraHealth) api.CameraHealth {
-	return api.CameraHealth{Connected: h.Connected, FPS: h.FPS, Frames: h.Frames, Dropped: h.Dropped,
-		Reconnects: h.Reconnects, LastFrame: h.LastFrame, LastError: h.LastError, Ended: h.Ended}
-}
-
 func apiDeploymentStatus(s scaler.DeploymentStatus) api.DeploymentStatus {
 	return api.DeploymentStatus{Key: s.Key, Lag: s.Lag, Runners: s.Runners, Desired: s.Desired, RateFPS: s.RateFPS,
 		ColdStarts: s.ColdStarts, LastCold: s.LastCold, LastError: s.LastError, Unhealthy: s.Unhealthy, Updated: s.Updated}
+}
+
+func apiRunner(hb wire.Heartbeat) api.Runner {
+	devices := make([]string, len(hb.Devices))
+	for i, d := range hb.Devices {
+		devices[i] = string(d)
+	}
+	gpus := make([]api.GPU, len(hb.GPUs))
+	for i, g := range hb.GPUs {
+		gpus[i] = api.GPU(g)
+	}
+	return api.Runner{ID: hb.ID, Host: hb.Host, PID: hb.PID, CPUs: hb.CPUs, MemoryMB: hb.MemoryMB,
+		Devices: devices, Providers: hb.Providers, GPUs: gpus, State: string(hb.State),
+		Deployment: hb.Deployment, Digest: hb.Digest, Generation: hb.Generation, Partitions: hb.Partitions,
+		Frames: hb.Frames, RateFPS: hb.RateFPS, Lanes: hb.Lanes, BatchMode: hb.BatchMode,
+		MetricsURL: hb.MetricsURL, Unhealthy: hb.Unhealthy, LastError: hb.LastError, Sent: hb.Sent}
 }

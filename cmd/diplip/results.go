@@ -44,7 +44,7 @@ func resultsCommand() *cli.Command {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			enc := json.NewEncoder(c.App.Writer)
-			err = cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), func(r wire.Result) error {
+			err = cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), func(r api.Result) error {
 				if c.String("output") == "json" {
 					return enc.Encode(r)
 				}
@@ -57,9 +57,13 @@ func resultsCommand() *cli.Command {
 }
 
 // resultLine is one result for a terminal.
-func resultLine(r wire.Result) string {
-	what := wire.Summarize(r.Detections)
-	if r.Status != wire.StatusOK {
+func resultLine(r api.Result) string {
+	dets := make([]wire.Detection, len(r.Detections))
+	for i, d := range r.Detections {
+		dets[i] = wire.Detection{ClassID: d.ClassID, Label: d.Label}
+	}
+	what := wire.Summarize(dets)
+	if r.Status != api.StatusOK {
 		what = r.Status + ": " + r.Error
 	}
 	line := fmt.Sprintf("%s  %-10s #%-6d %-8s %6.1f ms  %s", r.CaptureTime.Local().Format("15:04:05.000"), r.Camera,

@@ -210,7 +210,7 @@ func activeRunner(ctx context.Context, c *cluster.Cluster, deployment string) (i
 			}
 			var ids []string
 			for _, r := range res.Runners {
-				if r.State == wire.StateActive && r.Deployment == deployment {
+				if r.State == string(wire.StateActive) && r.Deployment == deployment {
 					ids = append(ids, r.ID)
 				}
 			}
