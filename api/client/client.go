@@ -19,27 +19,58 @@ import (
 	"github.com/diplip/diplip/api"
 )
 
-// Client talks to one gateway.
+// Client talks to one gateway. It is safe for concurrent use.
 type Client struct {
 	base  string
 	token string
 	http  *http.Client
 }
 
+// Option configures a Client made by New.
+type Option func(*options) error
+
+type options struct {
+	http *http.Client
+}
+
+// WithHTTPClient sends every request through hc: its Transport decides connection reuse
+// and its Timeout bounds each call, except the long-lived ones (Results with follow,
+// PushMJPEG), which last as long as their context. Default: a client of its own on
+// http.DefaultTransport with a 60 s timeout.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(o *options) error {
+		if hc == nil {
+			return errors.New("WithHTTPClient: nil *http.Client")
+		}
+		o.http = hc
+		return nil
+	}
+}
+
 // New returns a client of the gateway at base (e.g. http://127.0.0.1:8080) that sends
 // token, when not empty, as a bearer token.
-func New(base, token string) (*Client, error) {
+func New(base, token string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("gateway address %q: want http://HOST:PORT or https://HOST:PORT", base)
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}, nil
+	o := options{http: &http.Client{Timeout: 60 * time.Second}}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: o.http}, nil
 }
 
-// Error is an error answer from the gateway.
+// Error is an error answer from the gateway. Status tells a caller what to do: 503
+// means the gateway could not take the request now and it may be sent again (after
+// RetryAfter, when the gateway said); 4xx means the request itself was wrong.
 type Error struct {
 	Status  int
 	Message string
+	// RetryAfter is the gateway's Retry-After; 0 when it sent none.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -52,31 +83,55 @@ func IsNotFound(err error) bool {
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
+	contentType := ""
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		rd, contentType = bytes.NewReader(b), "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	b, err := c.roundTrip(ctx, c.http, method, path, contentType, rd)
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("the gateway's answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	return req, nil
+}
+
+// roundTrip sends one request through hc and reads the whole answer, so the connection
+// can be reused. An answer of 300 or more is an *Error; its body is returned too.
+func (c *Client) roundTrip(ctx context.Context, hc *http.Client, method, path, contentType string, body io.Reader) ([]byte, error) {
+	req, err := c.newRequest(ctx, method, path, contentType, body)
 	if err != nil {
-		return fmt.Errorf("gateway at %s is unreachable (%v); start one with: diplip up, or point --gateway / DIPLIP_GATEWAY at it", c.base, err)
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("gateway at %s is unreachable (%w); start one with: diplip up, or point --gateway / DIPLIP_GATEWAY at it", c.base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("reading the gateway's answer: %w", err)
+		return nil, fmt.Errorf("reading the gateway's answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
@@ -85,14 +140,20 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
 		}
-		return &Error{Status: resp.StatusCode, Message: e.Error}
+		return b, &Error{Status: resp.StatusCode, Message: e.Error, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("the gateway's answer to %s %s: %w", method, path, err)
-		}
+	return b, nil
+}
+
+// retryAfter reads a Retry-After header: seconds or an HTTP date.
+func retryAfter(h string) time.Duration {
+	if s, err := strconv.Atoi(h); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
 	}
-	return nil
+	if t, err := http.ParseTime(h); err == nil && time.Until(t) > 0 {
+		return time.Until(t)
+	}
+	return 0
 }
 
 // CreateStream creates a stream.
@@ -165,12 +226,9 @@ func (c *Client) Results(ctx context.Context, stream string, last int, follow bo
 	if follow {
 		q.Set("follow", "1")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/streams/"+url.PathEscape(stream)+"/results?"+q.Encode(), nil)
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(stream)+"/results?"+q.Encode(), "", nil)
 	if err != nil {
 		return err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	hc := *c.http
 	hc.Timeout = 0 // a follow lasts as long as ctx
