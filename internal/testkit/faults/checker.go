@@ -33,8 +33,9 @@ type Checker struct {
 }
 
 type seen struct {
-	id string
-	at time.Time // the record's timestamp (when the runner produced it)
+	id     string
+	status string
+	at     time.Time // the record's timestamp (when the runner produced it)
 }
 
 // Run consumes every partition until ctx ends. A broker loss only pauses it (sarama
@@ -96,7 +97,7 @@ func (c *Checker) add(m *sarama.ConsumerMessage) {
 	c.ids[r.ID]++
 	c.sources[r.Source]++
 	k := FrameKey{r.Camera, r.Seq}
-	c.results[k] = append(c.results[k], seen{id: r.ID, at: at})
+	c.results[k] = append(c.results[k], seen{id: r.ID, status: r.Status, at: at})
 }
 
 // Missing counts the acknowledged frames of pushes that have no result yet.
@@ -137,11 +138,21 @@ func (c *Checker) Report(mode string, pushes map[FrameKey]Push) Report {
 		switch {
 		case p.Acked:
 			r.Acknowledged++
-			if len(got) > 0 {
-				r.WithResults++
-			} else {
+			if len(got) == 0 {
 				r.Lost++
 				r.LostFrames = append(r.LostFrames, k)
+				break
+			}
+			r.WithResults++
+			switch best := bestStatus(got); best {
+			case wire.StatusOK:
+				r.OK++
+			case wire.StatusSkipped:
+				r.Skipped++
+				r.NotInferred = append(r.NotInferred, k)
+			default:
+				r.Errors++
+				r.NotInferred = append(r.NotInferred, k)
 			}
 		default:
 			r.Failed++
@@ -165,23 +176,87 @@ func (c *Checker) Report(mode string, pushes map[FrameKey]Push) Report {
 		r.Stalls[cam] = longest
 		r.LongestStall = max(r.LongestStall, longest)
 	}
-	slices.SortFunc(r.LostFrames, func(a, b FrameKey) int {
-		if c := strings.Compare(a.Camera, b.Camera); c != 0 {
-			return c
-		}
-		return int(a.Seq) - int(b.Seq)
-	})
+	slices.SortFunc(r.LostFrames, compareKeys)
+	slices.SortFunc(r.NotInferred, compareKeys)
 	return r
+}
+
+func compareKeys(a, b FrameKey) int {
+	if c := strings.Compare(a.Camera, b.Camera); c != 0 {
+		return c
+	}
+	return int(a.Seq) - int(b.Seq)
+}
+
+// bestStatus is a frame's outcome over its results: ok if any result is (a redelivered
+// frame may have been skipped once and inferred later), else skipped, else error.
+func bestStatus(got []seen) string {
+	best := wire.StatusError
+	for _, s := range got {
+		switch s.status {
+		case wire.StatusOK:
+			return wire.StatusOK
+		case wire.StatusSkipped:
+			best = wire.StatusSkipped
+		}
+	}
+	return best
+}
+
+// Targets are what a run must meet beyond the rules every run keeps (Misses).
+type Targets struct {
+	// AllowSkips: the deployment uses the live policy, whose skipped results are by design.
+	AllowSkips bool
+	// MaxDuplicateShare bounds at-least-once duplicates by result id, as a share of the
+	// acknowledged frames (0.01: under 1 %); 0 does not check.
+	MaxDuplicateShare float64
+	// MaxStall bounds the longest gap between a camera's results; 0 does not check.
+	MaxStall time.Duration
+}
+
+// Misses names every target the run missed. Every run must lose nothing, infer every
+// acknowledged frame (an error result of a good frame is a failure; a skip too, unless
+// the targets allow skips), keep its control plane, and in exactly-once mode have no
+// runner duplicate.
+func (r Report) Misses(mode wire.Delivery, t Targets) []string {
+	var m []string
+	if r.Lost > 0 {
+		m = append(m, fmt.Sprintf("%d acknowledged frames lost", r.Lost))
+	}
+	if r.Errors > 0 {
+		m = append(m, fmt.Sprintf("%d frames with only error results", r.Errors))
+	}
+	if r.Skipped > 0 && !t.AllowSkips {
+		m = append(m, fmt.Sprintf("%d frames only skipped, with no live policy in the schedule", r.Skipped))
+	}
+	if mode.Transactional() && r.Redone > 0 {
+		m = append(m, fmt.Sprintf("%d runner duplicates in exactly-once", r.Redone))
+	}
+	if !mode.Transactional() && t.MaxDuplicateShare > 0 && r.Acknowledged > 0 {
+		if share := float64(r.Duplicates) / float64(r.Acknowledged); share >= t.MaxDuplicateShare {
+			m = append(m, fmt.Sprintf("duplicates %.2f %% ≥ %.2f %%", 100*share, 100*t.MaxDuplicateShare))
+		}
+	}
+	if t.MaxStall > 0 && r.LongestStall > t.MaxStall {
+		m = append(m, fmt.Sprintf("longest stall %.1f s > %.0f s", r.LongestStall.Seconds(), t.MaxStall.Seconds()))
+	}
+	if r.ControlPlane != nil {
+		m = append(m, "control plane not intact")
+	}
+	return m
 }
 
 // Report is what a run of the schedule found.
 type Report struct {
 	Mode         string
 	Acknowledged int // frames a pusher got 2xx for
-	WithResults  int // of those, frames with at least one result
-	Lost         int // acknowledged frames without a result: must be 0
-	LostFrames   []FrameKey
-	Duplicates   int // result records beyond the first for the same result id
+	WithResults  int // of those, frames with at least one result...
+	// ...counted by their best result: OK (inferred), Skipped (live policy) or Errors.
+	OK, Skipped, Errors int
+	NotInferred         []FrameKey // acknowledged frames with results, none of them ok
+	Lost                int        // acknowledged frames without a result: must be 0
+	LostFrames          []FrameKey
+	Duplicates          int // result records beyond the first for the same result id
 	// Redone counts result records beyond the first for the same frame record (partition
 	// and offset): the runners' duplicates. Duplicates minus Redone are frames stored
 	// twice by a push the camera retried (ingest is at-least-once in both modes).
@@ -193,7 +268,9 @@ type Report struct {
 	Statuses          map[string]int
 	Stalls            map[string]time.Duration // per camera: the longest gap between its results
 	LongestStall      time.Duration
-	ControlPlane      error // nil: every stream, deployment and camera present and unchanged
+	ControlPlane      error // nil: every stream, deployment, camera and zone present and unchanged
+	// Missed names the targets the run missed (Misses); empty: within every target.
+	Missed []string
 }
 
 // Line is the one-line summary `go tool task faults` ends with.
@@ -202,8 +279,12 @@ func (r Report) Line() string {
 	if r.ControlPlane != nil {
 		cp = "control plane NOT intact: " + r.ControlPlane.Error()
 	}
-	return fmt.Sprintf("faults: %s: %d acknowledged, %d with results, %d lost, %d duplicates (%d of one frame record), longest stall %.1f s, %s",
-		r.Mode, r.Acknowledged, r.WithResults, r.Lost, r.Duplicates, r.Redone, r.LongestStall.Seconds(), cp)
+	line := fmt.Sprintf("faults: %s: %d acknowledged, %d with results (%d ok, %d skipped, %d error), %d lost, %d duplicates (%d of one frame record), longest stall %.1f s, %s",
+		r.Mode, r.Acknowledged, r.WithResults, r.OK, r.Skipped, r.Errors, r.Lost, r.Duplicates, r.Redone, r.LongestStall.Seconds(), cp)
+	if len(r.Missed) > 0 {
+		line += "; MISSED: " + strings.Join(r.Missed, "; ")
+	}
+	return line
 }
 
 // Details says the rest: duplicates as a share of frames, failed pushes, statuses,
@@ -229,6 +310,9 @@ func (r Report) Details() string {
 	b.WriteString("\n")
 	if len(r.LostFrames) > 0 {
 		fmt.Fprintf(&b, "lost frames (first 20): %v\n", r.LostFrames[:min(20, len(r.LostFrames))])
+	}
+	if len(r.NotInferred) > 0 {
+		fmt.Fprintf(&b, "frames never inferred (first 20): %v\n", r.NotInferred[:min(20, len(r.NotInferred))])
 	}
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,11 +67,11 @@ func run(t *testing.T, plan faults.Plan) {
 	if r.Lost != 0 {
 		t.Errorf("%d acknowledged frames have no result (first: %v); logs in %s", r.Lost, r.LostFrames[:min(10, len(r.LostFrames))], plan.Dir)
 	}
-	if plan.Mode == wire.ExactlyOnce && r.Redone != 0 {
-		t.Errorf("exactly-once: %d results of a frame record that already had one (read committed); logs in %s", r.Redone, plan.Dir)
-	}
 	if r.ControlPlane != nil {
 		t.Errorf("control plane after the schedule: %v", r.ControlPlane)
+	}
+	if len(r.Missed) > 0 {
+		t.Errorf("missed: %s; logs in %s", strings.Join(r.Missed, "; "), plan.Dir)
 	}
 	if t.Failed() && os.Getenv("DIPLIP_FAULTS_DIR") == "" {
 		t.Logf("the logs go with the test's temp dir; set DIPLIP_FAULTS_DIR=DIR to keep them")
@@ -78,9 +79,13 @@ func run(t *testing.T, plan faults.Plan) {
 }
 
 // The short schedule, part of the suite, in both delivery modes while 4 cameras push 5 fps
-// each: a broker SIGKILLed and restarted and a runner SIGKILLed mid-batch; then
-// at-least-once has a gateway restarted, exactly-once a runner SIGSTOPped past its
-// session timeout (the zombie its transactions must fence).
+// each and zones are written through the gateways: a broker SIGKILLed and restarted and
+// a runner SIGKILLed mid-batch; then exactly-once has a runner SIGSTOPped past its
+// session timeout (the zombie its transactions must fence), at-least-once a gateway
+// restarted, a NATS server SIGKILLed and a runner cut off from the brokers past its
+// session timeout. Every run loses nothing, infers every frame and keeps its control
+// plane; exactly-once has no runner duplicate (Report.Misses). Stalls and at-least-once
+// duplicates are targets of the full schedule only: two busy cores make them noisy here.
 func TestFaultsShort(t *testing.T) {
 	t.Run(string(wire.ExactlyOnce), func(t *testing.T) {
 		run(t, faults.Plan{
@@ -101,16 +106,20 @@ func runShortAtLeastOnce(t *testing.T) {
 	run(t, faults.Plan{
 		Gateways: 2, Runners: 2, Cameras: 4, FPS: 5, Partitions: 4, Min: 2, Max: 2,
 		Drain: 60 * time.Second,
-		Schedule: faults.Schedule{Name: "short", Length: 50 * time.Second, Steps: []faults.Step{
+		Schedule: faults.Schedule{Name: "short", Length: 72 * time.Second, Steps: []faults.Step{
 			{At: 5 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},
 			{At: 25 * time.Second, Fault: faults.KillRunner, For: 5 * time.Second},
 			{At: 38 * time.Second, Fault: faults.RestartGateway, Target: 1, For: time.Second},
+			{At: 44 * time.Second, Fault: faults.KillNATS, Target: 0, For: 8 * time.Second},
+			{At: 56 * time.Second, Fault: faults.CutRunner, For: 12 * time.Second},
 		}},
 	})
 }
 
 // The whole schedule of issue #14 in both delivery modes: `go tool task faults`
-// (DIPLIP_FAULTS=full).
+// (DIPLIP_FAULTS=full). It fails, naming the miss, on a loss, a frame never inferred, a
+// runner duplicate in exactly-once, at-least-once duplicates of 1 % of the acknowledged
+// frames or more, or a camera's results stalled over 15 s.
 func TestFaultsFull(t *testing.T) {
 	if os.Getenv(EnvFaults) != "full" {
 		t.Skipf("the full fault schedule runs with %s=full (go tool task faults)", EnvFaults)
@@ -123,7 +132,8 @@ func TestFaultsFull(t *testing.T) {
 func runFull(t *testing.T, mode wire.Delivery) {
 	run(t, faults.Plan{
 		Mode: mode, Gateways: 2, Runners: 3, Cameras: 8, FPS: 3, Partitions: 8, Min: 2, Max: 2,
-		Drain: 120 * time.Second,
+		Drain:   120 * time.Second,
+		Targets: faults.Targets{MaxDuplicateShare: 0.01, MaxStall: 15 * time.Second},
 		Schedule: faults.Schedule{Name: "full", Length: 215 * time.Second, Steps: []faults.Step{
 			{At: 10 * time.Second, Fault: faults.KillBroker, For: 15 * time.Second},
 			{At: 40 * time.Second, Fault: faults.KillNATS, Target: 0, For: 10 * time.Second},

@@ -41,6 +41,8 @@ type Plan struct {
 	FunctionDir string
 	// Drain bounds the wait for the last results after the pushers stop. Default 90s.
 	Drain time.Duration
+	// Targets are what the run must meet beyond "nothing lost" (Report.Misses).
+	Targets Targets
 	// Logf receives progress (t.Logf). Default: none.
 	Logf func(format string, args ...any)
 }
@@ -111,6 +113,12 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 	if _, err := gw0.AddCamera(ctx, api.CameraRequest{ID: "door-" + stream, Stream: stream, URL: "rtsp://127.0.0.1:9/none", FPS: 1}); err != nil {
 		return Report{}, nil, fmt.Errorf("adding a camera: %w", err)
 	}
+	// A zone on it, so that the zones bucket has a record to keep; more are written
+	// during the schedule.
+	zones := &ZoneWriter{Stream: stream, Camera: "door-" + stream}
+	if err := zones.Add(ctx, gw0, "before"); err != nil {
+		return Report{}, nil, fmt.Errorf("adding a zone: %w", err)
+	}
 	if err := waitRunners(ctx, gw0, depKey, p.Min); err != nil {
 		return Report{}, nil, err
 	}
@@ -136,26 +144,35 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 	checkCtx, stopCheck := context.WithCancel(ctx)
 	pushCtx, stopPush := context.WithTimeout(ctx, p.Schedule.Length)
 	defer stopPush()
-	var wg sync.WaitGroup
+	var wg, load sync.WaitGroup
 	var checkErr error
 	wg.Go(func() { checkErr = checker.Run(checkCtx) })
-	wg.Go(func() { _ = pusher.Run(pushCtx) })
+	load.Go(func() { _ = pusher.Run(pushCtx) })
+	load.Go(func() { zones.Run(pushCtx, gws) }) // the control plane is written during the faults too
 	events, schedErr := p.Schedule.Run(ctx, Target{Cluster: c, FrameTopic: st.Topic, Deployment: depKey})
 	<-pushCtx.Done()
 	stopPush()
+	load.Wait() // every push and write answered or given up: their records are final
 	for _, e := range events {
 		logf("%s", e)
 	}
-	logf("pushers stopped: %d frames acknowledged; waiting for their results", pusher.Acked())
+	logf("pushers stopped: %d frames acknowledged, %d zones written; waiting for their results", pusher.Acked(), len(zones.Written()))
 	pushes := pusher.Pushes()
 	deadline := time.Now().Add(p.Drain)
 	for checker.Missing(pushes) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		sleepUntil(ctx, time.Now().Add(500*time.Millisecond))
 	}
-	var after ControlPlane
+	// A restarted NATS server may still be catching up: give the control plane up to 30 s
+	// to be whole again before calling it broken.
 	var cpErr error
 	for range 60 {
-		if after, cpErr = ReadControlPlane(ctx, nc); cpErr == nil {
+		var after ControlPlane
+		if after, cpErr = ReadControlPlane(ctx, nc); cpErr != nil {
+			cpErr = fmt.Errorf("reading it after the schedule: %w", cpErr)
+		} else {
+			cpErr = errors.Join(before.Compare(after, 3), zones.Check(after))
+		}
+		if cpErr == nil {
 			break
 		}
 		sleepUntil(ctx, time.Now().Add(500*time.Millisecond))
@@ -163,11 +180,8 @@ func (p Plan) Run(ctx context.Context) (Report, []Event, error) {
 	stopCheck()
 	wg.Wait()
 	r := checker.Report(string(p.Mode), pushes)
-	if cpErr != nil {
-		r.ControlPlane = fmt.Errorf("reading it after the schedule: %w", cpErr)
-	} else {
-		r.ControlPlane = before.Compare(after, 3)
-	}
+	r.ControlPlane = cpErr
+	r.Missed = r.Misses(p.Mode, p.Targets)
 	return r, events, errors.Join(schedErr, checkErr)
 }
 

@@ -192,8 +192,9 @@ func (st Step) run(ctx context.Context, t Target, logf func(string, ...any)) err
 	return nil
 }
 
-// activeRunner finds a runner working deployment, asking each gateway in turn (one may
-// be down), waiting up to 30 s for one.
+// activeRunner finds the runner of deployment that holds the most partitions (a fault
+// aimed at a runner with nothing to lose tests nothing), asking each gateway in turn
+// (one may be down), waiting up to 30 s for one that holds any.
 func activeRunner(ctx context.Context, c *cluster.Cluster, deployment string) (int, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -208,21 +209,21 @@ func activeRunner(ctx context.Context, c *cluster.Cluster, deployment string) (i
 			if err != nil {
 				continue
 			}
-			var ids []string
+			best, most := -1, 0
 			for _, r := range res.Runners {
-				if r.State == string(wire.StateActive) && r.Deployment == deployment {
-					ids = append(ids, r.ID)
+				if r.State != string(wire.StateActive) || r.Deployment != deployment || len(r.Partitions) <= most {
+					continue
+				}
+				if k := c.RunnerIndex(r.ID); k >= 0 && c.RunnerPID(k) != 0 {
+					best, most = k, len(r.Partitions)
 				}
 			}
-			slices.Sort(ids)
-			for _, id := range ids {
-				if k := c.RunnerIndex(id); k >= 0 && c.RunnerPID(k) != 0 {
-					return k, nil
-				}
+			if best >= 0 {
+				return best, nil
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return -1, fmt.Errorf("no runner is active on %s", deployment)
+			return -1, fmt.Errorf("no runner of %s holds a partition", deployment)
 		}
 		sleepUntil(ctx, time.Now().Add(500*time.Millisecond))
 	}
