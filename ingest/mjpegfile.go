@@ -3,12 +3,13 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 	"time"
+
+	"github.com/diplip/diplip/api/client"
 )
 
 // SplitJPEGs splits a raw MJPEG elementary stream (complete JPEGs back to back, as
@@ -34,13 +35,17 @@ func SplitJPEGs(b []byte) [][]byte {
 
 // PushLoop is a camera that pushes frames over HTTP to a gateway's frames endpoint at
 // fps, looping over them, until ctx ends. It is what the demo's sample camera is; any
-// HTTP client can do the same. Each answer is passed to onAnswer (nil: ignored).
+// HTTP client can do the same. Each push waits at most 30 s for its answer, which is
+// passed to onAnswer (nil: ignored): the gateway's status (201: stored; 0 when no answer
+// came) and, unless 201, the error.
 func PushLoop(ctx context.Context, gateway, token, stream, camera string, frames [][]byte, fps float64, onAnswer func(status int, err error)) error {
 	if len(frames) == 0 || fps <= 0 {
 		return fmt.Errorf("push loop: want frames and fps > 0, got %d frames at %v fps", len(frames), fps)
 	}
-	u := gateway + "/v1/streams/" + url.PathEscape(stream) + "/frames?camera=" + url.QueryEscape(camera)
-	client := &http.Client{Timeout: 30 * time.Second}
+	cl, err := client.New(gateway, token, client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
+	if err != nil {
+		return err
+	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / fps))
 	defer tick.Stop()
 	for i := 0; ; i = (i + 1) % len(frames) {
@@ -50,33 +55,37 @@ func PushLoop(ctx context.Context, gateway, token, stream, camera string, frames
 		case <-tick.C:
 		}
 		// The capture time is when this camera "took" the frame: now, before the request.
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+"&ts="+strconv.FormatInt(time.Now().UnixMilli(), 10),
-			bytes.NewReader(frames[i]))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "image/jpeg")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		status := 0
-		if err == nil {
-			status = resp.StatusCode
-			resp.Body.Close()
-		}
+		_, err := cl.PushFrame(ctx, stream, client.Frame{Camera: camera, CaptureTime: time.Now(), Image: frames[i]})
 		if onAnswer != nil && ctx.Err() == nil {
-			onAnswer(status, err)
+			onAnswer(answerStatus(err, http.StatusCreated), err)
 		}
 	}
 }
 
+// answerStatus is the gateway's status for a push that returned err: ok when none, 0
+// when no answer came.
+func answerStatus(err error, ok int) int {
+	var ce *client.Error
+	switch {
+	case err == nil:
+		return ok
+	case errors.As(err, &ce):
+		return ce.Status
+	}
+	return 0
+}
+
 // PushMJPEGLoop is a camera that pushes one long multipart/x-mixed-replace stream (as IP
 // cameras and `ffmpeg -f mpjpeg` do) to a gateway's MJPEG endpoint at fps, looping over
-// frames, until ctx ends; then it ends the stream cleanly and returns the gateway's status.
+// frames, until ctx ends; then it ends the stream cleanly and returns the gateway's
+// status (0 when no answer came) and, unless 200, the error.
 func PushMJPEGLoop(ctx context.Context, gateway, token, stream, camera string, frames [][]byte, fps float64) (int, error) {
 	if len(frames) == 0 || fps <= 0 {
 		return 0, fmt.Errorf("mjpeg push loop: want frames and fps > 0, got %d frames at %v fps", len(frames), fps)
+	}
+	cl, err := client.New(gateway, token)
+	if err != nil {
+		return 0, err
 	}
 	pr, pw := io.Pipe()
 	go func() {
@@ -103,20 +112,8 @@ func PushMJPEGLoop(ctx context.Context, gateway, token, stream, camera string, f
 			}
 		}
 	}()
-	u := gateway + "/v1/streams/" + url.PathEscape(stream) + "/mjpeg?camera=" + url.QueryEscape(camera)
-	req, err := http.NewRequest(http.MethodPost, u, pr) // not ctx: the stream ends by its closing boundary
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "multipart/x-mixed-replace; boundary=diplip")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	// Not ctx's end: the stream ends by its closing boundary, and the answer comes after.
+	_, err = cl.PushMJPEG(context.WithoutCancel(ctx), stream, camera, "diplip", pr)
+	pr.Close() // a stream the gateway ended early: the writer stops at its next write
+	return answerStatus(err, http.StatusOK), err
 }
