@@ -1,16 +1,14 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/diplip/diplip/api/client"
 )
 
 // FrameKey names one frame: the camera and the sequence number it gave the frame.
@@ -63,16 +61,26 @@ func (p *Pusher) Run(ctx context.Context) error {
 		p.pushes = map[FrameKey]*Push{}
 	}
 	p.mu.Unlock()
-	client := &http.Client{Timeout: 5 * time.Second}
+	// One client per gateway, all on one http.Client: 5 s per push, so a gateway that
+	// hangs costs a camera little before it tries the next.
+	hc := &http.Client{Timeout: 5 * time.Second}
+	gateways := make([]*client.Client, len(p.Gateways))
+	for i, gw := range p.Gateways {
+		cl, err := client.New(gw, "", client.WithHTTPClient(hc))
+		if err != nil {
+			return fmt.Errorf("faults: Pusher gateway: %w", err)
+		}
+		gateways[i] = cl
+	}
 	var wg sync.WaitGroup
 	for i := range p.Cameras {
-		wg.Go(func() { p.camera(ctx, client, i) })
+		wg.Go(func() { p.camera(ctx, gateways, i) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (p *Pusher) camera(ctx context.Context, client *http.Client, i int) {
+func (p *Pusher) camera(ctx context.Context, gateways []*client.Client, i int) {
 	cam := fmt.Sprintf("%s-%d", p.Prefix, i)
 	period := time.Duration(float64(time.Second) / p.FPS)
 	// Cameras start spread over one period, as real ones would.
@@ -93,8 +101,8 @@ func (p *Pusher) camera(ctx context.Context, client *http.Client, i int) {
 		captured := time.Now()
 		wait := 100 * time.Millisecond
 		for attempt := 0; ; attempt++ {
-			gw := p.Gateways[(i+attempt)%len(p.Gateways)]
-			retryAfter, err := p.push(ctx, client, gw, cam, seq, captured)
+			gw := (i + attempt) % len(gateways)
+			_, err := gateways[gw].PushFrame(ctx, p.Stream, client.Frame{Camera: cam, Seq: seq, CaptureTime: captured, Image: p.Frame})
 			p.mu.Lock()
 			rec.Attempts++
 			if err == nil {
@@ -110,8 +118,9 @@ func (p *Pusher) camera(ctx context.Context, client *http.Client, i int) {
 				p.mu.Unlock()
 				break
 			}
-			if retryAfter > 0 {
-				wait = min(retryAfter, 2*time.Second)
+			var refused *client.Error // a 503 says when to come back
+			if errors.As(err, &refused) && refused.RetryAfter > 0 {
+				wait = min(refused.RetryAfter, 2*time.Second)
 			}
 			if !sleepUntil(ctx, time.Now().Add(wait)) {
 				break
@@ -119,29 +128,6 @@ func (p *Pusher) camera(ctx context.Context, client *http.Client, i int) {
 			wait = min(2*wait, time.Second)
 		}
 	}
-}
-
-// push sends one frame; a nil error means 2xx. retryAfter is the server's Retry-After.
-func (p *Pusher) push(ctx context.Context, client *http.Client, gw, cam string, seq uint64, captured time.Time) (retryAfter time.Duration, err error) {
-	q := url.Values{"camera": {cam}, "seq": {strconv.FormatUint(seq, 10)}, "ts": {strconv.FormatInt(captured.UnixMilli(), 10)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gw+"/v1/streams/"+p.Stream+"/frames?"+q.Encode(), bytes.NewReader(p.Frame))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "image/jpeg")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 == 2 {
-		return 0, nil
-	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-		retryAfter = time.Duration(s) * time.Second
-	}
-	return retryAfter, fmt.Errorf("push %s/%d to %s: %d %s", cam, seq, gw, resp.StatusCode, bytes.TrimSpace(body))
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {
