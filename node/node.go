@@ -249,7 +249,8 @@ func (n *Node) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	zones, err := controlplane.OpenZones(ctx, n.nc)
+	cpOpts := controlplane.Options{Replicas: n.cfg.ControlPlaneReplicas}
+	zones, err := controlplane.OpenZonesWith(ctx, n.nc, cpOpts)
 	if err != nil {
 		return err
 	}
@@ -265,7 +266,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	}
 	// One scaler acts per control plane: with several gateways (diplip gateway on other
 	// machines) the lease decides which; a lapsed holder is replaced within its TTL.
-	lease, err := controlplane.OpenLease(ctx, n.nc, "scaler", fmt.Sprintf("%s-%d", n.Addr(), os.Getpid()), 5*time.Second)
+	lease, err := controlplane.OpenLeaseWith(ctx, n.nc, cpOpts, "scaler", fmt.Sprintf("%s-%d", n.Addr(), os.Getpid()), 5*time.Second)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,37 @@ type Options struct {
 	Replicas int
 }
 
+// openBucket creates or updates one bucket on file storage with o's replicas; with 0 a
+// bucket that exists keeps its own (an update with the server's default, 1, would scale
+// an operator's replicated bucket down) and a new one gets 1. Every bucket of the control
+// plane goes through it, so none is left at one replica on a replicated control plane.
+func openBucket(ctx context.Context, nc *nats.Conn, o Options, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return nil, fmt.Errorf("control plane: %d replicas: want 1 to 5 (0: keep what the buckets have)", o.Replicas)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	replicas := o.Replicas
+	if replicas == 0 {
+		replicas = 1
+		if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+			if st, err := kv.Status(ctx); err == nil {
+				if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.Replicas > 0 {
+					replicas = bs.StreamInfo().Config.Replicas
+				}
+			}
+		}
+	}
+	cfg.Storage, cfg.Replicas = jetstream.FileStorage, replicas
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("control plane bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
 // Open creates (or opens) the buckets on nc's JetStream, on file storage. Buckets that
 // exist keep their replicas (see OpenWith).
 func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
@@ -53,34 +84,9 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 // OpenWith is Open with Options: on a NATS cluster, Replicas 3 keeps the control plane
 // through the loss of a server. A bucket that exists is updated to the given replicas.
 func OpenWith(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
-	if o.Replicas < 0 || o.Replicas > 5 {
-		return nil, fmt.Errorf("control plane: %d replicas: want 1 to 5 (0: keep what the buckets have)", o.Replicas)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("control plane: %w", err)
-	}
+	var err error
 	bucket := func(name, desc string) (jetstream.KeyValue, error) {
-		replicas := o.Replicas
-		if replicas == 0 {
-			// An update with the server's default (1) would scale an operator's
-			// replicated bucket down: keep what it has.
-			replicas = 1
-			if kv, err := js.KeyValue(ctx, name); err == nil {
-				if st, err := kv.Status(ctx); err == nil {
-					if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.Replicas > 0 {
-						replicas = bs.StreamInfo().Config.Replicas
-					}
-				}
-			}
-		}
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: desc, Storage: jetstream.FileStorage, History: 5, Replicas: replicas,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("control plane bucket %s: %w", name, err)
-		}
-		return kv, nil
+		return openBucket(ctx, nc, o, jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 5})
 	}
 	s := &Store{}
 	if s.streams, err = bucket(BucketStreams, "diplip streams"); err != nil {

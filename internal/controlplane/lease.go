@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,17 +24,17 @@ type Lease struct {
 }
 
 // OpenLease opens (creating) the leases bucket, whose entries live for ttl after their
-// last write, and returns the lease name for holder.
+// last write, and returns the lease name for holder. A bucket that exists keeps its
+// replicas; OpenLeaseWith sets them.
 func OpenLease(ctx context.Context, nc *nats.Conn, name, holder string, ttl time.Duration) (*Lease, error) {
-	js, err := jetstream.New(nc)
+	return OpenLeaseWith(ctx, nc, Options{}, name, holder, ttl)
+}
+
+// OpenLeaseWith is OpenLease with the control plane's Options (its replicas).
+func OpenLeaseWith(ctx context.Context, nc *nats.Conn, o Options, name, holder string, ttl time.Duration) (*Lease, error) {
+	kv, err := openBucket(ctx, nc, o, jetstream.KeyValueConfig{Bucket: BucketLeases, Description: "diplip leases", TTL: ttl})
 	if err != nil {
-		return nil, fmt.Errorf("control plane: %w", err)
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketLeases, Description: "diplip leases", Storage: jetstream.FileStorage, TTL: ttl,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("control plane bucket %s: %w", BucketLeases, err)
+		return nil, err
 	}
 	return &Lease{kv: kv, key: name, holder: holder}, nil
 }

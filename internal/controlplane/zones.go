@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -22,17 +21,16 @@ type Zones struct {
 	kv jetstream.KeyValue
 }
 
-// OpenZones creates (or opens) the zones bucket.
+// OpenZones opens (creating) the zones bucket; one that exists keeps its replicas.
 func OpenZones(ctx context.Context, nc *nats.Conn) (*Zones, error) {
-	js, err := jetstream.New(nc)
+	return OpenZonesWith(ctx, nc, Options{})
+}
+
+// OpenZonesWith is OpenZones with the control plane's Options (its replicas).
+func OpenZonesWith(ctx context.Context, nc *nats.Conn, o Options) (*Zones, error) {
+	kv, err := openBucket(ctx, nc, o, jetstream.KeyValueConfig{Bucket: BucketZones, Description: "diplip zones", History: 5})
 	if err != nil {
-		return nil, fmt.Errorf("control plane: %w", err)
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketZones, Description: "diplip zones", Storage: jetstream.FileStorage, History: 5,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("control plane bucket %s: %w", BucketZones, err)
+		return nil, err
 	}
 	return &Zones{kv: kv}, nil
 }
