@@ -1,5 +1,17 @@
-// Package functions holds the function spec, the pre- and post-processing of model
-// families (letterbox, NMS, decoders) and the ONNX Runtime session wrapper.
+// Package functions holds what a function image means, in pure Go: the spec
+// (function.yaml: model file, input layout, pre-processing, decoder, batch, resources,
+// tracking), the decoders per model family (decoder.go, yolox.go), and the geometry they
+// share (letterbox, boxes, NMS in detect.go).
 //
-// It knows nothing about Kafka or NATS.
+// Its subpackages are the rest of a function's work and of what is computed from its
+// results:
+//   - onnx: the ONNX Runtime session (lanes, devices, CUDA), no OpenCV;
+//   - vision: decoding and laying out frames with OpenCV (gocv);
+//   - pipeline: frames in, results out (vision → onnx → the spec's decoder), the
+//     function a runner runs;
+//   - track and compare: analytics over results (ByteTrack with zone counts; detection
+//     sets scored against each other for shadows and replays). They live here because
+//     they are pure Go over the same detections; they are not models.
+//
+// None of it knows about Kafka or NATS (layout_test.go holds it to that).
 package functions
