@@ -20,11 +20,12 @@ type ZoneSource interface {
 }
 
 // tracking is a worker's tracker stage: one track.Camera (tracker and zone counter) per
-// camera, fed with each camera's results in sequence order by the worker's sequencer
-// (so it needs no lock of its own), and checkpointed to the deployment's compacted state
-// topic with every result. A camera's state moves with its partition: when a worker is
-// handed a partition it reads the partition's checkpoints, and the next frame of each of
-// those cameras continues from there (same track ids, same counts).
+// camera, fed with each camera's results in sequence order by the pipeline's sequencer
+// (it is the worker's flow.Stage, so it needs no lock of its own), and checkpointed to
+// the deployment's compacted state topic with every result. A camera's state moves with
+// its partition: when a worker is handed a partition it reads the partition's
+// checkpoints, and the next frame of each of those cameras continues from there (same
+// track ids, same counts).
 type tracking struct {
 	d        wire.Deployment
 	cfg      track.Config
@@ -132,10 +133,10 @@ func (t *tracking) camera(camera string) (*trackedCamera, error) {
 	return tc, nil
 }
 
-// apply tracks an ok result's detections: each gets its track id; the result carries the
+// Apply tracks an ok result's detections: each gets its track id; the result carries the
 // zone events of this frame and the camera's running counts. It returns the camera's
 // checkpoint to write with the result, or nil when there is none to write.
-func (t *tracking) apply(r *wire.Result, now time.Time) []byte {
+func (t *tracking) Apply(r *wire.Result, now time.Time) []byte {
 	if r.Status != wire.StatusOK {
 		return nil
 	}
@@ -191,9 +192,9 @@ func (t *tracking) apply(r *wire.Result, now time.Time) []byte {
 	return b
 }
 
-// closeIdle ends the tracks of cameras that sent no frame for the idle time (their
+// CloseIdle ends the tracks of cameras that sent no frame for the idle time (their
 // counts stay). Nothing is written: the next frame after a long gap ends them anyway.
-func (t *tracking) closeIdle(now time.Time) {
+func (t *tracking) CloseIdle(now time.Time) {
 	for camera, tc := range t.cams {
 		if !tc.last.IsZero() && now.Sub(tc.last) > t.idle && tc.cam.Tracker().Len() > 0 {
 			events := tc.cam.Close()

@@ -37,7 +37,7 @@ func TestTrackingStage(t *testing.T) {
 	var last wire.Result
 	for i := range 40 { // walking down across the line at y = 300
 		r := walker(uint64(i+1), 500, float32(200+i*5))
-		if tr.apply(&r, now) == nil {
+		if tr.Apply(&r, now) == nil {
 			t.Fatalf("frame %d: no checkpoint", i+1)
 		}
 		last = r
@@ -48,18 +48,18 @@ func TestTrackingStage(t *testing.T) {
 	// The zone is removed: the next frame's counts no longer carry it.
 	zones.zones, zones.version = nil, 2
 	r := walker(41, 500, 405)
-	tr.apply(&r, now)
+	tr.Apply(&r, now)
 	if len(r.Counts) != 0 || r.Detections[0].TrackID != last.Detections[0].TrackID {
 		t.Fatalf("after removing the zone: counts %+v, track %d (was %d)", r.Counts, r.Detections[0].TrackID, last.Detections[0].TrackID)
 	}
 	// No frame for longer than the idle time: the camera's tracks are closed.
-	tr.closeIdle(now.Add(6 * time.Second))
+	tr.CloseIdle(now.Add(6 * time.Second))
 	if n := tr.cams["cam"].cam.Tracker().Len(); n != 0 {
 		t.Fatalf("%d tracks open after the idle time", n)
 	}
 	// A redelivered frame (at or before the checkpoint) is not counted again.
 	again := walker(41, 500, 405)
-	if tr.apply(&again, now) != nil || len(again.Events) != 0 {
+	if tr.Apply(&again, now) != nil || len(again.Events) != 0 {
 		t.Fatalf("a redelivered frame was tracked again: %+v", again)
 	}
 }

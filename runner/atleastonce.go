@@ -1,0 +1,180 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/runner/flow"
+)
+
+// atLeastOnce is the default delivery (wire.AtLeastOnce): one async producer for every
+// partition of the worker; an offset is marked (and so committed) only when its result
+// and every earlier one of its partition are acknowledged by Kafka, so a crash or a
+// rebalance can write a result twice (same id) but never lose one. At most MaxInFlight
+// records wait for their acknowledgement.
+type atLeastOnce struct {
+	w        *Worker
+	ctx      context.Context // the worker's: once it ends, a failed record is not retried
+	producer sarama.AsyncProducer
+	inFlight chan struct{} // a slot per record handed to Kafka and not yet acknowledged
+	acksDone chan struct{}
+}
+
+// aloClaim is a claimed partition's pending offsets.
+type aloClaim struct {
+	ctx    context.Context // the claim's: once it ends, a failed record is not retried
+	ledger *ledger
+	items  sync.WaitGroup // taken and not yet released by the ledger
+}
+
+// aloItem is an item's Meta: its claim, and its records not yet acknowledged.
+type aloItem struct {
+	claim   *aloClaim
+	records atomic.Int32 // handed to Kafka and not yet acknowledged (result, state)
+}
+
+func newAtLeastOnce(ctx context.Context, w *Worker) (*atLeastOnce, error) {
+	producer, err := w.cfg.Kafka.AsyncProducer()
+	if err != nil {
+		return nil, err
+	}
+	a := &atLeastOnce{w: w, ctx: ctx, producer: producer,
+		inFlight: make(chan struct{}, w.cfg.MaxInFlight), acksDone: make(chan struct{})}
+	go func() {
+		defer close(a.acksDone)
+		a.acks()
+	}()
+	return a, nil
+}
+
+func (a *atLeastOnce) claim(ctx context.Context, s sarama.ConsumerGroupSession, partition int32) (claim, error) {
+	c := &aloClaim{ctx: ctx}
+	topic := a.w.cfg.Stream.Topic
+	c.ledger = newLedger(func(it *flow.Item) { s.MarkOffset(topic, partition, it.Offset+1, "") },
+		func(*flow.Item) { c.items.Done() })
+	return c, nil
+}
+
+func (c *aloClaim) from() int64 { return -1 }
+
+func (c *aloClaim) take(it *flow.Item) {
+	c.items.Add(1)
+	it.Meta = &aloItem{claim: c}
+	c.ledger.add(it)
+}
+
+func (c *aloClaim) abandon(it *flow.Item) { c.ledger.abandon(it) }
+
+// release waits for the claim's items: their results acknowledged (or abandoned) and
+// their offsets marked, before the partition can move on.
+func (c *aloClaim) release() { c.items.Wait() }
+
+func (a *atLeastOnce) submit(it *flow.Item) {
+	c := it.Meta.(*aloItem).claim
+	switch {
+	case it.GivenUp:
+		c.ledger.abandon(it) // redelivered to the partition's next owner
+	case it.Skip:
+		c.ledger.settle(it, true) // nothing to write: done once the frames before it are
+	default:
+		a.send(it)
+	}
+}
+
+// close flushes the producer and waits for its last answers.
+func (a *atLeastOnce) close() {
+	a.producer.AsyncClose()
+	<-a.acksDone
+}
+
+// send hands an encoded item's records to the producer, each taking an in-flight slot.
+func (a *atLeastOnce) send(it *flow.Item) {
+	msgs := a.w.records(it)
+	it.Meta.(*aloItem).records.Store(int32(len(msgs)))
+	for _, m := range msgs {
+		a.inFlight <- struct{}{}
+		a.producer.Input() <- m
+	}
+}
+
+// acks reads the producer's answers until it is closed: a success marks offsets, a
+// permanent refusal (the record is too large or invalid) becomes an error result, and any
+// other failure is retried after a second, unless the partition has moved on.
+func (a *atLeastOnce) acks() {
+	successes, errs := a.producer.Successes(), a.producer.Errors()
+	for successes != nil || errs != nil {
+		select {
+		case m, ok := <-successes:
+			if !ok {
+				successes = nil
+				continue
+			}
+			<-a.inFlight
+			if it := m.Metadata.(*outMsg).it; it.Meta.(*aloItem).records.Add(-1) == 0 {
+				a.acked(it)
+			}
+		case pe, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			<-a.inFlight
+			om := pe.Msg.Metadata.(*outMsg)
+			it := om.it
+			ai := it.Meta.(*aloItem)
+			permanent := errors.Is(pe.Err, sarama.ErrMessageSizeTooLarge) || errors.Is(pe.Err, sarama.ErrInvalidMessage) ||
+				errors.Is(pe.Err, sarama.ErrMessageTooLarge)
+			switch {
+			case permanent && om.state:
+				a.w.log.Error("tracker checkpoint refused by Kafka; the camera's state is not saved for this frame", "camera", it.Result.Camera, "err", pe.Err)
+				if ai.records.Add(-1) == 0 {
+					a.acked(it)
+				}
+			case permanent:
+				it.Result = flow.ErrorResult(it.Result, fmt.Errorf("kafka refused the result: %w", pe.Err))
+				a.resend(om)
+			case ai.claim.ctx.Err() != nil || a.ctx.Err() != nil:
+				a.w.log.Warn("result not acknowledged; its frame goes to the partition's next owner", "err", pe.Err)
+				ai.claim.ledger.abandon(it)
+			default:
+				a.w.log.Warn("result not acknowledged by Kafka; retrying", "err", pe.Err)
+				time.AfterFunc(time.Second, func() { a.resend(om) })
+			}
+		}
+	}
+}
+
+// resend hands a record to the producer again; the producer may be closing, in which case
+// the frame is abandoned (redelivered).
+func (a *atLeastOnce) resend(om *outMsg) {
+	it := om.it
+	defer func() {
+		if recover() != nil { // the input channel was closed by AsyncClose
+			it.Meta.(*aloItem).claim.ledger.abandon(it)
+		}
+	}()
+	topic, value := wire.StateTopic(a.w.cfg.Deployment), it.State
+	if !om.state {
+		b, _ := json.Marshal(&it.Result)
+		it.Payload = b
+		topic, value = a.w.cfg.Stream.ResultsTopic, b
+	}
+	a.inFlight <- struct{}{}
+	a.producer.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(it.Result.Camera),
+		Value: sarama.ByteEncoder(value), Metadata: om}
+}
+
+// acked finishes an item whose records Kafka acknowledged: counted and published, then
+// every offset of its partition up to the first one still waiting is marked.
+func (a *atLeastOnce) acked(it *flow.Item) {
+	a.w.delivered(it)
+	it.Meta.(*aloItem).claim.ledger.settle(it, true)
+}

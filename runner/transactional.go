@@ -1,0 +1,334 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/diplip/diplip/internal/metrics"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/runner/flow"
+)
+
+// Exactly-once delivery (wire.ExactlyOnce): each partition a worker claims gets a
+// transactional producer of its own, with the transactional id of that partition of the
+// deployment (TransactionalID). Its results, the cameras' tracker checkpoints and the
+// partition's next offset go into Kafka in one transaction, so a read_committed reader
+// sees a frame's result once, together with the offset that says it is done.
+//
+// Fencing: a producer made for a partition bumps the epoch of its transactional id, which
+// aborts the previous owner's open transaction and refuses whatever that owner sends
+// afterwards (a runner that was SIGSTOPped past its session timeout wakes up holding
+// results for a partition it no longer owns: they never become visible). This is the
+// transactional id per input partition of Kafka's original exactly-once design; the
+// offsets are committed without the group's generation (KIP-447's member fencing): a
+// commit during a rebalance would be refused until the rebalance ends, and the rebalance
+// waits for this runner's revoked claims, whose frames queue behind that commit.
+
+// maxTxnBackoff bounds the wait between attempts at a failed transaction: sarama already
+// retried each request inside it, and a broker that comes back (the coordinator of the
+// transactional id moved) should find the partition's results flowing again at once.
+const maxTxnBackoff = 2 * time.Second
+
+// maxTxnItems bounds one transaction; a partition's frames that queue up while a
+// transaction commits go into the next one, so transactions grow with the load.
+const maxTxnItems = 256
+
+// TransactionalID is the transactional id of a deployment's results for one partition of
+// its stream: every runner of the deployment uses the same one for the same partition.
+func TransactionalID(d wire.Deployment, partition int32) string {
+	return fmt.Sprintf("%s.p%d", d.Group(), partition)
+}
+
+// transactional is the exactly-once delivery. What it needs from Kafka besides the
+// records is in three fields, so that a test can stand in for the broker.
+type transactional struct {
+	w *Worker
+	// producer makes a partition's transactional producer, fencing every earlier one.
+	producer func(partition int32) (sarama.SyncProducer, error)
+	// committed reads the group's stable committed offset of a partition.
+	committed func(partition int32) (int64, error)
+	// fenceWait is how long a fenced claim waits to hear that it lost its partition
+	// before it takes the transactional id back: two heartbeats of the group.
+	fenceWait time.Duration
+}
+
+func newTransactional(w *Worker) *transactional {
+	kc, d := w.cfg.Kafka, w.cfg.Deployment
+	return &transactional{w: w,
+		producer: func(p int32) (sarama.SyncProducer, error) { return kc.TransactionalProducer(TransactionalID(d, p)) },
+		committed: func(p int32) (int64, error) {
+			return kc.StableCommit(d.Group(), w.cfg.Stream.Topic, p)
+		},
+		fenceWait: 2 * kc.Config().Consumer.Group.Heartbeat.Interval,
+	}
+}
+
+// txnClaim writes one claimed partition's results in transactions. It is made by claim
+// and released by ConsumeClaim; its goroutine commits what the sequencer hands it, in
+// order.
+type txnClaim struct {
+	tx        *transactional
+	partition int32
+	producer  sarama.SyncProducer
+	// committed is the group's offset when the producer was made (after fencing): the
+	// records below it were committed by the previous owner's last transaction.
+	committed int64
+	items     sync.WaitGroup // taken and not yet finished
+	// queue holds the items the sequencer handed over, in offset order. It is not
+	// bounded: a partition whose transactions keep failing must not hold up the
+	// sequencer, or the other partitions (and a revoked claim, and so the rebalance that
+	// would end the trouble) wait behind it. An item keeps its result, not its frame.
+	mu     sync.Mutex
+	queue  []*flow.Item
+	closed bool
+	wake   chan struct{} // a token when the queue gets an item or is closed
+	done   chan struct{}
+	// lost is closed when the claim ends (the partition was revoked, or the worker stops):
+	// what is in flight then gets one attempt at its transaction, no retries.
+	lost     chan struct{}
+	loseOnce sync.Once
+	broken   bool // a transaction was given up: nothing more is committed for this claim
+}
+
+// claim makes the partition's producer (fencing the previous owner) and reads where the
+// previous owner's transactions left the partition, retrying until ctx ends.
+func (tx *transactional) claim(ctx context.Context, _ sarama.ConsumerGroupSession, partition int32) (claim, error) {
+	t := &txnClaim{tx: tx, partition: partition,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), lost: make(chan struct{})}
+	wait := tx.w.cfg.RetryBackoff
+	for {
+		err := t.connect()
+		if err == nil {
+			break
+		}
+		tx.w.log.Warn("cannot start the partition's transactions; retrying", "partition", partition, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+	go t.run()
+	return t, nil
+}
+
+// submit queues an item for its partition's next transaction; it never blocks.
+func (tx *transactional) submit(it *flow.Item) { it.Meta.(*txnClaim).add(it) }
+
+// close has nothing to do: each claim closed its producer when it was released.
+func (tx *transactional) close() {}
+
+// connect makes the producer and reads the partition's committed offset.
+func (t *txnClaim) connect() error {
+	if t.producer != nil {
+		_ = t.producer.Close()
+		t.producer = nil
+	}
+	p, err := t.tx.producer(t.partition)
+	if err != nil {
+		return err
+	}
+	off, err := t.tx.committed(t.partition)
+	if err != nil {
+		_ = p.Close()
+		return err
+	}
+	t.producer, t.committed = p, off
+	return nil
+}
+
+func (t *txnClaim) from() int64 { return t.committed }
+
+func (t *txnClaim) take(it *flow.Item) {
+	t.items.Add(1)
+	it.Meta = t
+}
+
+// abandon releases an item: nothing is committed without a transaction.
+func (t *txnClaim) abandon(*flow.Item) { t.items.Done() }
+
+// release says the claim ended (no more retries), waits until every item was handed
+// over and finished, then ends the goroutine and closes the producer.
+func (t *txnClaim) release() {
+	t.loseOnce.Do(func() { close(t.lost) })
+	t.items.Wait()
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.signal()
+	<-t.done
+	if t.producer != nil {
+		_ = t.producer.Close()
+	}
+}
+
+func (t *txnClaim) isLost() bool {
+	select {
+	case <-t.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+// add queues an item for the partition's next transaction; it never blocks.
+func (t *txnClaim) add(it *flow.Item) {
+	it.Value = nil // inferred: only the result is written
+	t.mu.Lock()
+	t.queue = append(t.queue, it)
+	t.mu.Unlock()
+	t.signal()
+}
+
+func (t *txnClaim) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish is the end of an item whose result (if it has one) is committed.
+func (t *txnClaim) finish(it *flow.Item) {
+	if !it.Skip {
+		t.tx.w.delivered(it)
+	}
+	t.items.Done()
+}
+
+// run commits what is queued, as many items at once as wait (up to maxTxnItems), until
+// the queue is closed and empty.
+func (t *txnClaim) run() {
+	defer close(t.done)
+	for {
+		t.mu.Lock()
+		n := min(len(t.queue), maxTxnItems)
+		items := t.queue[:n:n]
+		t.queue = t.queue[n:]
+		closed := t.closed
+		t.mu.Unlock()
+		if n > 0 {
+			t.commit(items)
+			continue
+		}
+		if closed {
+			return
+		}
+		<-t.wake
+	}
+}
+
+// commit writes items (in offset order) in one transaction and finishes them. An item
+// whose model run was given up, and everything after it, is released without a result:
+// the partition's next owner redoes them. A failed transaction is aborted and retried
+// until it commits or the claim ends (then what it held is redone by the next owner).
+func (t *txnClaim) commit(items []*flow.Item) {
+	w := t.tx.w
+	var todo []*flow.Item
+	var msgs []*sarama.ProducerMessage
+	for _, it := range items {
+		if it.GivenUp {
+			t.broken = true
+		}
+		if t.broken {
+			t.items.Done()
+			continue
+		}
+		todo = append(todo, it)
+		if !it.Skip {
+			msgs = append(msgs, w.records(it)...)
+		}
+	}
+	wait := w.cfg.RetryBackoff
+	for len(todo) > 0 {
+		err := t.transact(msgs, todo[len(todo)-1].Offset+1)
+		if err == nil {
+			for _, it := range todo {
+				t.finish(it)
+			}
+			key := w.cfg.Deployment.Key()
+			metrics.Transactions.WithLabelValues(key, "committed").Inc()
+			metrics.TransactionFrames.WithLabelValues(key).Observe(float64(len(todo)))
+			return
+		}
+		if t.isLost() {
+			w.log.Warn("transaction not committed; the partition's next owner redoes its frames",
+				"partition", t.partition, "frames", len(todo), "err", err)
+			t.broken = true
+			for range todo {
+				t.items.Done()
+			}
+			metrics.Transactions.WithLabelValues(w.cfg.Deployment.Key(), "abandoned").Inc()
+			return
+		}
+		metrics.Transactions.WithLabelValues(w.cfg.Deployment.Key(), "retried").Inc()
+		w.log.Warn("transaction failed; retrying", "partition", t.partition, "frames", len(todo), "err", err)
+		select { // a partition revoked meanwhile gets no retry
+		case <-t.lost:
+			continue
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxTxnBackoff)
+		if t.producer.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 {
+			continue
+		}
+		// A fatal error (fenced, or the transaction timed out) needs a new producer. A
+		// runner that lost the partition hears it from the group within a heartbeat or
+		// two (its claim ends): wait for that before taking the transactional id back.
+		if fenced(err) {
+			select {
+			case <-t.lost:
+				continue // released above on the next pass
+			case <-time.After(t.tx.fenceWait):
+			}
+		}
+		if err := t.connect(); err != nil {
+			w.log.Warn("cannot restart the partition's transactions", "partition", t.partition, "err", err)
+			continue
+		}
+		// The failed commit may have landed after all (its answer was lost): what the new
+		// producer reads as committed is done.
+		for len(todo) > 0 && todo[0].Offset < t.committed {
+			t.finish(todo[0])
+			todo = todo[1:]
+		}
+		msgs = msgs[:0]
+		for _, it := range todo {
+			if !it.Skip {
+				msgs = append(msgs, w.records(it)...)
+			}
+		}
+	}
+}
+
+// transact runs one transaction: the records, then the partition's next offset.
+func (t *txnClaim) transact(msgs []*sarama.ProducerMessage, next int64) error {
+	p := t.producer
+	if err := p.BeginTxn(); err != nil {
+		return err
+	}
+	err := p.SendMessages(msgs)
+	if err == nil {
+		err = p.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
+			t.tx.w.cfg.Stream.Topic: {{Partition: t.partition, Offset: next}}}, t.tx.w.cfg.Deployment.Group())
+	}
+	if err == nil {
+		err = p.CommitTxn()
+	}
+	if err != nil && p.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
+		if aerr := p.AbortTxn(); aerr != nil {
+			err = fmt.Errorf("%w (and aborting: %v)", err, aerr)
+		}
+	}
+	return err
+}
+
+// fenced reports whether err says another producer took the transactional id.
+func fenced(err error) bool {
+	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
+}
