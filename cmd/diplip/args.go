@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -63,4 +64,12 @@ func takesValue(flags []cli.Flag, name string) bool {
 		}
 	}
 	return false
+}
+
+// oneArg reads a command's one argument; what names it in the error.
+func oneArg(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", cli.Exit(fmt.Sprintf("want exactly one %s, got %d arguments (see: %s --help)", what, c.NArg(), c.Command.HelpName), exitUsage)
+	}
+	return c.Args().First(), nil
 }

@@ -36,27 +36,16 @@ func cameraCommand() *cli.Command {
 					&cli.Float64Flag{Name: "fps", Usage: "sample to this rate (0: every frame)"},
 					&cli.BoolFlag{Name: "loop", Usage: "files: start again at the end"},
 				}, globalFlags...),
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
-					}
-					stream, err := oneArg(c, "stream name")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, stream string) error {
 					cam, err := cl.AddCamera(c.Context, api.CameraRequest{ID: c.String("id"), Stream: stream, URL: c.String("url"),
 						FPS: c.Float64("fps"), Loop: c.Bool("loop")})
 					if err != nil {
-						return apiExit(err)
+						return err
 					}
 					return render(c, cam, func(w *tabwriter.Writer) {
 						fmt.Fprintf(w, "camera %s pulls %s into stream %s\n", cam.ID, cam.URL, cam.Stream)
 					})
-				},
+				}),
 			},
 			{
 				Name:      "ls",
@@ -81,21 +70,13 @@ func cameraCommand() *cli.Command {
 				ArgsUsage: "ID",
 				UsageText: "diplip camera rm ID\n\nExample:\n   diplip camera rm door",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "camera id")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("camera id", func(c *cli.Context, cl *apiclient.Client, id string) error {
 					if err := cl.RemoveCamera(c.Context, id); err != nil {
-						return apiExit(err)
+						return err
 					}
 					fmt.Fprintf(c.App.Writer, "removed camera %s\n", id)
 					return nil
-				},
+				}),
 			},
 		},
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,21 +11,27 @@ import (
 	"time"
 
 	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/testkit"
 	"github.com/diplip/diplip/internal/wire"
 )
 
+// pushFrame pushes a media file as one frame of camera through the API client.
 func pushFrame(t *testing.T, addr, stream, camera, contentType, media string) {
 	t.Helper()
-	b := testkit.Media(t, media)
-	resp, err := http.Post(fmt.Sprintf("http://%s/v1/streams/%s/frames?camera=%s", addr, stream, camera), contentType, bytes.NewReader(b))
+	f := apiclient.Frame{Camera: camera, Image: testkit.Media(t, media), ContentType: contentType}
+	if ack, err := gatewayClient(t, addr).PushFrame(t.Context(), stream, f); err != nil || ack.Camera != camera || ack.Seq == 0 {
+		t.Fatalf("push %s: %+v, %v", media, ack, err)
+	}
+}
+
+func gatewayClient(t *testing.T, addr string) *apiclient.Client {
+	t.Helper()
+	cl, err := apiclient.New("http://"+addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("push %s: %d", media, resp.StatusCode)
-	}
+	return cl
 }
 
 func resources(t *testing.T, gw string) api.Resources {
@@ -170,6 +175,7 @@ func TestKilledRunnerLosesNoFrame(t *testing.T) {
 	})
 
 	jpg := testkit.Media(t, "vtest_frame600.jpg")
+	cl := gatewayClient(t, addr)
 	const n = 80
 	for i := range n {
 		if i == n/3 {
@@ -177,14 +183,9 @@ func TestKilledRunnerLosesNoFrame(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		url := fmt.Sprintf("http://%s/v1/streams/%s/frames?camera=cam-%d&seq=%d", addr, stream, i%8, i+1)
-		resp, err := http.Post(url, "image/jpeg", bytes.NewReader(jpg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("push %d: %d", i, resp.StatusCode)
+		f := apiclient.Frame{Camera: fmt.Sprintf("cam-%d", i%8), Seq: uint64(i + 1), Image: jpg}
+		if ack, err := cl.PushFrame(t.Context(), stream, f); err != nil || ack.Seq != f.Seq {
+			t.Fatalf("push %d: %+v, %v", i, ack, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
 	"github.com/diplip/diplip/internal/wire"
@@ -101,7 +102,7 @@ func fnCommand() *cli.Command {
 						"needs a cluster that runs transactions; a shadow takes its primary's)"},
 					insecure,
 				}, globalFlags...),
-				Action: fnDeploy,
+				Action: gatewayAction("image reference", fnDeploy),
 			},
 			{
 				Name:      "undeploy",
@@ -111,7 +112,7 @@ func fnCommand() *cli.Command {
 					"Example:\n   diplip fn undeploy yolox-nano --stream lobby",
 				Flags: append([]cli.Flag{&cli.StringFlag{Name: "stream", Required: true},
 					&cli.BoolFlag{Name: "shadow", Usage: "remove only the function's shadow on the stream"}}, globalFlags...),
-				Action: fnUndeploy,
+				Action: gatewayAction("function name", fnUndeploy),
 			},
 			{
 				Name:      "diff",
@@ -126,7 +127,7 @@ func fnCommand() *cli.Command {
 					&cli.BoolFlag{Name: "shadow", Usage: "compare the stream's shadow deployment"},
 					&cli.StringFlag{Name: "replay", Usage: "compare this replay"},
 				}, globalFlags...),
-				Action: fnDiff,
+				Action: gatewayAction("stream name", fnDiff),
 			},
 			{
 				Name:      "promote",
@@ -135,14 +136,14 @@ func fnCommand() *cli.Command {
 				UsageText: "diplip fn promote STREAM\n\nThe old digest's results stay on the stream's results topic.\n\n" +
 					"Example:\n   diplip fn promote lobby",
 				Flags:  globalFlags,
-				Action: fnPromote,
+				Action: gatewayAction("stream name", fnPromote),
 			},
 			{
 				Name:      "ls",
 				Usage:     "list the functions the gateway knows and where they are deployed",
 				UsageText: "diplip fn ls [-o json]\n\nExample:\n   diplip fn ls -o json | jq '.[].health'",
 				Flags:     globalFlags,
-				Action:    fnList,
+				Action:    gatewayAction("", fnList),
 			},
 			{
 				Name:      "rm",
@@ -150,17 +151,10 @@ func fnCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				UsageText: "diplip fn rm NAME\n\nExample:\n   diplip fn rm yolox-nano",
 				Flags:     globalFlags,
-				Action:    fnRemove,
+				Action:    gatewayAction("function name", fnRemove),
 			},
 		},
 	}
-}
-
-func oneArg(c *cli.Context, what string) (string, error) {
-	if c.NArg() != 1 {
-		return "", cli.Exit(fmt.Sprintf("want exactly one %s, got %d arguments (see: %s --help)", what, c.NArg(), c.Command.HelpName), exitUsage)
-	}
-	return c.Args().First(), nil
 }
 
 // refArg reads the one image reference argument of a command with -o.
@@ -338,18 +332,7 @@ func fnPull(c *cli.Context) error {
 	})
 }
 
-func fnDeploy(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	arg, err := oneArg(c, "image reference")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
+func fnDeploy(c *cli.Context, cl *apiclient.Client, arg string) error {
 	req := api.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
 		Max: c.Int("max"), Batch: c.Int("batch"), Lanes: c.Int("lanes"), Track: c.Bool("track"), Device: c.String("device"), Policy: c.String("policy"),
 		Shadow: c.Bool("shadow"), Delivery: c.String("delivery")}
@@ -364,7 +347,7 @@ func fnDeploy(c *cli.Context) error {
 	}
 	d, err := cl.Deploy(c.Context, req)
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	return render(c, d, func(w *tabwriter.Writer) {
 		verb := "deployed"
@@ -379,47 +362,28 @@ func fnDeploy(c *cli.Context) error {
 	})
 }
 
-func fnUndeploy(c *cli.Context) error {
-	fn, err := oneArg(c, "function name")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
+func fnUndeploy(c *cli.Context, cl *apiclient.Client, fn string) error {
 	if c.Bool("shadow") {
 		if err := cl.UndeployShadow(c.Context, fn, c.String("stream")); err != nil {
-			return apiExit(err)
+			return err
 		}
 		fmt.Fprintf(c.App.Writer, "undeployed the shadow of %s from stream %s\n", fn, c.String("stream"))
 		return nil
 	}
 	if err := cl.Undeploy(c.Context, fn, c.String("stream")); err != nil {
-		return apiExit(err)
+		return err
 	}
 	fmt.Fprintf(c.App.Writer, "undeployed %s from stream %s\n", fn, c.String("stream"))
 	return nil
 }
 
-func fnDiff(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	stream, err := oneArg(c, "stream name")
-	if err != nil {
-		return err
-	}
+func fnDiff(c *cli.Context, cl *apiclient.Client, stream string) error {
 	if c.Bool("shadow") == (c.String("replay") != "") {
 		return cli.Exit("want one of --shadow or --replay NAME", exitUsage)
 	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
 	d, err := cl.Diff(c.Context, stream, c.String("replay"))
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	return render(c, d, func(w *tabwriter.Writer) {
 		cand := d.Candidate.Kind
@@ -447,21 +411,10 @@ func mapSlice(in []string, f func(string) string) []string {
 	return out
 }
 
-func fnPromote(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	stream, err := oneArg(c, "stream name")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
+func fnPromote(c *cli.Context, cl *apiclient.Client, stream string) error {
 	d, err := cl.Promote(c.Context, stream)
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	return render(c, d, func(w *tabwriter.Writer) {
 		fmt.Fprintf(w, "promoted: %s on stream %s now runs %s (generation %d, a rolling update)\n", d.Function, d.Stream, d.Digest, d.Generation)
@@ -474,25 +427,18 @@ type fnRow struct {
 	Health      string           `json:"health"` // ok, or why it keeps failing
 }
 
-func fnList(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
+func fnList(c *cli.Context, cl *apiclient.Client, _ string) error {
 	fns, err := cl.Functions(c.Context)
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	deps, err := cl.Deployments(c.Context)
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	res, err := cl.Resources(c.Context)
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	health := map[string]string{}
 	for _, s := range res.Deployments {
@@ -540,17 +486,9 @@ func fnList(c *cli.Context) error {
 	})
 }
 
-func fnRemove(c *cli.Context) error {
-	fn, err := oneArg(c, "function name")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
+func fnRemove(c *cli.Context, cl *apiclient.Client, fn string) error {
 	if err := cl.DeleteFunction(c.Context, fn); err != nil {
-		return apiExit(err)
+		return err
 	}
 	fmt.Fprintf(c.App.Writer, "removed function %s\n", fn)
 	return nil

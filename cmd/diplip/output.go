@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"text/tabwriter"
 
@@ -35,29 +37,24 @@ func client(c *cli.Context) (*apiclient.Client, error) {
 	return cl, nil
 }
 
-// apiExit turns an API error into an exit code: not found is 3, bad input 2.
+// apiExit turns an error of a command that talks to the gateway into an exit code: the
+// gateway's not found is 3, its bad input 2, anything else 1. An error that already has
+// an exit code (cli.Exit) keeps it.
 func apiExit(err error) error {
-	if err == nil {
-		return nil
+	var ec cli.ExitCoder
+	if err == nil || errors.As(err, &ec) {
+		return err
 	}
 	var ae *apiclient.Error
-	if ok := asAPIError(err, &ae); ok {
-		switch {
-		case ae.Status == 404:
+	if errors.As(err, &ae) {
+		switch ae.Status {
+		case http.StatusNotFound:
 			return cli.Exit(ae.Message, exitNotFound)
-		case ae.Status == 400 || ae.Status == 409 || ae.Status == 415:
+		case http.StatusBadRequest, http.StatusConflict, http.StatusUnsupportedMediaType:
 			return cli.Exit(ae.Message, exitUsage)
 		}
 	}
 	return cli.Exit(err.Error(), exitFailed)
-}
-
-func asAPIError(err error, target **apiclient.Error) bool {
-	e, ok := err.(*apiclient.Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 // checkOutput rejects an unknown -o value before any work is done.
@@ -96,21 +93,38 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// show is the action of every read-only listing: call the API, render the answer as a
-// table or as JSON.
-func show[T any](get func(*apiclient.Client, context.Context) (T, error), table func(*tabwriter.Writer, T)) cli.ActionFunc {
+// gatewayAction is the action of every command that talks to the gateway. Before act
+// runs it rejects a bad -o, reads the command's one argument when arg names it ("stream
+// name": act gets it; "": the command reads its arguments itself) and makes the client;
+// act's error becomes an exit code through apiExit.
+func gatewayAction(arg string, act func(c *cli.Context, cl *apiclient.Client, arg string) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if err := checkOutput(c); err != nil {
 			return err
+		}
+		var v string
+		if arg != "" {
+			var err error
+			if v, err = oneArg(c, arg); err != nil {
+				return err
+			}
 		}
 		cl, err := client(c)
 		if err != nil {
 			return err
 		}
+		return apiExit(act(c, cl, v))
+	}
+}
+
+// show is the action of every read-only listing: call the API, render the answer as a
+// table or as JSON.
+func show[T any](get func(*apiclient.Client, context.Context) (T, error), table func(*tabwriter.Writer, T)) cli.ActionFunc {
+	return gatewayAction("", func(c *cli.Context, cl *apiclient.Client, _ string) error {
 		v, err := get(cl, c.Context)
 		if err != nil {
-			return apiExit(err)
+			return err
 		}
 		return render(c, v, func(w *tabwriter.Writer) { table(w, v) })
-	}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 )
 
 func replayCommand() *cli.Command {
@@ -36,33 +37,20 @@ func replayCommand() *cli.Command {
 			&cli.BoolFlag{Name: "detach", Usage: "start it and return; follow with: diplip replay ls"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to a registry that is not on loopback"},
 		}, globalFlags...),
-		Action: replayStart,
+		Action: gatewayAction("stream name", replayStart),
 		Subcommands: []*cli.Command{
 			{
 				Name:      "ls",
 				Usage:     "list replays with their progress",
 				UsageText: "diplip replay ls [-o json]\n\nExample:\n   diplip replay ls",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
+				Action: show((*apiclient.Client).Replays, func(w *tabwriter.Writer, rs []api.Replay) {
+					fmt.Fprintln(w, "NAME\tSTREAM\tFUNCTION\tDIGEST\tSTATE\tFRAMES\tRESULTS TOPIC")
+					for _, r := range rs {
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Name, r.Stream, r.Function, shortDigest(r.Digest),
+							r.State, r.Processed, r.Total, r.ResultsTopic)
 					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
-					rs, err := cl.Replays(c.Context)
-					if err != nil {
-						return apiExit(err)
-					}
-					return render(c, rs, func(w *tabwriter.Writer) {
-						fmt.Fprintln(w, "NAME\tSTREAM\tFUNCTION\tDIGEST\tSTATE\tFRAMES\tRESULTS TOPIC")
-						for _, r := range rs {
-							fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Name, r.Stream, r.Function, shortDigest(r.Digest),
-								r.State, r.Processed, r.Total, r.ResultsTopic)
-						}
-					})
-				},
+				}),
 			},
 			{
 				Name:      "rm",
@@ -70,21 +58,13 @@ func replayCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				UsageText: "diplip replay rm NAME\n\nExample:\n   diplip replay rm v2-morning",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "replay name")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("replay name", func(c *cli.Context, cl *apiclient.Client, name string) error {
 					if err := cl.RemoveReplay(c.Context, name); err != nil {
-						return apiExit(err)
+						return err
 					}
 					fmt.Fprintf(c.App.Writer, "removed replay %s\n", name)
 					return nil
-				},
+				}),
 			},
 		},
 	}
@@ -97,20 +77,9 @@ type replaySummary struct {
 	FPS      float64 `json:"fps"`
 }
 
-func replayStart(c *cli.Context) error {
-	if err := checkOutput(c); err != nil {
-		return err
-	}
-	stream, err := oneArg(c, "stream name")
-	if err != nil {
-		return err
-	}
+func replayStart(c *cli.Context, cl *apiclient.Client, stream string) error {
 	if c.String("fn") == "" {
 		return cli.Exit("--fn REF: required (the function image to replay, e.g. 127.0.0.1:8080/fn/yolox-nano:v2)", exitUsage)
-	}
-	cl, err := client(c)
-	if err != nil {
-		return err
 	}
 	req := api.ReplayRequest{Stream: stream, Ref: c.String("fn"), Insecure: c.Bool("insecure"), Name: c.String("name"),
 		Cameras: c.StringSlice("camera"), Max: c.Int("max")}
@@ -126,10 +95,10 @@ func replayStart(c *cli.Context) error {
 	t0 := time.Now()
 	r, err := cl.StartReplay(c.Context, req)
 	if err != nil {
-		return apiExit(err)
+		return err
 	}
 	if !c.Bool("detach") {
-		if r, err = waitReplay(c, r); err != nil {
+		if r, err = waitReplay(c, cl, r); err != nil {
 			return err
 		}
 	}
@@ -149,7 +118,7 @@ func replayStart(c *cli.Context) error {
 
 // waitReplay polls the replay until it is done, with a progress bar (frames done / total,
 // fps, ETA) on a terminal. Ctrl-C stops waiting, not the replay.
-func waitReplay(c *cli.Context, r api.Replay) (api.Replay, error) {
+func waitReplay(c *cli.Context, cl *apiclient.Client, r api.Replay) (api.Replay, error) {
 	var bar *progressbar.ProgressBar
 	if interactive() {
 		bar = progressbar.NewOptions64(max(r.Total, 1), progressbar.OptionSetDescription("replay "+r.Name),
@@ -165,12 +134,9 @@ func waitReplay(c *cli.Context, r api.Replay) (api.Replay, error) {
 			return r, cli.Exit(fmt.Sprintf("stopped waiting; replay %s goes on (see: diplip replay ls; stop it with: diplip replay rm %s)", r.Name, r.Name), exitFailed)
 		case <-t.C:
 		}
-		cl, err := client(c)
-		if err != nil {
-			return r, err
-		}
+		var err error
 		if r, err = cl.Replay(c.Context, r.Name); err != nil {
-			return r, apiExit(err)
+			return r, err
 		}
 		if bar != nil {
 			_ = bar.Set64(r.Processed)

@@ -29,30 +29,18 @@ func resultsCommand() *cli.Command {
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "how many past results to show first"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep showing new results until interrupted"},
 		}, globalFlags...),
-		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
-				return err
-			}
-			stream, err := oneArg(c, "stream name")
-			if err != nil {
-				return err
-			}
-			cl, err := client(c)
-			if err != nil {
-				return err
-			}
+		Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, stream string) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			enc := json.NewEncoder(c.App.Writer)
-			err = cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), func(r api.Result) error {
+			return cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), func(r api.Result) error {
 				if c.String("output") == "json" {
 					return enc.Encode(r)
 				}
 				_, err := fmt.Fprintln(c.App.Writer, resultLine(r))
 				return err
 			})
-			return apiExit(err)
-		},
+		}),
 	}
 }
 

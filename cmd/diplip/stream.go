@@ -32,29 +32,18 @@ func streamCommand() *cli.Command {
 					&cli.DurationFlag{Name: "retention", Usage: "how long frames are kept (default: the broker's)"},
 					&cli.Int64Flag{Name: "retention-bytes", Usage: "bytes kept per partition (default: the broker's)"},
 				}, globalFlags...),
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
-					}
-					name, err := oneArg(c, "stream name")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, name string) error {
 					st, err := cl.CreateStream(c.Context, api.StreamRequest{
 						Name: name, Partitions: int32(c.Int("partitions")), Replication: int16(c.Int("replication")),
 						RetentionMs: c.Duration("retention").Milliseconds(), RetentionBytes: c.Int64("retention-bytes"),
 					})
 					if err != nil {
-						return apiExit(err)
+						return err
 					}
 					return render(c, st, func(w *tabwriter.Writer) {
 						fmt.Fprintf(w, "created stream %s: topic %s, %d partitions, replication %d\n", st.Name, st.Topic, st.Partitions, st.Replication)
 					})
-				},
+				}),
 			},
 			{
 				Name:      "ls",
@@ -93,21 +82,13 @@ func streamCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				UsageText: "diplip stream rm NAME\n\nExample:\n   diplip stream rm lobby",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "stream name")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, name string) error {
 					if err := cl.DeleteStream(c.Context, name); err != nil {
-						return apiExit(err)
+						return err
 					}
 					fmt.Fprintf(c.App.Writer, "deleted stream %s\n", name)
 					return nil
-				},
+				}),
 			},
 		},
 	}

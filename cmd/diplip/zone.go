@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/diplip/diplip/api"
+	apiclient "github.com/diplip/diplip/api/client"
 )
 
 func zoneCommand() *cli.Command {
@@ -34,14 +35,8 @@ func zoneCommand() *cli.Command {
 					&cli.StringFlag{Name: "line", Usage: "a counting line: X1,Y1,X2,Y2"},
 					&cli.StringFlag{Name: "polygon", Usage: "a counting area: three or more 'X,Y' points separated by spaces"},
 				}, globalFlags...),
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
-					}
-					stream, err := oneArg(c, "stream name")
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, stream string) error {
+					var err error
 					req := api.ZoneRequest{Stream: stream, Camera: c.String("camera"), Name: c.String("name")}
 					switch line, poly := c.String("line"), c.String("polygon"); {
 					case (line == "") == (poly == ""):
@@ -59,18 +54,14 @@ func zoneCommand() *cli.Command {
 							return cli.Exit(err.Error(), exitUsage)
 						}
 					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
 					z, err := cl.AddZone(c.Context, req)
 					if err != nil {
-						return apiExit(err)
+						return err
 					}
 					return render(c, z, func(w *tabwriter.Writer) {
 						fmt.Fprintf(w, "zone %s on camera %s of stream %s\n", z.Name, z.Camera, z.Stream)
 					})
-				},
+				}),
 			},
 			{
 				Name:      "ls",
@@ -78,20 +69,13 @@ func zoneCommand() *cli.Command {
 				ArgsUsage: "[STREAM]",
 				UsageText: "diplip zone ls [STREAM]\n\nExample:\n   diplip zone ls demo -o json",
 				Flags:     globalFlags,
-				Action: func(c *cli.Context) error {
-					if err := checkOutput(c); err != nil {
-						return err
-					}
+				Action: gatewayAction("", func(c *cli.Context, cl *apiclient.Client, _ string) error {
 					if c.NArg() > 1 {
 						return cli.Exit("want at most one stream name", exitUsage)
 					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
 					zs, err := cl.Zones(c.Context, c.Args().First())
 					if err != nil {
-						return apiExit(err)
+						return err
 					}
 					return render(c, zs, func(w *tabwriter.Writer) {
 						fmt.Fprintln(w, "STREAM\tCAMERA\tNAME\tKIND\tPOINTS")
@@ -107,7 +91,7 @@ func zoneCommand() *cli.Command {
 							fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", z.Stream, z.Camera, z.Name, kind, strings.Join(s, " "))
 						}
 					})
-				},
+				}),
 			},
 			{
 				Name:      "rm",
@@ -118,21 +102,13 @@ func zoneCommand() *cli.Command {
 					&cli.StringFlag{Name: "camera", Required: true, Usage: "the camera's id"},
 					&cli.StringFlag{Name: "name", Required: true, Usage: "the zone's name"},
 				}, globalFlags...),
-				Action: func(c *cli.Context) error {
-					stream, err := oneArg(c, "stream name")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
-					if err != nil {
-						return err
-					}
+				Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, stream string) error {
 					if err := cl.RemoveZone(c.Context, stream, c.String("camera"), c.String("name")); err != nil {
-						return apiExit(err)
+						return err
 					}
 					fmt.Fprintf(c.App.Writer, "zone %s removed\n", c.String("name"))
 					return nil
-				},
+				}),
 			},
 		},
 	}
