@@ -2,5 +2,26 @@
 // function's model on them and publishes the results; it owns the activation life cycle
 // that lets runners scale to zero.
 //
-// It knows nothing about HTTP cameras.
+// It knows nothing about HTTP cameras. Its rooms, one file (or package) each:
+//
+//   - worker.go: Worker, one deployment's work on one runner; it wires the rooms below
+//     and picks the delivery once, from the deployment's delivery mode.
+//   - membership.go: the consumer group (sarama's ConsumerGroupHandler): each partition
+//     it is handed is claimed from the delivery, and its records are fed to the pipeline
+//     until the partition moves on; Partitions lists the claims.
+//   - flow (runner/flow): the pipeline, with no Kafka in it: batcher → lanes (the model,
+//     retried with backoff, unhealthy after UnhealthyAfter failures in a row) →
+//     sequencer (consumption order per partition, the tracker stage, encoding).
+//   - delivery.go: what a delivery is (claim a partition, take its records, submit
+//     finished items, abandon, release the claim), and what both write and count.
+//   - atleastonce.go and ledger.go: at-least-once, the default: one async producer; an
+//     offset is marked only when it and every earlier one of its partition are
+//     acknowledged (the ledger of pending offsets), with a bound on records in flight.
+//   - transactional.go: exactly-once: a transactional producer per claimed partition,
+//     fencing its previous owner; results, tracker checkpoints and the next offset in
+//     one transaction, retried with backoff.
+//   - tracking.go: object tracking, the tracker stage (track ids, zone counts) and its
+//     checkpoints, which move with their partition. "Track" means this only.
+//   - agent.go: the runner process: heartbeats, activation (pull, load, run a Worker)
+//     and deactivation.
 package runner
