@@ -1,6 +1,7 @@
-// Package client is a small client of the gateway's /v1 API, used by the CLI, the bench
-// and tests. It imports only package api, so it links nothing of the server. Errors carry
-// the gateway's own message, which says what to do next.
+// Package client is a small client of the gateway's /v1 API, used by the CLI, the bench,
+// the sample cameras and tests; cameras push frames with PushFrame and PushMJPEG. It
+// imports only package api, so it links nothing of the server. Errors carry the gateway's
+// own message, which says what to do next, and its status (*Error).
 package client
 
 import (
