@@ -230,7 +230,6 @@ func (t *txnClaim) run() {
 func (t *txnClaim) commit(items []*flow.Item) {
 	w := t.tx.w
 	var todo []*flow.Item
-	var msgs []*sarama.ProducerMessage
 	for _, it := range items {
 		if it.GivenUp {
 			t.broken = true
@@ -240,13 +239,20 @@ func (t *txnClaim) commit(items []*flow.Item) {
 			continue
 		}
 		todo = append(todo, it)
-		if !it.Skip {
-			msgs = append(msgs, w.records(it)...)
-		}
 	}
 	wait := w.cfg.RetryBackoff
-	for len(todo) > 0 {
-		err := t.transact(msgs, todo[len(todo)-1].Offset+1)
+	for {
+		// What the partition's committed offset covers is done. It moves only when this
+		// claim takes its transactional id back (connect): a failed commit may have landed
+		// after all (its answer was lost), or the owner that fenced it committed further.
+		for len(todo) > 0 && todo[0].Offset < t.committed {
+			t.finish(todo[0])
+			todo = todo[1:]
+		}
+		if len(todo) == 0 {
+			return
+		}
+		err := t.transact(todo)
 		if err == nil {
 			for _, it := range todo {
 				t.finish(it)
@@ -274,12 +280,13 @@ func (t *txnClaim) commit(items []*flow.Item) {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, maxTxnBackoff)
-		if t.producer.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 {
+		if t.producer != nil && t.producer.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 {
 			continue
 		}
-		// A fatal error (fenced, or the transaction timed out) needs a new producer. A
-		// runner that lost the partition hears it from the group within a heartbeat or
-		// two (its claim ends): wait for that before taking the transactional id back.
+		// A fatal error (fenced, or the transaction timed out) needs a new producer, as
+		// does a claim whose last try at making one failed. A runner that lost the
+		// partition hears it from the group within a heartbeat or two (its claim ends):
+		// wait for that before taking the transactional id back.
 		if fenced(err) {
 			select {
 			case <-t.lost:
@@ -289,26 +296,27 @@ func (t *txnClaim) commit(items []*flow.Item) {
 		}
 		if err := t.connect(); err != nil {
 			w.log.Warn("cannot restart the partition's transactions", "partition", t.partition, "err", err)
-			continue
-		}
-		// The failed commit may have landed after all (its answer was lost): what the new
-		// producer reads as committed is done.
-		for len(todo) > 0 && todo[0].Offset < t.committed {
-			t.finish(todo[0])
-			todo = todo[1:]
-		}
-		msgs = msgs[:0]
-		for _, it := range todo {
-			if !it.Skip {
-				msgs = append(msgs, w.records(it)...)
-			}
 		}
 	}
 }
 
-// transact runs one transaction: the records, then the partition's next offset.
-func (t *txnClaim) transact(msgs []*sarama.ProducerMessage, next int64) error {
+// errNoProducer is a transaction's error while the claim has no producer: the last try
+// at making one failed.
+var errNoProducer = errors.New("no transactional producer")
+
+// transact runs one transaction: the items' records, then the partition's next offset.
+func (t *txnClaim) transact(items []*flow.Item) error {
 	p := t.producer
+	if p == nil {
+		return errNoProducer
+	}
+	var msgs []*sarama.ProducerMessage
+	for _, it := range items {
+		if !it.Skip {
+			msgs = append(msgs, t.tx.w.records(it)...)
+		}
+	}
+	next := items[len(items)-1].Offset + 1
 	if err := p.BeginTxn(); err != nil {
 		return err
 	}
