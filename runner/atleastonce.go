@@ -46,13 +46,18 @@ func newAtLeastOnce(ctx context.Context, w *Worker) (*atLeastOnce, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startAtLeastOnce(ctx, w, producer), nil
+}
+
+// startAtLeastOnce delivers through producer (which it closes), reading its answers.
+func startAtLeastOnce(ctx context.Context, w *Worker, producer sarama.AsyncProducer) *atLeastOnce {
 	a := &atLeastOnce{w: w, ctx: ctx, producer: producer,
 		inFlight: make(chan struct{}, w.cfg.MaxInFlight), acksDone: make(chan struct{})}
 	go func() {
 		defer close(a.acksDone)
 		a.acks()
 	}()
-	return a, nil
+	return a
 }
 
 func (a *atLeastOnce) claim(ctx context.Context, s sarama.ConsumerGroupSession, partition int32) (claim, error) {
@@ -140,7 +145,10 @@ func (a *atLeastOnce) acks() {
 				}
 			case permanent:
 				it.Result = flow.ErrorResult(it.Result, fmt.Errorf("kafka refused the result: %w", pe.Err))
-				a.resend(om)
+				// Not from this goroutine: resending waits for a place in flight, and the
+				// place this answer freed may have gone to a frame waiting for one; only
+				// this goroutine frees places.
+				go a.resend(om)
 			case ai.claim.ctx.Err() != nil || a.ctx.Err() != nil:
 				a.w.log.Warn("result not acknowledged; its frame goes to the partition's next owner", "err", pe.Err)
 				ai.claim.ledger.abandon(it)
