@@ -12,6 +12,11 @@
 //
 // A pulled camera's URL goes to FFmpeg, which opens far more than cameras; SourcePolicy
 // checks it first (network cameras, and video files only under chosen directories).
+// Supervisor keeps the pulled cameras recorded in the control plane running: it adds and
+// removes a camera with its record, resumes them all when it starts, reports each one's
+// health, and stops them (storing what they buffered) when its context ends. Its errors
+// are plain sentinels (ErrBadCamera, ErrCameraExists, ...) that the gateway maps to
+// statuses; only the push endpoints answer HTTP themselves.
 //
 // It knows nothing about models.
 package ingest
