@@ -1,13 +1,12 @@
 package gateway
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions/compare"
 	"github.com/diplip/diplip/internal/wire"
-	"github.com/diplip/diplip/scaler"
+	"github.com/diplip/diplip/rollout"
 )
 
 // The API answers with its own types (package api); these convert the stored records.
@@ -40,11 +39,11 @@ func apiDeployment(d wire.Deployment) api.Deployment {
 }
 
 // apiReplay converts a replay deployment; processed is how many of its frames its group
-// has committed (-1: unknown).
-func apiReplay(d wire.Deployment, st wire.Stream, processed int64) api.Replay {
+// has committed.
+func apiReplay(d wire.Deployment, processed int64) api.Replay {
 	r := api.Replay{Name: d.ReplayName(), Stream: d.Stream, Function: d.Function, Digest: d.Digest,
-		ResultsTopic: d.ResultsTopic(st), Group: d.Group(), Cameras: d.Cameras, Max: d.Max, Processed: processed,
-		State: api.ReplayRunning}
+		ResultsTopic: d.ResultsTopic(wire.Stream{Name: d.Stream}), Group: d.Group(), Cameras: d.Cameras, Max: d.Max,
+		Processed: processed, State: api.ReplayRunning}
 	if info := d.Replay; info != nil {
 		r.From, r.To, r.Total, r.Created, r.Finished = info.From, info.To, info.Total, info.Created, info.Finished
 		if info.Done {
@@ -54,25 +53,28 @@ func apiReplay(d wire.Deployment, st wire.Stream, processed int64) api.Replay {
 	return r
 }
 
-func apiDiffClass(c compare.ClassStats) api.DiffClass {
-	label := c.Label
-	switch {
-	case c.Class < 0:
-		label = "all"
-	case label == "":
-		label = fmt.Sprintf("class %d", c.Class)
+func apiDiff(d rollout.Diff) api.Diff {
+	side := func(s rollout.DiffSide, lat compare.Latency) api.DiffSide {
+		return api.DiffSide{Kind: s.Kind, Name: s.Name, Function: s.Function, Digests: s.Digests, Topic: s.Topic,
+			Results: s.Results, LatencyP50Ms: lat.P50, LatencyP99Ms: lat.P99}
 	}
-	return api.DiffClass{ClassID: c.Class, Label: label, Primary: c.Primary, Candidate: c.Candidate, Matched: c.Matched,
+	rep := d.Report
+	out := api.Diff{Stream: d.Stream, IoU: d.IoU, Frames: rep.Frames, OnlyPrimary: rep.OnlyPrimary, OnlyCandidate: rep.OnlyCandidate,
+		Primary: side(d.Primary, rep.Primary), Candidate: side(d.Candidate, rep.Candidate),
+		Classes: []api.DiffClass{}, Overall: apiDiffClass(rep.Overall)}
+	for _, c := range rep.Classes {
+		out.Classes = append(out.Classes, apiDiffClass(c))
+	}
+	return out
+}
+
+func apiDiffClass(c compare.ClassStats) api.DiffClass {
+	return api.DiffClass{ClassID: c.Class, Label: c.Label, Primary: c.Primary, Candidate: c.Candidate, Matched: c.Matched,
 		Precision: c.Precision, Recall: c.Recall, F1: c.F1, MeanIoU: c.MeanIoU, CountDelta: c.CountDelta}
 }
 
 func apiCamera(c wire.Camera) api.Camera {
 	return api.Camera{ID: c.ID, Stream: c.Stream, URL: c.URL, FPS: c.FPS, Loop: c.Loop, Created: c.Created}
-}
-
-func apiDeploymentStatus(s scaler.DeploymentStatus) api.DeploymentStatus {
-	return api.DeploymentStatus{Key: s.Key, Lag: s.Lag, Runners: s.Runners, Desired: s.Desired, RateFPS: s.RateFPS,
-		ColdStarts: s.ColdStarts, LastCold: s.LastCold, LastError: s.LastError, Unhealthy: s.Unhealthy, Updated: s.Updated}
 }
 
 func apiRunner(hb wire.Heartbeat) api.Runner {

@@ -18,7 +18,7 @@ import (
 // the client goes away. The format is NDJSON, or server-sent events (one "data:" event
 // per result) when the client accepts text/event-stream, as the dashboard does.
 func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.stream(r.Context(), r.PathValue("stream"))
+	st, err := s.cfg.Rollout.Stream(r.Context(), r.PathValue("stream"))
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 // frame serves GET /v1/streams/{stream}/frames/{partition}/{offset}: the JPEG of one frame
 // record, which the live view draws a result's boxes on.
 func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.stream(r.Context(), r.PathValue("stream"))
+	st, err := s.cfg.Rollout.Stream(r.Context(), r.PathValue("stream"))
 	if err != nil {
 		return err
 	}

@@ -12,51 +12,56 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
-	"github.com/diplip/diplip/scaler"
+	"github.com/diplip/diplip/rollout"
 )
 
-// Scaler is what the gateway shows of the scaler on /v1/resources.
+// Scaler is what the gateway shows of the scaler on /v1/resources, in the API's terms
+// (package node adapts the scaler to it).
 type Scaler interface {
 	Runners() []wire.Heartbeat
-	Status() []scaler.DeploymentStatus
+	Deployments() []api.DeploymentStatus
 }
+
+// OpenSourceFunc opens pulled cameras; it is ingest's, named here for the CLI.
+type OpenSourceFunc = ingest.OpenSourceFunc
 
 // Config is what a gateway serves and talks to.
 type Config struct {
-	// Kafka is the process's Kafka client. Required.
+	// Kafka is the process's Kafka client, which the gateway reads with: readiness,
+	// what streams hold, results and frames. Required.
 	Kafka *kafkaclient.Client
 	// NATS is the control plane connection. Required.
 	NATS *nats.Conn
-	// Store holds the control-plane records (on NATS JetStream). Required.
+	// Store holds the control-plane records (on NATS JetStream), which the gateway lists.
+	// Required.
 	Store *controlplane.Store
 	// Streams is the local view of the stream records that ingest resolves topics with;
 	// its owner runs it. Required.
 	Streams *controlplane.StreamView
+	// Rollout changes streams, functions, deployments, replays and shadows. Required.
+	Rollout *rollout.Service
+	// Producer writes pushed frames; its owner closes it once Run has returned. Required.
+	Producer ingest.Sender
+	// Cameras runs the pulled cameras; its owner runs it. Required.
+	Cameras *ingest.Supervisor
 	// Zones holds the counting zones of tracking deployments; nil: /v1/zones answers 501.
 	Zones *controlplane.Zones
 	// Registry, when not nil, is served under /v2/.
 	Registry http.Handler
 	// Token, when set, is required on /v1/, /v2/ and /metrics (bearer, or basic auth password).
 	Token string
-	// RegistryOptions are used when the gateway reads function images from registries.
-	RegistryOptions []remote.Option
 	// MaxFrameBytes bounds one pushed frame. Default ingest.DefaultMaxFrameBytes.
 	MaxFrameBytes int64
 	// Scaler, when not nil, reports runners and deployment status on /v1/resources.
 	Scaler Scaler
-	// OpenSource opens pulled cameras; nil: /v1/cameras answers 501.
-	OpenSource OpenSourceFunc
-	// Sources is what a pulled camera's URL may be (schemes, file directories, link-local
-	// hosts); the zero policy allows network cameras only.
-	Sources ingest.SourcePolicy
 	// ListenAddr is the listener's address (host:port), which the Host header must name
 	// (besides localhost and loopback addresses on its port).
 	ListenAddr string
@@ -69,29 +74,26 @@ type Config struct {
 }
 
 // Server serves the gateway's HTTP listener: /v1/ (the API), /v2/ (the registry), the
-// dashboard, /metrics, /healthz and /readyz. Run serves it and runs the pulled cameras.
+// dashboard, /metrics, /healthz and /readyz.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	producer *ingest.Producer
-	push     *ingest.HTTPPush
-	cams     *cameras
-	guarded  http.Handler // mux behind guard
-	woken    sync.Map     // stream → *atomic.Int64, the last wake sent (Unix ns)
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	push    *ingest.HTTPPush
+	guarded http.Handler // mux behind guard
+	woken   sync.Map     // stream → *atomic.Int64, the last wake sent (Unix ns)
 }
 
 // NewServer returns a gateway serving cfg; Run serves it.
 func NewServer(cfg Config) (*Server, error) {
-	if cfg.Kafka == nil || cfg.NATS == nil || cfg.Store == nil || cfg.Streams == nil {
-		return nil, errors.New("gateway: Config needs Kafka, NATS, Store and Streams")
+	if cfg.Kafka == nil || cfg.NATS == nil || cfg.Store == nil || cfg.Streams == nil || cfg.Rollout == nil ||
+		cfg.Producer == nil || cfg.Cameras == nil {
+		return nil, errors.New("gateway: Config needs Kafka, NATS, Store, Streams, Rollout, Producer and Cameras")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux(),
-		producer: ingest.NewProducer(cfg.Kafka)}
-	s.cams = newCameras(s)
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -102,7 +104,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.mux.Handle("/v2/", requireToken(cfg.Token, cfg.Registry))
 	}
 	push, err := ingest.NewHTTPPush(ingest.PushConfig{
-		Producer: s.producer, Topic: s.framesTopic, MaxFrameBytes: cfg.MaxFrameBytes, Logger: cfg.Logger, Stored: s.wake,
+		Producer: cfg.Producer, Topic: s.framesTopic, MaxFrameBytes: cfg.MaxFrameBytes, Logger: cfg.Logger, Stored: s.wake,
 	})
 	if err != nil {
 		return nil, err
@@ -134,9 +136,6 @@ func (s *Server) wake(stream string) {
 	_ = s.cfg.NATS.Publish(wire.SubjectWake, []byte(stream))
 }
 
-// Streams is the stream view the gateway resolves topics with (its owner runs it).
-func (s *Server) Streams() *controlplane.StreamView { return s.cfg.Streams }
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.guarded.ServeHTTP(w, r) }
 
@@ -162,9 +161,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
 }
 
-// Run serves HTTP on ln and runs the recorded cameras until ctx ends; then it stops the
-// cameras (storing what they buffered), gives in-flight requests up to 10 s, and closes
-// ingest's producer. It returns early with the listener's error if serving fails.
+// Run serves HTTP on ln until ctx ends, then gives in-flight requests up to 10 s. It
+// returns early with the listener's error if serving fails.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	// Timeouts against slow clients: headers in 10 s, an idle keep-alive closed after 2
 	// minutes. No overall read timeout: an MJPEG push is one request that lasts as long as
@@ -173,25 +171,18 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- srv.Serve(ln) })
-	if err := s.cams.resume(ctx); err != nil {
-		s.log.Warn("some cameras did not resume", "err", err)
-	}
 	var serveErr error
 	select {
 	case err := <-errc:
 		serveErr = fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
-	s.cams.stopAll() // no new frames from pulled cameras
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("gateway: shutdown: %w", err)
 	}
 	wg.Wait()
-	if err := s.producer.Close(); err != nil {
-		s.log.Warn("closing the frames producer", "err", err)
-	}
 	return serveErr
 }
 

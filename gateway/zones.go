@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions/track"
 	"github.com/diplip/diplip/internal/controlplane"
@@ -60,7 +58,7 @@ func (s *Server) addZone(w http.ResponseWriter, r *http.Request) error {
 	if err := tz.Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
-	st, err := s.stream(r.Context(), req.Stream)
+	st, err := s.cfg.Rollout.Stream(r.Context(), req.Stream)
 	if err != nil {
 		return err
 	}
@@ -137,23 +135,6 @@ func (s *Server) removeZone(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// forgetTrackerState writes a tombstone for camera to the state topic of every tracking
-// deployment on stream, so a removed camera's tracks and counts are deleted.
-func (s *Server) forgetTrackerState(ctx context.Context, stream, camera string) {
-	deps, err := s.cfg.Store.Deployments(ctx)
-	if err != nil {
-		return
-	}
-	for _, d := range deps {
-		if d.Stream != stream || d.Track == nil {
-			continue
-		}
-		if _, _, err := s.producer.SendMessage(&sarama.ProducerMessage{Topic: wire.StateTopic(d), Key: sarama.StringEncoder(camera)}); err != nil {
-			s.log.Warn("could not delete a removed camera's tracker state", "camera", camera, "deployment", d.Key(), "err", err)
-		}
-	}
 }
 
 func apiZone(z wire.Zone) api.Zone {

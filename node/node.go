@@ -1,10 +1,13 @@
 // Package node assembles one diplip node: the embedded NATS server (or a connection to an
 // existing one), the embedded registry, a managed Kafka broker (or an existing cluster),
-// the process's Kafka client, the control-plane store and its stream view, the scaler
-// with its local runner driver, and the gateway's HTTP listener. `diplip up` runs all of
-// it; `diplip gateway` runs it against an existing NATS and Kafka.
+// the process's Kafka client and frames producer, the control-plane store and its stream
+// view, the rollout service and its shadow gauges, the camera supervisor, the scaler with
+// its local runner driver, and the gateway's HTTP listener. It owns every loop of the node
+// and runs each with Run(ctx). `diplip up` runs all of it; `diplip gateway` runs it
+// against an existing NATS and Kafka.
 //
-// It holds no request handling (package gateway) and no scaling policy (package scaler).
+// It holds no request handling (package gateway), no deployment logic (package rollout)
+// and no scaling policy (package scaler).
 package node
 
 import (
@@ -23,13 +26,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/gateway"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/engines/kafkanode"
 	"github.com/diplip/diplip/internal/engines/natsnode"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
+	"github.com/diplip/diplip/rollout"
 	"github.com/diplip/diplip/scaler"
 )
 
@@ -53,7 +59,7 @@ type Config struct {
 	// --nats, --cache and --id. Empty: no local runners, only ones registered by hand.
 	RunnerCommand []string
 	// OpenSource opens pulled cameras (ingest/video.Open); nil: no pulled cameras.
-	OpenSource gateway.OpenSourceFunc
+	OpenSource ingest.OpenSourceFunc
 	// CameraSources is what pulled cameras may read: network schemes always, files only
 	// under its FileDirs, link-local hosts only when it allows them.
 	CameraSources ingest.SourcePolicy
@@ -118,9 +124,13 @@ type Node struct {
 	kafka    *kafkanode.Cluster // nil with an external cluster
 	brokers  []string
 	client   *kafkaclient.Client
+	producer *ingest.Producer // pushed and pulled frames, tombstones; closed after every loop ended
 	registry *registry.Embedded
 	driver   *scaler.LocalDriver // nil without RunnerCommand
 	scaler   *scaler.Scaler
+	streams  *controlplane.StreamView
+	rollout  *rollout.Service
+	cameras  *ingest.Supervisor
 	gateway  *gateway.Server
 }
 
@@ -192,18 +202,18 @@ func (n *Node) ConnectNATS(name string) (*nats.Conn, error) {
 
 // Run starts every service in order, closes Ready, and serves until ctx ends or a part
 // fails; then it stops everything in the reverse order: the cameras and the listener (no
-// new frames), the scaler, the runners (each finishes its batches and commits), Kafka,
-// the registry and NATS. It returns why it stopped, nil after ctx ended.
+// new frames), the scaler, the frames producer, the runners (each finishes its batches and
+// commits), Kafka, the registry and NATS. It returns why it stopped, nil after ctx ended.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.stop()
 	if err := n.start(ctx); err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	view := n.gateway.Streams()
-	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return n.streams.Run(gctx) })
 	g.Go(func() error { return n.scaler.Run(gctx) })
-	g.Go(func() error { return n.gateway.RunShadowDiffs(gctx, 15*time.Second) })
+	g.Go(func() error { return n.rollout.ShadowGauges(15 * time.Second).Run(gctx) })
+	g.Go(func() error { return n.cameras.Run(gctx) })
 	if n.kafka != nil {
 		// The managed broker comes back by itself after a crash, or the node stops with why.
 		g.Go(func() error { return n.kafka.Supervise(gctx, 0, 5) })
@@ -274,13 +284,43 @@ func (n *Node) start(ctx context.Context) (err error) {
 		IdleTimeout: n.cfg.IdleTimeout, Registry: n.Addr(), Logger: n.log}); err != nil {
 		return err
 	}
-	n.gateway, err = gateway.NewServer(gateway.Config{
-		Kafka: n.client, NATS: n.nc, Store: store, Streams: store.NewStreamView(), Zones: zones, Registry: n.registry,
-		Token: n.cfg.Token, Logger: n.log, Scaler: n.scaler, OpenSource: n.cfg.OpenSource, Sources: n.cfg.CameraSources,
-		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
+	n.producer = ingest.NewProducer(n.client)
+	n.streams = store.NewStreamView()
+	if n.rollout, err = rollout.New(rollout.Config{Store: store, Kafka: n.client, Producer: n.producer, Logger: n.log,
 		RegistryOptions: []remote.Option{remote.WithAuthFromKeychain(registry.SelfKeychain(n.ln.Addr().String(), n.cfg.Token))},
+	}); err != nil {
+		return err
+	}
+	// A camera's stream is read from the store (not the view), as the gateway checks it:
+	// an unknown one is rollout's NotFound, which names the command that creates it.
+	topic := func(ctx context.Context, stream string) (string, error) {
+		st, err := n.rollout.Stream(ctx, stream)
+		return st.Topic, err
+	}
+	if n.cameras, err = ingest.NewSupervisor(ingest.SupervisorConfig{Store: store, Topic: topic, Producer: n.producer,
+		Open: n.cfg.OpenSource, Policy: n.cfg.CameraSources, Logger: n.log}); err != nil {
+		return err
+	}
+	n.gateway, err = gateway.NewServer(gateway.Config{
+		Kafka: n.client, NATS: n.nc, Store: store, Streams: n.streams, Rollout: n.rollout, Producer: n.producer,
+		Cameras: n.cameras, Zones: zones, Registry: n.registry, Token: n.cfg.Token, Logger: n.log, Scaler: scalerView{n.scaler},
+		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
 	})
 	return err
+}
+
+// scalerView shows the scaler to the gateway in the API's terms.
+type scalerView struct{ s *scaler.Scaler }
+
+func (v scalerView) Runners() []wire.Heartbeat { return v.s.Runners() }
+
+func (v scalerView) Deployments() []api.DeploymentStatus {
+	var out []api.DeploymentStatus
+	for _, s := range v.s.Status() {
+		out = append(out, api.DeploymentStatus{Key: s.Key, Lag: s.Lag, Runners: s.Runners, Desired: s.Desired, RateFPS: s.RateFPS,
+			ColdStarts: s.ColdStarts, LastCold: s.LastCold, LastError: s.LastError, Unhealthy: s.Unhealthy, Updated: s.Updated})
+	}
+	return out
 }
 
 // startNATS starts the embedded NATS server, or connects to Config.NATSURL.
@@ -316,11 +356,16 @@ func (n *Node) startNATS() error {
 	return err
 }
 
-// stop shuts down what start started, in reverse order. The gateway and the scaler have
-// already returned from their Run.
+// stop shuts down what start started, in reverse order. Every loop (the gateway, the
+// cameras, the scaler) has already returned from its Run.
 func (n *Node) stop() {
 	if n.gateway == nil && n.ln != nil {
 		n.ln.Close() // never served
+	}
+	if n.producer != nil {
+		if err := n.producer.Close(); err != nil {
+			n.log.Warn("closing the frames producer", "err", err)
+		}
 	}
 	if n.driver != nil {
 		n.driver.Close()
