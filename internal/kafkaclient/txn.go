@@ -17,31 +17,51 @@ var ErrNoTransactions = errors.New("the kafka cluster cannot run transactions")
 // transaction log (__transaction_state) on the first transactional producer, with the
 // brokers' transaction.state.log.replication.factor, and a cluster with fewer brokers than
 // that never gets one: every producer would wait on "coordinator not available".
+//
+// The brokers counted are the cluster's, not the live ones: a broker that is down (the
+// replica of some partition, not answering now) is still part of it, so an exactly-once
+// deployment is not refused while one broker of three restarts.
 func (c *Client) CheckTransactions() error {
 	admin, err := c.Admin()
 	if err != nil {
 		return err
 	}
-	brokers, _, err := admin.DescribeCluster()
+	live, _, err := admin.DescribeCluster()
 	if err != nil {
 		return err
 	}
-	if len(brokers) == 0 {
+	if len(live) == 0 {
 		return fmt.Errorf("%w: the cluster reports no broker", ErrNoTransactions)
 	}
+	known := map[int32]bool{}
+	for _, b := range live {
+		known[b.ID()] = true
+	}
+	topics, err := admin.ListTopics()
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		for _, replicas := range t.ReplicaAssignment {
+			for _, id := range replicas {
+				known[id] = true
+			}
+		}
+	}
+	brokers := len(known)
 	const rfName, isrName = "transaction.state.log.replication.factor", "transaction.state.log.min.isr"
 	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.BrokerResource,
-		Name: strconv.Itoa(int(brokers[0].ID())), ConfigNames: []string{rfName, isrName}})
+		Name: strconv.Itoa(int(live[0].ID())), ConfigNames: []string{rfName, isrName}})
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		v, err := strconv.Atoi(e.Value)
-		if err != nil || v <= len(brokers) {
+		if err != nil || v <= brokers {
 			continue
 		}
 		return fmt.Errorf("%w: it has %d broker(s) and %s is %d (set it to at most %d on every broker)",
-			ErrNoTransactions, len(brokers), e.Name, v, len(brokers))
+			ErrNoTransactions, brokers, e.Name, v, brokers)
 	}
 	return nil
 }
