@@ -353,8 +353,10 @@ type Result struct {
 	Height      int                  `json:"height,omitempty"`
 	Detections  []Detection          `json:"detections,omitempty"`
 	Raw         map[string][]float32 `json:"raw,omitempty"`
-	Events      []ZoneEvent          `json:"events,omitempty"` // the tracker's zone events on this frame
-	Counts      []ZoneCount          `json:"counts,omitempty"` // running counts of the camera's zones
+	Labels      []ClassScore         `json:"labels,omitempty"`    // a classifier's top classes, best first
+	Embedding   []float32            `json:"embedding,omitempty"` // an embedder's L2-normalised vector (dot product = cosine similarity)
+	Events      []ZoneEvent          `json:"events,omitempty"`    // the tracker's zone events on this frame
+	Counts      []ZoneCount          `json:"counts,omitempty"`    // running counts of the camera's zones
 	Timings     Timings              `json:"timings_ms"`
 	Source      Source               `json:"source"`
 }
@@ -366,6 +368,13 @@ type Detection struct {
 	Score   float32 `json:"score"`
 	Box     Box     `json:"box"`
 	TrackID uint64  `json:"track_id,omitempty"` // 0: untracked, or not yet confirmed
+}
+
+// ClassScore is one class a classifier gave a frame, with its score.
+type ClassScore struct {
+	ClassID int     `json:"class_id"`
+	Label   string  `json:"label,omitempty"`
+	Score   float32 `json:"score"`
 }
 
 // Box is a box's corners in source-image pixels.

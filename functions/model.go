@@ -81,9 +81,20 @@ type FrameResult struct {
 	Detections []Detection `json:"detections,omitempty"`
 	// Raw holds the named output tensors, for the raw decoder.
 	Raw map[string][]float32 `json:"raw,omitempty"`
+	// Labels, for classifier functions: the top classes, best first.
+	Labels []ClassScore `json:"labels,omitempty"`
+	// Embedding, for embedder functions: the L2-normalised vector.
+	Embedding []float32 `json:"embedding,omitempty"`
 	// Err is set when this frame could not be processed (e.g. a corrupt JPEG); the other
 	// frames of its batch are unaffected.
 	Err error `json:"-"`
+}
+
+// ClassScore is one class of a classifier's result and its score.
+type ClassScore struct {
+	ClassID int     `json:"class_id"`
+	Label   string  `json:"label,omitempty"`
+	Score   float32 `json:"score"`
 }
 
 // BatchTimings splits the time a batch took.

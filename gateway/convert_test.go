@@ -17,6 +17,8 @@ func TestResultMatchesTheRecord(t *testing.T) {
 		Function: "f", Digest: "d", Status: wire.StatusOK, Error: "e", Width: 640, Height: 480,
 		Detections: []wire.Detection{{ClassID: 1, Label: "person", Score: 0.5, Box: wire.Box{X1: 1, Y1: 2, X2: 3, Y2: 4}, TrackID: 7}},
 		Raw:        map[string][]float32{"out": {1, 2}},
+		Labels:     []wire.ClassScore{{ClassID: 3, Label: "tabby", Score: 0.75}},
+		Embedding:  []float32{0.6, -0.8},
 		Events:     []wire.ZoneEvent{{Zone: "z", Kind: wire.EventCrossed, Direction: "in", TrackID: 7, ClassID: 1, Label: "person"}},
 		Counts:     []wire.ZoneCount{{Zone: "z", ClassID: 1, Label: "person", In: 1, Out: 2, Entered: 3, Left: 4, Inside: 5}},
 		Timings:    wire.Timings{Queue: 1, Decode: 2, Preprocess: 3, Infer: 4, EndToEnd: 5, Batch: 6},

@@ -34,6 +34,11 @@ type Result struct {
 	Height      int                  `json:"height,omitempty"`
 	Detections  []Detection          `json:"detections,omitempty"`
 	Raw         map[string][]float32 `json:"raw,omitempty"`
+	// Labels are a classifier's top classes, best first (the classify decoder).
+	Labels []ClassScore `json:"labels,omitempty"`
+	// Embedding is an embedder's L2-normalised vector (the embed decoder), as a JSON
+	// array of numbers: compare two with their dot product (their cosine similarity).
+	Embedding []float32 `json:"embedding,omitempty"`
 	// Events and Counts are the tracker stage's zone events on this frame and the
 	// running counts of the camera's zones.
 	Events  []ZoneEvent `json:"events,omitempty"`
@@ -51,6 +56,14 @@ type Detection struct {
 	// TrackID is the detection's track, stable across the camera's frames, when the
 	// deployment tracks (0: untracked, or not yet confirmed).
 	TrackID uint64 `json:"track_id,omitempty"`
+}
+
+// ClassScore is one class a classifier gave a frame, with its score (a probability,
+// softmax or sigmoid as the function's spec says).
+type ClassScore struct {
+	ClassID int     `json:"class_id"`
+	Label   string  `json:"label,omitempty"`
+	Score   float32 `json:"score"`
 }
 
 // Box is an axis-aligned box in pixels: (x1,y1) top-left, (x2,y2) bottom-right.

@@ -79,6 +79,14 @@ func (p *Pipeline) process(ctx context.Context, items []*Item) {
 			r.Status = wire.StatusOK
 			r.Width, r.Height, r.Raw = out[k].Width, out[k].Height, out[k].Raw
 			r.Detections = toWire(out[k].Detections)
+			r.Labels = labelsToWire(out[k].Labels)
+			if e := out[k].Embedding; len(e) > 0 {
+				if slices.ContainsFunc(e, notFinite) {
+					r.Status, r.Error = wire.StatusError, "the embedding has values that are not finite (NaN or Inf)"
+				} else {
+					r.Embedding = e
+				}
+			}
 		}
 	}
 	if err == nil {
@@ -127,7 +135,7 @@ func toWire(ds []functions.Detection) []wire.Detection {
 	out := make([]wire.Detection, 0, len(ds))
 	for _, d := range ds {
 		v := []float32{d.Score, d.Box.X1, d.Box.Y1, d.Box.X2, d.Box.Y2}
-		if slices.ContainsFunc(v, func(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }) {
+		if slices.ContainsFunc(v, notFinite) {
 			continue
 		}
 		out = append(out, wire.Detection{ClassID: d.ClassID, Label: d.Label, Score: d.Score,
@@ -135,5 +143,22 @@ func toWire(ds []functions.Detection) []wire.Detection {
 	}
 	return out
 }
+
+// labelsToWire converts a classifier's labels to the result record's, dropping any whose
+// score is not finite.
+func labelsToWire(ls []functions.ClassScore) []wire.ClassScore {
+	if len(ls) == 0 {
+		return nil
+	}
+	out := make([]wire.ClassScore, 0, len(ls))
+	for _, l := range ls {
+		if !notFinite(l.Score) {
+			out = append(out, wire.ClassScore{ClassID: l.ClassID, Label: l.Label, Score: l.Score})
+		}
+	}
+	return out
+}
+
+func notFinite(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
