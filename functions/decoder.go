@@ -1,9 +1,12 @@
 package functions
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 )
 
 // Tensor is one frame's slice of a model output: its values and its shape without the
@@ -28,9 +31,18 @@ type Decoder interface {
 }
 
 var decoders = map[string]Decoder{
-	"yolox": yoloxDecoder{},
-	"raw":   rawDecoder{},
+	"yolox":        yoloxDecoder{},
+	"yolo":         yoloDecoder{},
+	"gfl":          gflDecoder{},
+	"boxes-scores": boxesScoresDecoder{},
+	"detr":         detrDecoder{},
+	"classify":     classifyDecoder{},
+	"embed":        embedDecoder{},
+	"raw":          rawDecoder{},
 }
+
+// tensorCounts is how many output tensors a decoder reads, where that is fixed.
+var tensorCounts = map[string]int{"yolox": 1, "yolo": 1, "boxes-scores": 2, "classify": 1, "embed": 1}
 
 // DecoderFor returns the decoder registered as name.
 func DecoderFor(name string) (Decoder, bool) {
@@ -67,13 +79,112 @@ func (yoloxDecoder) Decode(spec *Spec, outputs []Tensor, g Geometry, labels []st
 	if err != nil {
 		return FrameResult{}, err
 	}
-	for i := range dets {
-		dets[i].Box = g.ToSource(dets[i].Box)
-		if dets[i].ClassID < len(labels) {
-			dets[i].Label = labels[dets[i].ClassID]
+	return FrameResult{Detections: finish(spec, dets, g, labels, true)}, nil
+}
+
+// finish maps detections in canvas pixels to the source image, drops those whose numbers
+// are not finite (a broken export's NaN or Inf), names them and, when nms, runs NMS.
+func finish(spec *Spec, dets []Detection, g Geometry, labels []string, nms bool) []Detection {
+	kept := dets[:0]
+	for _, d := range dets {
+		if !finite(d.Score, d.Box.X1, d.Box.Y1, d.Box.X2, d.Box.Y2) {
+			continue
+		}
+		d.Box = g.ToSource(d.Box)
+		if d.ClassID >= 0 && d.ClassID < len(labels) {
+			d.Label = labels[d.ClassID]
+		}
+		kept = append(kept, d)
+	}
+	if !nms {
+		slices.SortStableFunc(kept, func(a, b Detection) int { return cmp.Compare(b.Score, a.Score) })
+		return kept
+	}
+	return NMS(kept, *spec.Output.NMSThreshold, spec.Output.ClassAgnostic)
+}
+
+// finite reports whether every value is a number other than ±Inf.
+func finite(vs ...float32) bool {
+	for _, v := range vs {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return false
 		}
 	}
-	return FrameResult{Detections: NMS(dets, *spec.Output.NMSThreshold, spec.Output.ClassAgnostic)}, nil
+	return true
+}
+
+// checkLen checks that a tensor holds the values its shape says, so that decoders can
+// index it without bounds surprises.
+func checkLen(o Tensor) error {
+	n := 1
+	for _, d := range o.Shape {
+		if d < 0 {
+			return fmt.Errorf("output %q has shape %v per frame: a negative dimension", o.Name, o.Shape)
+		}
+		n *= int(d)
+	}
+	if n != len(o.Data) {
+		return fmt.Errorf("output %q has %d values; its shape %v says %d", o.Name, len(o.Data), o.Shape, n)
+	}
+	return nil
+}
+
+// sigmoid is the logistic function.
+func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+
+// activate writes the scores of logits into dst (which may be logits) as the spec's
+// activation says: unchanged, each through a sigmoid, or a softmax over them all.
+func activate(activation string, dst, logits []float32) {
+	switch activation {
+	case "sigmoid":
+		for i, v := range logits {
+			dst[i] = sigmoid(v)
+		}
+	case "softmax":
+		softmax(dst, logits)
+	default:
+		copy(dst, logits)
+	}
+}
+
+// softmax writes softmax(x) into dst (which may be x). A NaN stays NaN; +Inf takes all.
+func softmax(dst, x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > m {
+			m = v
+		}
+	}
+	if math.IsInf(float64(m), 1) {
+		for i, v := range x {
+			dst[i] = 0
+			if math.IsInf(float64(v), 1) {
+				dst[i] = 1
+			}
+		}
+		return
+	}
+	var sum float64
+	for i, v := range x {
+		e := math.Exp(float64(v - m))
+		dst[i] = float32(e)
+		sum += e
+	}
+	for i := range dst[:len(x)] {
+		dst[i] = float32(float64(dst[i]) / sum)
+	}
+}
+
+// wantDims describes an expected shape for error messages: [N 3549 85].
+func wantDims(dims ...any) string {
+	parts := []string{"N"}
+	for _, d := range dims {
+		parts = append(parts, fmt.Sprint(d))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 // rawDecoder returns the named output tensors as they are, for models whose results the

@@ -80,17 +80,73 @@ type Input struct {
 
 // Output describes how the model's outputs become results.
 type Output struct {
-	// Decoder turns output tensors into results: "yolox" (boxes, with NMS) or "raw" (the
-	// named tensors as they are). Required. New model families register a Decoder.
+	// Decoder turns output tensors into results, one per model family: "yolox", "yolo"
+	// (Ultralytics v5/v8/v11 and end-to-end exports), "gfl" (NanoDet, PP-PicoDet),
+	// "boxes-scores" (SSD-style, UltraFace), "detr" (DETR, RT-DETR) give detections;
+	// "classify" gives labels; "embed" gives an embedding; "raw" gives the named tensors as
+	// they are. Required. New model families register a Decoder.
 	Decoder string `yaml:"decoder" json:"decoder"`
-	// Tensors are the output names the decoder reads. Required; yolox reads exactly one.
+	// Tensors are the output names the decoder reads, in the order it reads them. Required.
 	Tensors []string `yaml:"tensors" json:"tensors"`
-	// ScoreThreshold drops detections scoring below it. Default 0.3.
+	// ScoreThreshold drops detections (and classify labels) scoring below it. Default 0.3
+	// for detectors, 0 for classify.
 	ScoreThreshold *float32 `yaml:"score_threshold,omitempty" json:"score_threshold,omitempty"`
 	// NMSThreshold is the IoU above which NMS suppresses the weaker box. Default 0.45.
 	NMSThreshold *float32 `yaml:"nms_threshold,omitempty" json:"nms_threshold,omitempty"`
 	// ClassAgnostic runs NMS across classes instead of within each. Default false.
 	ClassAgnostic bool `yaml:"class_agnostic,omitempty" json:"class_agnostic,omitempty"`
+	// Activation turns the model's class outputs into scores: "none" (they are scores
+	// already), "sigmoid" (each class on its own) or "softmax" (across the classes).
+	// Default: softmax for classify, sigmoid for detr, none for the others.
+	Activation string `yaml:"activation,omitempty" json:"activation,omitempty"`
+	// TopK is how many labels a classify result carries, best first. Default 5.
+	TopK int `yaml:"top_k,omitempty" json:"top_k,omitempty"`
+	// GFL holds the gfl decoder's settings (defaults fit NanoDet-m).
+	GFL *GFL `yaml:"gfl,omitempty" json:"gfl,omitempty"`
+	// YOLO holds the yolo decoder's settings.
+	YOLO *YOLO `yaml:"yolo,omitempty" json:"yolo,omitempty"`
+	// Boxes says how the boxes-scores and detr decoders read boxes and score columns.
+	Boxes *Boxes `yaml:"boxes,omitempty" json:"boxes,omitempty"`
+}
+
+// GFL describes a Generalized Focal Loss head (NanoDet, PP-PicoDet): per level, class
+// scores and a distribution of reg_max+1 bins for each side of the box.
+type GFL struct {
+	// Strides of the levels, in the order their outputs come. Default [8, 16, 32].
+	Strides []int `yaml:"strides,omitempty" json:"strides,omitempty"`
+	// RegMax is the last bin of a side's distribution (bins 0..reg_max). Default 7.
+	RegMax int `yaml:"reg_max,omitempty" json:"reg_max,omitempty"`
+	// Order of the output tensors: "scores-first" (default: every level's scores, then
+	// every level's distributions, as NanoDet exports), "interleaved" (scores then
+	// distributions, level by level) or "combined" (one tensor, all levels' rows, each
+	// row the class scores then the distributions, as NanoDet-Plus exports).
+	Order string `yaml:"order,omitempty" json:"order,omitempty"`
+	// CenterOffset places an anchor in its grid cell, in cells: 0.5 (default, NanoDet-m)
+	// or 0 (NanoDet-Plus, PP-PicoDet).
+	CenterOffset *float32 `yaml:"center_offset,omitempty" json:"center_offset,omitempty"`
+}
+
+// YOLO says which Ultralytics export layout the yolo decoder reads.
+type YOLO struct {
+	// Variant is "v8" (also v11: [4+classes, anchors], cx cy w h then class scores),
+	// "v5" ([anchors, 5+classes], with objectness) or "end2end" ([boxes, 6]: x1 y1 x2 y2
+	// score class, NMS done in the graph). Default: told from the output's shape.
+	Variant string `yaml:"variant,omitempty" json:"variant,omitempty"`
+}
+
+// Boxes says how boxes and score columns are written in a model's outputs.
+type Boxes struct {
+	// Format of a box's 4 numbers: "xyxy" (corners), "cxcywh" (centre and size) or
+	// "yxyx" (corners, y first, as TensorFlow exports). Default xyxy for boxes-scores,
+	// cxcywh for detr.
+	Format string `yaml:"format,omitempty" json:"format,omitempty"`
+	// Normalized boxes are in 0..1 of the input canvas rather than in its pixels.
+	// Default false for boxes-scores, true for detr.
+	Normalized *bool `yaml:"normalized,omitempty" json:"normalized,omitempty"`
+	// Background names a score column that is no class: "none" (default), "first"
+	// (SSD, UltraFace: class ids then start at the next column) or "last" (DETR's
+	// no-object).
+	Background string `yaml:"background,omitempty" json:"background,omitempty"`
 }
 
 // Batch bounds how many frames a runner collects into one inference run.
@@ -213,9 +269,7 @@ func (s *Spec) fillDefaults() {
 	if s.Input.Std == nil {
 		s.Input.Std = []float32{1, 1, 1}
 	}
-	if s.Output.ScoreThreshold == nil {
-		s.Output.ScoreThreshold = ptr(0.3)
-	}
+	s.Output.fillDefaults()
 	if s.Output.NMSThreshold == nil {
 		s.Output.NMSThreshold = ptr(0.45)
 	}
@@ -227,6 +281,137 @@ func (s *Spec) fillDefaults() {
 	}
 	if s.Resources.MemoryMB == 0 {
 		s.Resources.MemoryMB = 512
+	}
+}
+
+func (o *Output) fillDefaults() {
+	if o.ScoreThreshold == nil {
+		o.ScoreThreshold = ptr(0.3)
+		if o.Decoder == "classify" {
+			o.ScoreThreshold = ptr(0)
+		}
+	}
+	if o.Activation == "" {
+		switch o.Decoder {
+		case "classify":
+			o.Activation = "softmax"
+		case "detr":
+			o.Activation = "sigmoid"
+		default:
+			o.Activation = "none"
+		}
+	}
+	if o.Decoder == "classify" && o.TopK == 0 {
+		o.TopK = 5
+	}
+	if o.Decoder == "gfl" {
+		if o.GFL == nil {
+			o.GFL = &GFL{}
+		}
+		g := o.GFL
+		if g.Strides == nil {
+			g.Strides = []int{8, 16, 32}
+		}
+		if g.RegMax == 0 {
+			g.RegMax = 7
+		}
+		if g.Order == "" {
+			g.Order = "scores-first"
+		}
+		if g.CenterOffset == nil {
+			g.CenterOffset = ptr(0.5)
+		}
+	}
+	if o.Decoder == "boxes-scores" || o.Decoder == "detr" {
+		if o.Boxes == nil {
+			o.Boxes = &Boxes{}
+		}
+		b := o.Boxes
+		if b.Format == "" {
+			b.Format = "xyxy"
+			if o.Decoder == "detr" {
+				b.Format = "cxcywh"
+			}
+		}
+		if b.Normalized == nil {
+			v := o.Decoder == "detr"
+			b.Normalized = &v
+		}
+		if b.Background == "" {
+			b.Background = "none"
+		}
+	}
+}
+
+// validate checks the output section; bad records each wrong field.
+func (o *Output) validate(bad func(field, format string, args ...any)) {
+	oneOf := func(field, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		}
+	}
+	oneOf("output.decoder", o.Decoder, DecoderNames()...)
+	if len(o.Tensors) == 0 {
+		bad("output.tensors", "required: the model's output names the decoder reads")
+	} else if n, ok := tensorCounts[o.Decoder]; ok && len(o.Tensors) != n {
+		what := map[int]string{1: "one tensor", 2: "two tensors"}[n]
+		bad("output.tensors", "the %s decoder reads exactly %s, got %d", o.Decoder, what, len(o.Tensors))
+	}
+	if t := *o.ScoreThreshold; !(t >= 0 && t <= 1) {
+		bad("output.score_threshold", "%v: want 0..1", t)
+	}
+	if t := *o.NMSThreshold; !(t > 0 && t <= 1) {
+		bad("output.nms_threshold", "%v: want greater than 0, at most 1", t)
+	}
+	oneOf("output.activation", o.Activation, "none", "sigmoid", "softmax")
+	if o.TopK < 0 || o.TopK > 1000 {
+		bad("output.top_k", "%d: want 1..1000", o.TopK)
+	}
+	if o.GFL != nil {
+		if o.Decoder != "gfl" {
+			bad("output.gfl", "only the gfl decoder reads it (the decoder is %q)", o.Decoder)
+		}
+		g := o.GFL
+		if len(g.Strides) == 0 || len(g.Strides) > 8 {
+			bad("output.gfl.strides", "%v: want 1 to 8 levels", g.Strides)
+		}
+		for _, st := range g.Strides {
+			if st < 1 || st > 1024 {
+				bad("output.gfl.strides", "%d: want 1..1024", st)
+			}
+		}
+		if g.RegMax < 1 || g.RegMax > 64 {
+			bad("output.gfl.reg_max", "%d: want 1..64", g.RegMax)
+		}
+		oneOf("output.gfl.order", g.Order, "scores-first", "interleaved", "combined")
+		if c := *g.CenterOffset; !(c >= 0 && c <= 1) {
+			bad("output.gfl.center_offset", "%v: want 0..1", c)
+		}
+		if o.Decoder == "gfl" && len(o.Tensors) > 0 {
+			want := 2 * len(g.Strides)
+			if g.Order == "combined" {
+				want = 1
+			}
+			if len(o.Tensors) != want {
+				bad("output.tensors", "the gfl decoder with %d levels in order %s reads %d tensors, got %d",
+					len(g.Strides), g.Order, want, len(o.Tensors))
+			}
+		}
+	}
+	if o.YOLO != nil {
+		if o.Decoder != "yolo" {
+			bad("output.yolo", "only the yolo decoder reads it (the decoder is %q)", o.Decoder)
+		}
+		if o.YOLO.Variant != "" {
+			oneOf("output.yolo.variant", o.YOLO.Variant, "v8", "v5", "end2end")
+		}
+	}
+	if b := o.Boxes; b != nil {
+		if o.Decoder != "boxes-scores" && o.Decoder != "detr" {
+			bad("output.boxes", "only the boxes-scores and detr decoders read it (the decoder is %q)", o.Decoder)
+		}
+		oneOf("output.boxes.format", b.Format, "xyxy", "cxcywh", "yxyx")
+		oneOf("output.boxes.background", b.Background, "none", "first", "last")
 	}
 }
 
@@ -284,20 +469,7 @@ func (s *Spec) Validate() error {
 			bad(fmt.Sprintf("input.std[%d]", i), "0 would divide by zero")
 		}
 	}
-	out := s.Output
-	oneOf("output.decoder", out.Decoder, DecoderNames()...)
-	switch {
-	case len(out.Tensors) == 0:
-		bad("output.tensors", "required: the model's output names the decoder reads")
-	case out.Decoder == "yolox" && len(out.Tensors) != 1:
-		bad("output.tensors", "the yolox decoder reads exactly one tensor, got %d", len(out.Tensors))
-	}
-	if t := *out.ScoreThreshold; t < 0 || t > 1 {
-		bad("output.score_threshold", "%v: want 0..1", t)
-	}
-	if t := *out.NMSThreshold; t <= 0 || t > 1 {
-		bad("output.nms_threshold", "%v: want greater than 0, at most 1", t)
-	}
+	s.Output.validate(bad)
 	if s.Batch.Max < 1 || s.Batch.Max > 256 {
 		bad("batch.max", "%d: want 1..256", s.Batch.Max)
 	}

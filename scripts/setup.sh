@@ -24,6 +24,10 @@ ORT_LIB_SHA256=6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f 
 KAFKA_VERSION=4.1.2 # must match scripts/kafka/pom.xml
 YOLOX_SHA256=695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14
 YOLOX_URL=https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx
+# The second detector family and the re-identification embedder (SOURCE.md §2, §3 of the
+# shared models), copied from $SHARED/models only (no public download of these files).
+NANODET_SHA256=88e9fb97a54bb0030127ad323a10f88b4531b6aa82617e7ef79e35ffcc9bb3e1
+REID_SHA256=f3966d905e7232026aa8b814c328231a7b45c5b6b4dd32f886894223c4441b80
 VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
 # The dynamic-batch YOLOX-Nano that `diplip-gpucheck make-dynamic` makes from the pinned
 # yolox_nano.onnx (functions/onnx.MakeBatchDynamic; deterministic).
@@ -160,13 +164,33 @@ step_models() {
 	else
 		say "model yolox_nano.onnx: cached (not the pinned file: sha256 differs)"
 	fi
+	shared_model nanodet_m_320.onnx "$NANODET_SHA256"
+	shared_model person-reidentification-retail-0288.onnx "$REID_SHA256"
 	link_example_models
+}
+
+# shared_model NAME SHA256 copies a model from $SHARED/models into the cache, sha256
+# verified; without the shared copy its example is left without a model (said so).
+shared_model() {
+	local dir=$CACHE/models name=$1 sum=$2
+	if sha_ok "$dir/$name" "$sum"; then
+		say "model $name: cached"
+	elif [ -f "$SHARED/models/$name" ]; then
+		need_sha "$SHARED/models/$name" "$sum"
+		cp "$SHARED/models/$name" "$dir/$name"
+		say "model $name: copied from $SHARED/models (sha256 verified)"
+	else
+		say "model $name: not in $SHARED/models; its example function has no model"
+	fi
 }
 
 # link_example_models puts the models into the example function directories, where
 # `diplip fn build functions/examples/NAME` expects them.
 link_example_models() {
 	ln -sfn "$CACHE/models/yolox_nano.onnx" "$ROOT/functions/examples/yolox-nano/yolox_nano.onnx"
+	ln -sfn "$CACHE/models/nanodet_m_320.onnx" "$ROOT/functions/examples/nanodet-m/nanodet_m_320.onnx"
+	ln -sfn "$CACHE/models/person-reidentification-retail-0288.onnx" \
+		"$ROOT/functions/examples/person-reid/person-reidentification-retail-0288.onnx"
 }
 
 step_media() {

@@ -81,46 +81,24 @@ type frameKey struct {
 // Compare scores candidate against primary. Frames are matched by (camera, seq); a frame
 // listed twice on a side counts once (the last one). iou ≤ 0 means DefaultIoU.
 func Compare(primary, candidate []Frame, iou float64) Report {
-	if iou <= 0 {
-		iou = DefaultIoU
-	}
 	prim := index(primary)
 	cand := index(candidate)
-	var rep Report
-	classes := map[int]*acc{}
-	total := &acc{}
-	var latP, latC []float64
+	t := NewTally(iou)
+	t.exactAll = true // every frame is in memory already: exact percentiles
 	for k, p := range prim {
 		c, ok := cand[k]
 		if !ok {
-			rep.OnlyPrimary++
+			t.OnlyPrimary++
 			continue
 		}
-		rep.Frames++
-		if p.LatencyMs >= 0 {
-			latP = append(latP, p.LatencyMs)
-		}
-		if c.LatencyMs >= 0 {
-			latC = append(latC, c.LatencyMs)
-		}
-		matchFrame(p.Detections, c.Detections, float32(iou), classes, total)
+		t.Match(p, c)
 	}
 	for k := range cand {
 		if _, ok := prim[k]; !ok {
-			rep.OnlyCandidate++
+			t.OnlyCandidate++
 		}
 	}
-	ids := make([]int, 0, len(classes))
-	for id := range classes {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		rep.Classes = append(rep.Classes, classes[id].stats(id))
-	}
-	rep.Overall = total.stats(-1)
-	rep.Primary, rep.Candidate = latency(latP), latency(latC)
-	return rep
+	return t.Report()
 }
 
 func index(frames []Frame) map[frameKey]Frame {
@@ -131,11 +109,176 @@ func index(frames []Frame) map[frameKey]Frame {
 	return m
 }
 
+// Tally is Compare one frame at a time, for frames joined elsewhere (a stream of results
+// too large to hold): Match scores a frame both sides have, OnlyPrimary and OnlyCandidate
+// count the others, Add sums tallies (the buckets of a sliding window), Report scores.
+// Its size does not grow with the frames it counts, but for the latencies: it keeps each
+// side's first ExactLatencies values, and a histogram of log-spaced buckets 1% wide
+// beyond that, from which the percentiles come (within 1%) once there are more.
+type Tally struct {
+	// Frames is how many frames both sides have; OnlyPrimary and OnlyCandidate count
+	// frames only one side has.
+	Frames, OnlyPrimary, OnlyCandidate int
+
+	iou        float32
+	classes    map[int]*acc
+	total      acc
+	latP, latC latencies
+	exactAll   bool
+}
+
+// ExactLatencies is how many latencies per side a Tally keeps as they are.
+const ExactLatencies = 1024
+
+// NewTally returns an empty tally matching detections at iou (≤ 0: DefaultIoU).
+func NewTally(iou float64) *Tally {
+	if iou <= 0 {
+		iou = DefaultIoU
+	}
+	return &Tally{iou: float32(iou), classes: map[int]*acc{}}
+}
+
+// Match scores one frame both sides have.
+func (t *Tally) Match(p, c Frame) {
+	t.Frames++
+	if p.LatencyMs >= 0 {
+		t.latP.add(p.LatencyMs, t.exactAll)
+	}
+	if c.LatencyMs >= 0 {
+		t.latC.add(c.LatencyMs, t.exactAll)
+	}
+	matchFrame(p.Detections, c.Detections, t.iou, t.classes, &t.total)
+}
+
+// Add adds o's counts to t (the IoU is t's).
+func (t *Tally) Add(o *Tally) {
+	t.Frames += o.Frames
+	t.OnlyPrimary += o.OnlyPrimary
+	t.OnlyCandidate += o.OnlyCandidate
+	for id, a := range o.classes {
+		b, ok := t.classes[id]
+		if !ok {
+			b = &acc{}
+			t.classes[id] = b
+		}
+		b.add(a)
+	}
+	t.total.add(&o.total)
+	t.latP.merge(&o.latP, t.exactAll)
+	t.latC.merge(&o.latC, t.exactAll)
+}
+
+// Report scores what t counted.
+func (t *Tally) Report() Report {
+	rep := Report{Frames: t.Frames, OnlyPrimary: t.OnlyPrimary, OnlyCandidate: t.OnlyCandidate}
+	ids := make([]int, 0, len(t.classes))
+	for id := range t.classes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		rep.Classes = append(rep.Classes, t.classes[id].stats(id))
+	}
+	rep.Overall = t.total.stats(-1)
+	rep.Primary, rep.Candidate = t.latP.percentiles(), t.latC.percentiles()
+	return rep
+}
+
+// latencies holds one side's latencies: all of them while there are at most
+// ExactLatencies (or exactAll), and a histogram of every one.
+type latencies struct {
+	n     int
+	exact []float64 // the n values while they fit; dropped after
+	hist  map[int32]int
+}
+
+// logStep is the width of a latency histogram bucket: 1%.
+var logStep = math.Log(1.01)
+
+func (l *latencies) add(v float64, exactAll bool) {
+	if l.n == len(l.exact) && (exactAll || l.n < ExactLatencies) {
+		l.exact = append(l.exact, v)
+	} else {
+		l.exact = nil
+	}
+	l.n++
+	if l.hist == nil {
+		l.hist = map[int32]int{}
+	}
+	l.hist[bucketOf(v)]++
+}
+
+func bucketOf(v float64) int32 {
+	if v <= 0 {
+		return math.MinInt32
+	}
+	return int32(math.Floor(math.Log(v) / logStep))
+}
+
+func (l *latencies) merge(o *latencies, exactAll bool) {
+	if o.n == 0 {
+		return
+	}
+	if l.n == len(l.exact) && o.n == len(o.exact) && (exactAll || l.n+o.n <= ExactLatencies) {
+		l.exact = append(l.exact, o.exact...)
+	} else {
+		l.exact = nil
+	}
+	l.n += o.n
+	if l.hist == nil {
+		l.hist = map[int32]int{}
+	}
+	for b, k := range o.hist {
+		l.hist[b] += k
+	}
+}
+
+// percentiles are the nearest-rank 50th and 99th: exact while every value is kept, else
+// the geometric middle of the histogram bucket holding that rank.
+func (l *latencies) percentiles() Latency {
+	if l.n == 0 {
+		return Latency{}
+	}
+	if l.n == len(l.exact) {
+		v := slices.Clone(l.exact)
+		return latency(v)
+	}
+	bs := make([]int32, 0, len(l.hist))
+	for b := range l.hist {
+		bs = append(bs, b)
+	}
+	slices.Sort(bs)
+	at := func(q float64) float64 {
+		rank := min(max(int(math.Ceil(q/100*float64(l.n))), 1), l.n)
+		seen := 0
+		for _, b := range bs {
+			if seen += l.hist[b]; seen >= rank {
+				if b == math.MinInt32 {
+					return 0
+				}
+				return math.Exp((float64(b) + 0.5) * logStep)
+			}
+		}
+		return 0
+	}
+	return Latency{P50: at(50), P99: at(99), Frames: l.n}
+}
+
 // acc accumulates one class's counts.
 type acc struct {
 	label                       string
 	primary, candidate, matched int
 	iouSum                      float64
+}
+
+func (a *acc) add(o *acc) {
+	if a.label == "" {
+		a.label = o.label
+	}
+	a.primary += o.primary
+	a.candidate += o.candidate
+	a.matched += o.matched
+	a.iouSum += o.iouSum
 }
 
 func (a *acc) stats(class int) ClassStats {

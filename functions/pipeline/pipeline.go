@@ -149,11 +149,19 @@ func (f *Function) Run(frames [][]byte) ([]functions.FrameResult, functions.Batc
 		return results, tm, nil
 	}
 
+	err = f.inferDecode(l, input, ok, geoms, results, &tm)
+	return results, tm, err
+}
+
+// inferDecode infers the first len(ok) frames of the lane's input and decodes each
+// frame's outputs into results[ok[k]], mapped back with geoms[ok[k]].
+func (f *Function) inferDecode(l *onnx.Lane, input []float32, ok []int, geoms []functions.Geometry,
+	results []functions.FrameResult, tm *functions.BatchTimings) error {
 	t0 := time.Now()
 	outs, err := l.Infer(input, len(ok))
 	tm.Infer = time.Since(t0)
 	if err != nil {
-		return results, tm, err
+		return err
 	}
 	t0 = time.Now()
 	for k, i := range ok {
@@ -166,5 +174,63 @@ func (f *Function) Run(frames [][]byte) ([]functions.FrameResult, functions.Batc
 		results[i] = r
 	}
 	tm.Postprocess = time.Since(t0)
-	return results, tm, nil
+	return nil
+}
+
+// RunCrops is a second stage's run: it decodes one encoded frame, cuts out each box
+// (source pixels, rounded outwards and clipped to the frame), lays each crop out as the
+// spec's input, and infers the crops as one batch in one lane. results[i] answers
+// boxes[i]: its Width and Height are the crop's, and any detections are in the frame's
+// pixels. A box with no pixel inside the frame gets a result with Err set. The error
+// return is for the frame (it cannot be decoded) or the whole batch (the runtime failed).
+func (f *Function) RunCrops(frame []byte, boxes []functions.Box) ([]functions.FrameResult, functions.BatchTimings, error) {
+	var tm functions.BatchTimings
+	results := make([]functions.FrameResult, len(boxes))
+	t0 := time.Now()
+	m, err := vision.Decode(frame)
+	tm.Decode = time.Since(t0)
+	if err != nil {
+		return results, tm, err
+	}
+	defer m.Close()
+	if len(boxes) == 0 {
+		return results, tm, nil
+	}
+	l, err := f.session.Lane()
+	if err != nil {
+		return results, tm, err
+	}
+	defer l.Release()
+	n := f.session.FrameLen()
+	input := l.Input(len(boxes))
+	geoms := make([]functions.Geometry, len(boxes))
+	var ok []int
+	t0 = time.Now()
+	for i, b := range boxes {
+		crop, r, err := vision.Crop(m, b)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		k := len(ok)
+		g, err := vision.Fill(crop, f.Spec.Input, input[k*n:(k+1)*n])
+		crop.Close()
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		// Map decoded boxes into the frame: the crop starts at r.Min.
+		g.OffX -= int(float32(r.Min.X) * g.ScaleX)
+		g.OffY -= int(float32(r.Min.Y) * g.ScaleY)
+		g.SrcW, g.SrcH = m.Cols(), m.Rows()
+		geoms[i] = g
+		results[i].Width, results[i].Height = r.Dx(), r.Dy()
+		ok = append(ok, i)
+	}
+	tm.Preprocess = time.Since(t0)
+	if len(ok) == 0 {
+		return results, tm, nil
+	}
+	err = f.inferDecode(l, input, ok, geoms, results, &tm)
+	return results, tm, err
 }

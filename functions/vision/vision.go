@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	_ "image/jpeg" // DecodeConfig for JPEG headers
 	_ "image/png"  // and PNG headers
 
@@ -125,4 +126,26 @@ func Fill(m gocv.Mat, in functions.Input, dst []float32) (functions.Geometry, er
 		}
 	}
 	return g, nil
+}
+
+// Crop returns the part of m inside box (source pixels, rounded outwards and clipped to
+// the image) as a Mat of its own (the caller closes it), and the rectangle it took.
+func Crop(m gocv.Mat, box functions.Box) (gocv.Mat, image.Rectangle, error) {
+	r := image.Rect(int(math.Floor(float64(box.X1))), int(math.Floor(float64(box.Y1))),
+		int(math.Ceil(float64(box.X2))), int(math.Ceil(float64(box.Y2)))).Intersect(image.Rect(0, 0, m.Cols(), m.Rows()))
+	if r.Empty() || !finiteBox(box) {
+		return gocv.Mat{}, r, fmt.Errorf("crop %v: no pixel of the %dx%d frame inside it", box, m.Cols(), m.Rows())
+	}
+	roi := m.Region(r)
+	defer roi.Close()
+	return roi.Clone(), r, nil
+}
+
+func finiteBox(b functions.Box) bool {
+	for _, v := range []float32{b.X1, b.Y1, b.X2, b.Y2} {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return false
+		}
+	}
+	return true
 }
