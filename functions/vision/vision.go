@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"math"
 	_ "image/jpeg" // DecodeConfig for JPEG headers
 	_ "image/png"  // and PNG headers
+	"math"
 
 	"gocv.io/x/gocv"
 
