@@ -71,7 +71,13 @@ func (yoloxDecoder) CheckOutputs(spec *Spec, outputs []TensorInfo) error {
 }
 
 func (yoloxDecoder) Decode(spec *Spec, outputs []Tensor, g Geometry, labels []string) (FrameResult, error) {
+	if len(outputs) != 1 {
+		return FrameResult{}, fmt.Errorf("yolox: %d outputs, want 1", len(outputs))
+	}
 	o := outputs[0]
+	if err := checkLen(o); err != nil {
+		return FrameResult{}, err
+	}
 	if len(o.Shape) != 2 {
 		return FrameResult{}, fmt.Errorf("yolox output %q has shape %v per frame: want [rows cols]", o.Name, o.Shape)
 	}
