@@ -43,6 +43,7 @@ func newApp() *cli.App {
 			resourcesCommand(),
 			resultsCommand(),
 			benchCommand(),
+			soakCommand(),
 			versionCommand(),
 			completionCommand(),
 		},
