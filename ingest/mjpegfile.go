@@ -37,7 +37,9 @@ func SplitJPEGs(b []byte) [][]byte {
 // fps, looping over them, until ctx ends. It is what the demo's sample camera is; any
 // HTTP client can do the same. Each push waits at most 30 s for its answer, which is
 // passed to onAnswer (nil: ignored): the gateway's status (201: stored; 0 when no answer
-// came) and, unless 201, the error.
+// came) and, unless 201, the error. It numbers its frames itself (seq), from the Unix
+// microsecond it starts at, so that the numbers keep increasing across restarts: an
+// exactly-once deployment drops a frame stored twice by its seq.
 func PushLoop(ctx context.Context, gateway, token, stream, camera string, frames [][]byte, fps float64, onAnswer func(status int, err error)) error {
 	if len(frames) == 0 || fps <= 0 {
 		return fmt.Errorf("push loop: want frames and fps > 0, got %d frames at %v fps", len(frames), fps)
@@ -48,14 +50,16 @@ func PushLoop(ctx context.Context, gateway, token, stream, camera string, frames
 	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / fps))
 	defer tick.Stop()
+	seq := uint64(time.Now().UnixMicro())
 	for i := 0; ; i = (i + 1) % len(frames) {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
+		seq++
 		// The capture time is when this camera "took" the frame: now, before the request.
-		_, err := cl.PushFrame(ctx, stream, client.Frame{Camera: camera, CaptureTime: time.Now(), Image: frames[i]})
+		_, err := cl.PushFrame(ctx, stream, client.Frame{Camera: camera, Seq: seq, CaptureTime: time.Now(), Image: frames[i]})
 		if onAnswer != nil && ctx.Err() == nil {
 			onAnswer(answerStatus(err, http.StatusCreated), err)
 		}

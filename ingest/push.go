@@ -311,10 +311,12 @@ func (h *HTTPPush) frames(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	cameraSeq := seq != 0 // the camera's own number: the same on a retry
 	if seq == 0 {
 		seq = h.nextSeq(camera)
 	}
-	f := &wire.Frame{Camera: camera, Seq: seq, CaptureTime: capture, IngestTime: now, ContentType: wire.ContentJPEG, Data: data}
+	f := &wire.Frame{Camera: camera, Seq: seq, CaptureTime: capture, IngestTime: now, ContentType: wire.ContentJPEG, Data: data,
+		CameraSeq: cameraSeq}
 	part, off, err := h.send(r.PathValue("stream"), topic, f)
 	if err != nil {
 		return err

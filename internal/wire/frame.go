@@ -16,6 +16,8 @@
 //	        diplip-capture-ms capture time, Unix milliseconds, decimal
 //	        diplip-ingest-ms  time the gateway accepted it, Unix milliseconds, decimal
 //	        content-type      image/jpeg
+//	        diplip-seq-from   "camera" when the camera numbered the frame itself (absent:
+//	                          the gateway did, and a retried push cannot be told apart)
 package wire
 
 import (
@@ -33,6 +35,7 @@ const (
 	HeaderCaptureMs   = "diplip-capture-ms"
 	HeaderIngestMs    = "diplip-ingest-ms"
 	HeaderContentType = "content-type"
+	HeaderSeqFrom     = "diplip-seq-from"
 )
 
 // ContentJPEG is the only content type frames are stored in.
@@ -46,6 +49,9 @@ type Frame struct {
 	IngestTime  time.Time
 	ContentType string
 	Data        []byte
+	// CameraSeq says the camera gave Seq (a camera that retries a push sends the same
+	// one), so that an exactly-once runner can drop a frame stored twice.
+	CameraSeq bool
 }
 
 var cameraRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -72,13 +78,17 @@ func (f *Frame) Key() string { return f.Camera }
 
 // Headers are the frame record's headers, in the order the package comment lists them.
 func (f *Frame) Headers() []Header {
-	return []Header{
+	hs := []Header{
 		{HeaderCamera, f.Camera},
 		{HeaderSeq, strconv.FormatUint(f.Seq, 10)},
 		{HeaderCaptureMs, strconv.FormatInt(f.CaptureTime.UnixMilli(), 10)},
 		{HeaderIngestMs, strconv.FormatInt(f.IngestTime.UnixMilli(), 10)},
 		{HeaderContentType, f.ContentType},
 	}
+	if f.CameraSeq {
+		hs = append(hs, Header{HeaderSeqFrom, "camera"})
+	}
+	return hs
 }
 
 // DecodeFrame reads a frame from a record's key, headers and value. Its Data aliases value.
@@ -102,6 +112,9 @@ func decode(key string, hs []Header, value []byte) (Frame, error) {
 			f.IngestTime, err = parseMs(h.Value)
 		case HeaderContentType:
 			f.ContentType = h.Value
+		case HeaderSeqFrom: // optional
+			f.CameraSeq = h.Value == "camera"
+			continue
 		default:
 			continue
 		}
