@@ -75,12 +75,18 @@ var (
 	TransactionFrames = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "diplip_transaction_frames", Help: "Frames per committed transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 	}, []string{"deployment"})
+
+	// DuplicateFramesSkipped counts the frame records an exactly-once deployment skipped
+	// because their camera had sent that seq (or a later one) already: a retried push.
+	DuplicateFramesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "diplip_duplicate_frames_skipped_total", Help: "Frame records skipped as repeats of a camera's seq (exactly-once deployments).",
+	}, []string{"deployment"})
 )
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		IngestFrames, FramesProcessed, EndToEnd, Inference, BatchSize, ConsumerLag, Runners, ColdStarts, CameraReconnects,
-		Transactions, TransactionFrames)
+		Transactions, TransactionFrames, DuplicateFramesSkipped)
 }
 
 // Handler serves the registry in the Prometheus text format.
