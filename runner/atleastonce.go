@@ -70,6 +70,9 @@ func (a *atLeastOnce) claim(ctx context.Context, s sarama.ConsumerGroupSession, 
 
 func (c *aloClaim) from() int64 { return -1 }
 
+// state has nothing to take: at-least-once keeps no state of its own.
+func (c *aloClaim) state(map[string][]byte) {}
+
 func (c *aloClaim) take(it *flow.Item) {
 	c.items.Add(1)
 	it.Meta = &aloItem{claim: c}

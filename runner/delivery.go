@@ -40,6 +40,10 @@ type claim interface {
 	// from is the first offset to process: the records before it are done already
 	// (exactly-once: the previous owner's last transaction committed them). -1 for all.
 	from() int64
+	// state takes the partition's records in the deployment's state topic (read when the
+	// deployment has one, before any record is taken), removing those that are its own:
+	// what is left are the cameras' tracker checkpoints.
+	state(states map[string][]byte)
 	// take registers a consumed record before it enters the pipeline, in offset order;
 	// it sets it.Meta, which submit reads.
 	take(it *flow.Item)

@@ -168,7 +168,7 @@ func txnWith(w *Worker, next func(n int) (sarama.SyncProducer, error), offset fu
 	var n int
 	return &transactional{w: w,
 		producer:  func(int32) (sarama.SyncProducer, error) { n++; return next(n) },
-		committed: func(int32) (int64, error) { return offset(), nil },
+		committed: func(context.Context, int32) (int64, error) { return offset(), nil },
 		fenceWait: 10 * time.Millisecond,
 	}
 }

@@ -70,52 +70,133 @@ func (m *member) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // can move to another runner.
 func (m *member) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
 	p := c.Partition()
+	// The claim's own life: with the cooperative protocol a revoked claim ends before its
+	// session does, which only the end of c.Messages() says. The feed hears it at once,
+	// whatever the claim is doing, and ends ctx; so does the end of the session.
+	ctx, cancel := context.WithCancel(s.Context())
+	defer cancel()
+	f := newFeed(c)
+	go f.run(c, cancel) // ends with c.Messages(), which sarama closes once we return at the latest
 	// Before anything is read: exactly-once fences the partition's previous owner here, and
-	// learns where that owner's last transaction left the partition. The claim's life as
-	// this handler sees it is the session's: with the cooperative protocol a revoked claim
-	// ends before its session does, which only the end of c.Messages() says.
-	dc, err := m.delivery.claim(s.Context(), s, p)
+	// learns where that owner's last transaction left the partition.
+	dc, err := m.delivery.claim(ctx, s, p)
 	if err != nil {
-		return nil // the session ended first
+		return nil // the claim ended first
 	}
-	if m.w.tracking != nil { // the partition's cameras continue from their checkpoints
-		states, err := m.w.cfg.Kafka.LatestByKey(wire.StateTopic(m.w.cfg.Deployment), p)
+	if m.w.hasState() { // the partition's state: its cameras' checkpoints and seqs
+		states, err := m.w.cfg.Kafka.LatestByKeyContext(ctx, wire.StateTopic(m.w.cfg.Deployment), p)
 		if err != nil {
 			dc.release()
-			return fmt.Errorf("reading the tracker checkpoints of partition %d: %w", p, err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading the state of partition %d: %w", p, err)
 		}
-		m.w.tracking.restore(states)
+		dc.state(states)
+		if m.w.tracking != nil { // its cameras continue from their checkpoints
+			m.w.tracking.restore(p, states)
+		}
 	}
 	m.w.claims.set(p, true)
 	defer func() {
 		// Whatever the claim still holds gets one attempt; every record it fed is finished
-		// when release returns. (The end of the claim, not of the session, says the
-		// partition is no longer ours.)
+		// when release returns. Then the partition's cameras are forgotten here: their
+		// state is the checkpoints', read again if the partition comes back.
 		dc.release()
+		if m.w.tracking != nil {
+			m.w.tracking.drop(p)
+		}
 		m.w.claims.set(p, false)
 	}()
 	from := dc.from()
 	for {
+		msg, ok := f.next(ctx)
+		if !ok {
+			return nil
+		}
+		if msg.Offset < from {
+			continue // committed by the previous owner's last transaction
+		}
+		it := itemOf(msg)
+		dc.take(it)
 		select {
-		case msg, ok := <-c.Messages():
-			if !ok {
-				return nil
-			}
-			if msg.Offset < from {
-				continue // committed by the previous owner's last transaction
-			}
-			it := itemOf(msg)
-			dc.take(it)
-			select {
-			case m.in <- it:
-			case <-s.Context().Done():
-				dc.abandon(it)
-				return nil
-			}
-		case <-s.Context().Done():
+		case m.in <- it:
+		case <-ctx.Done():
+			dc.abandon(it)
 			return nil
 		}
 	}
+}
+
+// feedMax is how many records a claim's feed holds before it pauses fetching.
+const feedMax = 64
+
+// feed reads a claim's records into a queue of its own, so that the end of c.Messages()
+// (sarama's word that the partition was revoked) is heard at once even while the claim
+// waits (for its transactions to start, for room in the pipeline or in flight), and not
+// only after the claim has worked through sarama's buffer. It pauses fetching while its
+// queue is full, so that it holds at most feedMax records, sarama's channel buffer and
+// one fetch.
+type feed struct {
+	pauser interface {
+		Pause()
+		Resume()
+	} // nil when the claim cannot pause (a stand-in)
+	ready  chan struct{} // a token when the queue gets a record
+	mu     sync.Mutex
+	queue  []*sarama.ConsumerMessage
+	paused bool
+}
+
+func newFeed(c sarama.ConsumerGroupClaim) *feed {
+	f := &feed{ready: make(chan struct{}, 1)}
+	f.pauser, _ = c.(interface {
+		Pause()
+		Resume()
+	})
+	return f
+}
+
+// run queues c's records until c.Messages() closes, then ends the claim (cancel).
+func (f *feed) run(c sarama.ConsumerGroupClaim, cancel context.CancelFunc) {
+	defer cancel()
+	for msg := range c.Messages() {
+		f.mu.Lock()
+		f.queue = append(f.queue, msg)
+		if len(f.queue) >= feedMax && !f.paused && f.pauser != nil {
+			f.pauser.Pause()
+			f.paused = true
+		}
+		f.mu.Unlock()
+		select {
+		case f.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// next returns the claim's next record, waiting for one; false once ctx ended.
+func (f *feed) next(ctx context.Context) (*sarama.ConsumerMessage, bool) {
+	for ctx.Err() == nil {
+		f.mu.Lock()
+		if len(f.queue) > 0 {
+			msg := f.queue[0]
+			f.queue[0] = nil
+			f.queue = f.queue[1:]
+			if f.paused && len(f.queue) <= feedMax/2 {
+				f.pauser.Resume()
+				f.paused = false
+			}
+			f.mu.Unlock()
+			return msg, true
+		}
+		f.mu.Unlock()
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+		}
+	}
+	return nil, false
 }
 
 // itemOf is a consumed record as the pipeline carries it.

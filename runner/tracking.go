@@ -33,11 +33,19 @@ type tracking struct {
 	idle     time.Duration
 	log      *slog.Logger
 	cams     map[string]*trackedCamera
-	mu       sync.Mutex        // guards restored
-	restored map[string][]byte // checkpoints read at claim time, not yet applied
+	mu       sync.Mutex            // guards restored and dropped
+	restored map[string]checkpoint // read at claim time, not yet applied
+	dropped  []int32               // partitions released, whose cameras are to be forgotten
+}
+
+// checkpoint is a camera's checkpoint read when its partition was claimed.
+type checkpoint struct {
+	partition int32
+	blob      []byte
 }
 
 type trackedCamera struct {
+	partition    int32 // its frames' partition
 	cam          *track.Camera
 	zonesVersion uint64
 	zoneNames    []string
@@ -70,26 +78,59 @@ func newTracking(d wire.Deployment, zones ZoneSource, log *slog.Logger) (*tracki
 		idle = 30 * time.Second
 	}
 	return &tracking{d: d, cfg: cfg, zones: zones, idle: idle, log: log, cams: map[string]*trackedCamera{},
-		restored: map[string][]byte{}}, nil
+		restored: map[string]checkpoint{}}, nil
 }
 
-// restore hands over the checkpoints of a partition just claimed; they replace what the
-// worker may still hold of those cameras from an earlier session of the partition.
-func (t *tracking) restore(states map[string][]byte) {
+// restore hands over the checkpoints of partition p, just claimed; they replace what the
+// worker may still hold of those cameras from an earlier claim of the partition.
+func (t *tracking) restore(p int32, states map[string][]byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for camera, b := range states {
-		t.restored[camera] = b
+		t.restored[camera] = checkpoint{partition: p, blob: b}
+	}
+}
+
+// drop forgets the cameras of partition p, whose claim was released: their state is
+// their checkpoints', read again when the partition is claimed again. The sequencer's
+// goroutine, which alone touches the cameras, does it before its next frame.
+func (t *tracking) drop(p int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropped = append(t.dropped, p)
+	for camera, c := range t.restored {
+		if c.partition == p {
+			delete(t.restored, camera)
+		}
+	}
+}
+
+// forgetDropped forgets the cameras of the partitions released since it last ran; it
+// runs in the sequencer's goroutine. A partition claimed again since has nothing of its
+// new claim in t.cams yet (its release waited for every frame it took).
+func (t *tracking) forgetDropped() {
+	t.mu.Lock()
+	dropped := t.dropped
+	t.dropped = nil
+	t.mu.Unlock()
+	for _, p := range dropped {
+		for camera, tc := range t.cams {
+			if tc.partition == p {
+				delete(t.cams, camera)
+			}
+		}
 	}
 }
 
 // camera returns camera's state, made from its checkpoint or fresh, and rebuilt when its
 // zones changed (counts carry over by zone name).
-func (t *tracking) camera(camera string) (*trackedCamera, error) {
+func (t *tracking) camera(camera string, partition int32) (*trackedCamera, error) {
+	t.forgetDropped()
 	t.mu.Lock()
-	blob, fromCheckpoint := t.restored[camera]
+	c, fromCheckpoint := t.restored[camera]
 	delete(t.restored, camera)
 	t.mu.Unlock()
+	blob := c.blob
 	var zones []wire.Zone
 	var version uint64
 	if t.zones != nil {
@@ -128,7 +169,7 @@ func (t *tracking) camera(camera string) (*trackedCamera, error) {
 			cam, _ = track.NewCamera(t.cfg, cc)
 		}
 	}
-	tc = &trackedCamera{cam: cam, zonesVersion: version, zoneNames: names}
+	tc = &trackedCamera{partition: partition, cam: cam, zonesVersion: version, zoneNames: names}
 	t.cams[camera] = tc
 	return tc, nil
 }
@@ -140,7 +181,7 @@ func (t *tracking) Apply(r *wire.Result, now time.Time) []byte {
 	if r.Status != wire.StatusOK {
 		return nil
 	}
-	tc, err := t.camera(r.Camera)
+	tc, err := t.camera(r.Camera, r.Source.Partition)
 	if err != nil {
 		t.log.Error("tracker stage", "err", err)
 		return nil
@@ -195,6 +236,7 @@ func (t *tracking) Apply(r *wire.Result, now time.Time) []byte {
 // CloseIdle ends the tracks of cameras that sent no frame for the idle time (their
 // counts stay). Nothing is written: the next frame after a long gap ends them anyway.
 func (t *tracking) CloseIdle(now time.Time) {
+	t.forgetDropped()
 	for camera, tc := range t.cams {
 		if !tc.last.IsZero() && now.Sub(tc.last) > t.idle && tc.cam.Tracker().Len() > 0 {
 			events := tc.cam.Close()

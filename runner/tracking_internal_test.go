@@ -63,3 +63,25 @@ func TestTrackingStage(t *testing.T) {
 		t.Fatalf("a redelivered frame was tracked again: %+v", again)
 	}
 }
+
+// The cameras of a partition whose claim was released are forgotten (their checkpoints
+// bring them back when it is claimed again); the other partitions' cameras stay.
+func TestTrackingForgetsAReleasedPartitionsCameras(t *testing.T) {
+	d := wire.Deployment{Function: "fn", Stream: "s", Track: &wire.TrackParams{}}
+	tr, err := newTracking(d, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	for p, cam := range []string{"cam-a", "cam-b"} {
+		r := walker(1, 500, 200)
+		r.Camera, r.Source.Partition = cam, int32(p)
+		tr.Apply(&r, now)
+	}
+	tr.restore(0, map[string][]byte{"cam-c": []byte("{}")}) // claimed, not yet seen
+	tr.drop(0)
+	tr.CloseIdle(now)
+	if _, ok := tr.cams["cam-a"]; ok || len(tr.cams) != 1 || len(tr.restored) != 0 {
+		t.Fatalf("after releasing partition 0: cameras %v, checkpoints pending %v; want only cam-b", tr.cams, tr.restored)
+	}
+}

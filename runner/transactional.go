@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -50,8 +51,8 @@ type transactional struct {
 	w *Worker
 	// producer makes a partition's transactional producer, fencing every earlier one.
 	producer func(partition int32) (sarama.SyncProducer, error)
-	// committed reads the group's stable committed offset of a partition.
-	committed func(partition int32) (int64, error)
+	// committed reads the group's stable committed offset of a partition, until ctx ends.
+	committed func(ctx context.Context, partition int32) (int64, error)
 	// fenceWait is how long a fenced claim waits to hear that it lost its partition
 	// before it takes the transactional id back: two heartbeats of the group.
 	fenceWait time.Duration
@@ -61,8 +62,8 @@ func newTransactional(w *Worker) *transactional {
 	kc, d := w.cfg.Kafka, w.cfg.Deployment
 	return &transactional{w: w,
 		producer: func(p int32) (sarama.SyncProducer, error) { return kc.TransactionalProducer(TransactionalID(d, p)) },
-		committed: func(p int32) (int64, error) {
-			return kc.StableCommit(d.Group(), w.cfg.Stream.Topic, p)
+		committed: func(ctx context.Context, p int32) (int64, error) {
+			return kc.StableCommit(ctx, d.Group(), w.cfg.Stream.Topic, p)
 		},
 		fenceWait: 2 * kc.Config().Consumer.Group.Heartbeat.Interval,
 	}
@@ -88,18 +89,24 @@ type txnClaim struct {
 	closed bool
 	wake   chan struct{} // a token when the queue gets an item or is closed
 	done   chan struct{}
-	// lost is closed when the claim ends (the partition was revoked, or the worker stops):
-	// what is in flight then gets one attempt at its transaction, no retries.
-	lost     chan struct{}
-	loseOnce sync.Once
-	broken   bool // a transaction was given up: nothing more is committed for this claim
+	// ctx ends when the claim does (the partition was revoked, the session ended, or the
+	// claim was released): what is in flight then gets one attempt at its transaction, no
+	// retries.
+	ctx    context.Context
+	lose   context.CancelFunc
+	broken bool // a transaction was given up: nothing more is committed for this claim
+	// The cameras' seqs (dedup.go): seen is the sequencer's (what it took), seqs the
+	// committing goroutine's (what the last transaction left), under seqsKey.
+	seqsKey    string
+	seen, seqs cameraSeqs
 }
 
 // claim makes the partition's producer (fencing the previous owner) and reads where the
-// previous owner's transactions left the partition, retrying until ctx ends.
+// previous owner's transactions left the partition, retrying until ctx (the claim's) ends.
 func (tx *transactional) claim(ctx context.Context, _ sarama.ConsumerGroupSession, partition int32) (claim, error) {
-	t := &txnClaim{tx: tx, partition: partition,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), lost: make(chan struct{})}
+	t := &txnClaim{tx: tx, partition: partition, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		seqsKey: seqsKey(partition, tx.w.cfg.Stream.Partitions), seen: cameraSeqs{}, seqs: cameraSeqs{}}
+	t.ctx, t.lose = context.WithCancel(ctx)
 	wait := tx.w.cfg.RetryBackoff
 	for {
 		err := t.connect()
@@ -109,6 +116,7 @@ func (tx *transactional) claim(ctx context.Context, _ sarama.ConsumerGroupSessio
 		tx.w.log.Warn("cannot start the partition's transactions; retrying", "partition", partition, "err", err)
 		select {
 		case <-ctx.Done():
+			t.lose()
 			return nil, err
 		case <-time.After(wait):
 		}
@@ -118,8 +126,15 @@ func (tx *transactional) claim(ctx context.Context, _ sarama.ConsumerGroupSessio
 	return t, nil
 }
 
-// submit queues an item for its partition's next transaction; it never blocks.
-func (tx *transactional) submit(it *flow.Item) { it.Meta.(*txnClaim).add(it) }
+// submit queues an item for its partition's next transaction; it never blocks. A frame
+// that repeats its camera's seq is skipped (dedup.go).
+func (tx *transactional) submit(it *flow.Item) {
+	t := it.Meta.(*txnClaim)
+	if t.seen.repeat(it) {
+		tx.w.skipRepeat(it)
+	}
+	t.add(it)
+}
 
 // close has nothing to do: each claim closed its producer when it was released.
 func (tx *transactional) close() {}
@@ -134,7 +149,7 @@ func (t *txnClaim) connect() error {
 	if err != nil {
 		return err
 	}
-	off, err := t.tx.committed(t.partition)
+	off, err := t.tx.committed(t.ctx, t.partition)
 	if err != nil {
 		_ = p.Close()
 		return err
@@ -144,6 +159,13 @@ func (t *txnClaim) connect() error {
 }
 
 func (t *txnClaim) from() int64 { return t.committed }
+
+// state takes the partition's state records, read before any record is taken: its
+// cameras' seqs, written by the previous owner's last transaction.
+func (t *txnClaim) state(states map[string][]byte) {
+	t.seen, t.seqs = parseSeqs(states[t.seqsKey]), parseSeqs(states[t.seqsKey])
+	delete(states, t.seqsKey) // not a camera's checkpoint
+}
 
 func (t *txnClaim) take(it *flow.Item) {
 	t.items.Add(1)
@@ -156,7 +178,7 @@ func (t *txnClaim) abandon(*flow.Item) { t.items.Done() }
 // release says the claim ended (no more retries), waits until every item was handed
 // over and finished, then ends the goroutine and closes the producer.
 func (t *txnClaim) release() {
-	t.loseOnce.Do(func() { close(t.lost) })
+	t.lose()
 	t.items.Wait()
 	t.mu.Lock()
 	t.closed = true
@@ -168,14 +190,7 @@ func (t *txnClaim) release() {
 	}
 }
 
-func (t *txnClaim) isLost() bool {
-	select {
-	case <-t.lost:
-		return true
-	default:
-		return false
-	}
-}
+func (t *txnClaim) isLost() bool { return t.ctx.Err() != nil }
 
 // add queues an item for the partition's next transaction; it never blocks.
 func (t *txnClaim) add(it *flow.Item) {
@@ -246,14 +261,21 @@ func (t *txnClaim) commit(items []*flow.Item) {
 		// claim takes its transactional id back (connect): a failed commit may have landed
 		// after all (its answer was lost), or the owner that fenced it committed further.
 		for len(todo) > 0 && todo[0].Offset < t.committed {
+			if s := t.seqs.after(todo[:1]); s != nil {
+				t.seqs = s
+			}
 			t.finish(todo[0])
 			todo = todo[1:]
 		}
 		if len(todo) == 0 {
 			return
 		}
-		err := t.transact(todo)
+		seqs := t.seqs.after(todo)
+		err := t.transact(todo, seqs)
 		if err == nil {
+			if seqs != nil {
+				t.seqs = seqs
+			}
 			for _, it := range todo {
 				t.finish(it)
 			}
@@ -275,7 +297,7 @@ func (t *txnClaim) commit(items []*flow.Item) {
 		metrics.Transactions.WithLabelValues(w.cfg.Deployment.Key(), "retried").Inc()
 		w.log.Warn("transaction failed; retrying", "partition", t.partition, "frames", len(todo), "err", err)
 		select { // a partition revoked meanwhile gets no retry
-		case <-t.lost:
+		case <-t.ctx.Done():
 			continue
 		case <-time.After(wait):
 		}
@@ -289,7 +311,7 @@ func (t *txnClaim) commit(items []*flow.Item) {
 		// wait for that before taking the transactional id back.
 		if fenced(err) {
 			select {
-			case <-t.lost:
+			case <-t.ctx.Done():
 				continue // released above on the next pass
 			case <-time.After(t.tx.fenceWait):
 			}
@@ -304,8 +326,9 @@ func (t *txnClaim) commit(items []*flow.Item) {
 // at making one failed.
 var errNoProducer = errors.New("no transactional producer")
 
-// transact runs one transaction: the items' records, then the partition's next offset.
-func (t *txnClaim) transact(items []*flow.Item) error {
+// transact runs one transaction: the items' records, the cameras' seqs when they moved
+// (nil: they did not), then the partition's next offset.
+func (t *txnClaim) transact(items []*flow.Item, seqs cameraSeqs) error {
 	p := t.producer
 	if p == nil {
 		return errNoProducer
@@ -315,6 +338,14 @@ func (t *txnClaim) transact(items []*flow.Item) error {
 		if !it.Skip {
 			msgs = append(msgs, t.tx.w.records(it)...)
 		}
+	}
+	if seqs != nil {
+		b, err := json.Marshal(seqs)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: wire.StateTopic(t.tx.w.cfg.Deployment),
+			Key: sarama.StringEncoder(t.seqsKey), Value: sarama.ByteEncoder(b), Metadata: &outMsg{it: items[len(items)-1], state: true}})
 	}
 	next := items[len(items)-1].Offset + 1
 	if err := p.BeginTxn(); err != nil {

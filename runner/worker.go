@@ -53,6 +53,9 @@ type WorkerConfig struct {
 // Stats counts what a worker did.
 type Stats struct {
 	Frames, OK, Skipped, Errors, Batches atomic.Int64
+	// Duplicates counts the frames skipped because their camera had sent their seq
+	// already (exactly-once).
+	Duplicates atomic.Int64
 	// LastResult is the Unix nanosecond time of the last result acknowledged.
 	LastResult atomic.Int64
 }
@@ -132,9 +135,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner: %w", err)
 	}
-	if w.tracking != nil {
+	if w.hasState() {
 		if err := w.cfg.Kafka.EnsureCompactedTopic(wire.StateTopic(w.cfg.Deployment), w.cfg.Stream.Partitions); err != nil {
-			return fmt.Errorf("runner: tracker state topic: %w", err)
+			return fmt.Errorf("runner: state topic: %w", err)
 		}
 	}
 	group, err := sarama.NewConsumerGroupFromClient(w.cfg.Deployment.Group(), client)
@@ -165,6 +168,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	consume.Wait()
 	pipeline.Wait()
 	return consumeErr
+}
+
+// hasState says whether the deployment keeps state that moves with its partitions, in its
+// compacted state topic: the tracker's checkpoints, the cameras' seqs of exactly-once.
+func (w *Worker) hasState() bool {
+	return w.tracking != nil || w.cfg.Deployment.Delivery.Transactional()
 }
 
 // Unhealthy returns why the function is unhealthy, or "" when it is not.

@@ -1,6 +1,7 @@
 package kafkaclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -98,7 +99,9 @@ func (c *Client) TransactionalProducer(id string) (sarama.SyncProducer, error) {
 // StableCommit returns a group's committed offset on a partition (-1 when it has none),
 // waiting out transactions that are still committing offsets there (Kafka's
 // require_stable), so that what it returns is what the last committed transaction left.
-func (c *Client) StableCommit(group, topic string, partition int32) (int64, error) {
+// It gives up with ctx's error when ctx ends first (a runner's claim of the partition
+// ended: nobody waits for the answer any more).
+func (c *Client) StableCommit(ctx context.Context, group, topic string, partition int32) (int64, error) {
 	cl, err := c.Sarama()
 	if err != nil {
 		return 0, err
@@ -126,7 +129,13 @@ func (c *Client) StableCommit(group, topic string, partition int32) (int64, erro
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("group %s's offset on %s/%d: %w", group, topic, partition, err)
 		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("group %s's offset on %s/%d: %w", group, topic, partition, context.Cause(ctx))
+		}
 		_ = cl.RefreshCoordinator(group)
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
