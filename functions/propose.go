@@ -131,7 +131,9 @@ func vector(t ModelTensor) (int64, bool) {
 	return n, n > 0
 }
 
-func (p *Proposal) why(format string, args ...any) { p.Why = append(p.Why, fmt.Sprintf(format, args...)) }
+func (p *Proposal) why(format string, args ...any) {
+	p.Why = append(p.Why, fmt.Sprintf(format, args...))
+}
 
 // classes checks the user's labels against the model's class count (when known) and
 // notes what the names are.

@@ -126,11 +126,15 @@ func TestProposeFamilies(t *testing.T) {
 			Metadata: map[string]string{"author": "Ultralytics", "description": "Ultralytics RT-DETR-l model", "task": "detect", "names": coco}}, nil,
 			func(p *Proposal) bool { return p.Spec.Output.Decoder == "detr" && p.Spec.Output.Activation == "none" }},
 		{"imagenet classifier", &ModelInfo{Inputs: in(1, 3, 224, 224), Outputs: outs(ModelTensor{"logits", []int64{1, 1000}, "float"})}, nil,
-			func(p *Proposal) bool { return p.Spec.Output.Decoder == "classify" && p.Spec.Output.Activation == "softmax" }},
+			func(p *Proposal) bool {
+				return p.Spec.Output.Decoder == "classify" && p.Spec.Output.Activation == "softmax"
+			}},
 		{"classifier by labels", &ModelInfo{Inputs: in(1, 3, 224, 224), Outputs: outs(ModelTensor{"out", []int64{-1, 3}, "float"})}, []string{"a", "b", "c"},
 			func(p *Proposal) bool { return p.Spec.Output.Decoder == "classify" }},
 		{"embedder", &ModelInfo{Inputs: in(-1, 3, 256, 128), Outputs: outs(ModelTensor{"feat", []int64{-1, 512}, "float"})}, nil,
-			func(p *Proposal) bool { return p.Spec.Output.Decoder == "embed" && p.Spec.Input.Channels == "RGB" && p.Spec.Input.Resize == "stretch" }},
+			func(p *Proposal) bool {
+				return p.Spec.Output.Decoder == "embed" && p.Spec.Input.Channels == "RGB" && p.Spec.Input.Resize == "stretch"
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := propose(t, tc.m, tc.labels)
