@@ -101,7 +101,7 @@ var rooms = []room{
 	{dir: "sinks", diplip: []string{"api", "internal/wire", "internal/kafkaclient", "internal/controlplane", "internal/metrics"},
 		modules: []string{sarama, "github.com/eclipse/paho.mqtt.golang", prom}, never: []string{ort, gocv},
 		why: "results to webhooks and MQTT, at least once; a sink never holds up a runner, and knows no HTTP routes or models"},
-	{dir: "node", diplip: []string{"gateway", "ingest", "rollout", "scaler", "registry", "internal/controlplane", "internal/engines", "internal/kafkaclient", "internal/metrics", "internal/wire", "api"},
+	{dir: "node", diplip: []string{"gateway", "ingest", "rollout", "scaler", "sinks", "registry", "internal/controlplane", "internal/engines", "internal/kafkaclient", "internal/metrics", "internal/wire", "api"},
 		modules: []string{natsGo, ggcr, xsync}, never: []string{ort, gocv},
 		why: "assembling one node; it runs no model (runners are processes of their own)"},
 

@@ -62,6 +62,8 @@ type Config struct {
 	MaxFrameBytes int64
 	// Scaler, when not nil, reports runners and deployment status on /v1/resources.
 	Scaler Scaler
+	// Sinks, when not nil, serves /v1/sinks (501 otherwise).
+	Sinks Sinks
 	// ListenAddr is the listener's address (host:port), which the Host header must name
 	// (besides localhost and loopback addresses on its port).
 	ListenAddr string
@@ -112,6 +114,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.push = push
 	s.routes()
 	s.zoneRoutes()
+	s.sinkRoutes()
 	s.guarded = s.guard(s.mux)
 	return s, nil
 }

@@ -1,14 +1,13 @@
 package gateway
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/functions/track"
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -62,7 +61,7 @@ func (s *Server) addZone(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cameraKnown(r.Context(), st, req.Camera); err != nil {
+	if err := ingest.CameraOnStream(r.Context(), s.cfg.Store, s.cfg.Kafka, st, req.Camera); err != nil {
 		return err
 	}
 	z := wire.Zone{Stream: req.Stream, Camera: req.Camera, Name: req.Name, Created: time.Now().UTC()}
@@ -80,29 +79,6 @@ func (s *Server) addZone(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, apiZone(z))
 	return nil
-}
-
-// cameraKnown checks that a camera belongs to the stream: a pulled camera recorded on
-// it, or one whose frames have results on it lately (cameras that push have no record).
-func (s *Server) cameraKnown(ctx context.Context, st wire.Stream, camera string) error {
-	if c, err := s.cfg.Store.Camera(ctx, camera); err == nil && c.Stream == st.Name {
-		return nil
-	} else if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
-		return err
-	}
-	recent, err := s.cfg.Kafka.LastResults(ctx, st.ResultsTopic, 500)
-	if err != nil {
-		return errorf(http.StatusBadGateway, "kafka: %v", err)
-	}
-	for _, b := range recent {
-		var r struct {
-			Camera string `json:"camera"`
-		}
-		if json.Unmarshal(b, &r) == nil && r.Camera == camera {
-			return nil
-		}
-	}
-	return errorf(http.StatusNotFound, "camera %q not found on stream %s: add it with diplip camera add, or let it push frames first", camera, st.Name)
 }
 
 func (s *Server) listZones(w http.ResponseWriter, r *http.Request) error {

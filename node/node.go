@@ -37,6 +37,7 @@ import (
 	"github.com/diplip/diplip/registry"
 	"github.com/diplip/diplip/rollout"
 	"github.com/diplip/diplip/scaler"
+	"github.com/diplip/diplip/sinks"
 )
 
 // Config describes a node.
@@ -131,6 +132,7 @@ type Node struct {
 	streams  *controlplane.StreamView
 	rollout  *rollout.Service
 	cameras  *ingest.Supervisor
+	sinks    *sinks.Manager
 	gateway  *gateway.Server
 }
 
@@ -214,6 +216,8 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.scaler.Run(gctx) })
 	g.Go(func() error { return n.rollout.ShadowGauges(15 * time.Second).Run(gctx) })
 	g.Go(func() error { return n.cameras.Run(gctx) })
+	// Each sink is a consumer group of its own: a slow target holds only its sink.
+	g.Go(func() error { return n.sinks.Run(gctx) })
 	if n.kafka != nil {
 		// The managed broker comes back by itself after a crash, or the node stops with why.
 		g.Go(func() error { return n.kafka.Supervise(gctx, 0, 5) })
@@ -301,9 +305,18 @@ func (n *Node) start(ctx context.Context) (err error) {
 		Open: n.cfg.OpenSource, Policy: n.cfg.CameraSources, Logger: n.log}); err != nil {
 		return err
 	}
+	sinkStore, err := controlplane.OpenSinks(ctx, n.nc, cpOpts)
+	if err != nil {
+		return err
+	}
+	if n.sinks, err = sinks.NewManager(sinks.ManagerConfig{Sinks: sinkStore, Store: store, Zones: zones, Kafka: n.client,
+		Gateway: n.url, Logger: n.log}); err != nil {
+		return err
+	}
 	n.gateway, err = gateway.NewServer(gateway.Config{
 		Kafka: n.client, NATS: n.nc, Store: store, Streams: n.streams, Rollout: n.rollout, Producer: n.producer,
 		Cameras: n.cameras, Zones: zones, Registry: n.registry, Token: n.cfg.Token, Logger: n.log, Scaler: scalerView{n.scaler},
+		Sinks: SinkView{n.sinks},
 		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
 	})
 	return err
