@@ -315,8 +315,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	}
 	n.gateway, err = gateway.NewServer(gateway.Config{
 		Kafka: n.client, NATS: n.nc, Store: store, Streams: n.streams, Rollout: n.rollout, Producer: n.producer,
-		Cameras: n.cameras, Zones: zones, Registry: n.registry, Token: n.cfg.Token, Logger: n.log, Scaler: scalerView{n.scaler},
-		Sinks: SinkView{n.sinks},
+		Cameras: n.cameras, Zones: zones, Registry: n.registry, Token: n.cfg.Token, Logger: n.log, Scaler: scalerView{n.scaler}, Sinks: SinkView{n.sinks},
 		ListenAddr: n.ln.Addr().String(), AllowedHosts: n.cfg.AllowedHosts, AllowedOrigins: n.cfg.AllowedOrigins,
 	})
 	return err

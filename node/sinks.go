@@ -32,7 +32,9 @@ func (v SinkView) Add(ctx context.Context, req api.SinkRequest) (api.Sink, error
 
 func (v SinkView) List(ctx context.Context) ([]api.Sink, error) { return v.M.List(ctx) }
 
-func (v SinkView) Remove(ctx context.Context, name string) error { return sinkErr(v.M.Remove(ctx, name)) }
+func (v SinkView) Remove(ctx context.Context, name string) error {
+	return sinkErr(v.M.Remove(ctx, name))
+}
 
 func (v SinkView) Test(ctx context.Context, name string) (api.SinkTestResult, error) {
 	r, err := v.M.Test(ctx, name)
