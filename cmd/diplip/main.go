@@ -37,6 +37,7 @@ func newApp() *cli.App {
 			streamCommand(),
 			cameraCommand(),
 			zoneCommand(),
+			sinkCommand(),
 			fnCommand(),
 			replayCommand(),
 			runnerCommand(),
