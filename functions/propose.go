@@ -419,7 +419,7 @@ func (p *Proposal) gfl(s *Spec, outs []ModelTensor, labels []string) error {
 	if !byName {
 		p.Comments["output.tensors"] = "CHECK: the names did not say which output is scores and which distributions; fn init took the narrower one, a multiple of 4, as distributions"
 	}
-	p.Comments["output.gfl"] = "strides from the grid sizes, reg_max from the distribution width; CHECK center_offset: 0.5 for NanoDet-m, 0 for NanoDet-Plus"
+	p.Comments["output.gfl"] = "CHECK: center_offset 0.5 is NanoDet-m's, 0 NanoDet-Plus's; strides come from the grid sizes, reg_max from the distribution width"
 	p.Comments["output.activation"] = "CHECK: none if the scores are sigmoid-ed in the graph (NanoDet's export), sigmoid if they are logits"
 	p.nanodetPre(s)
 	return p.classes(s, int(classes), labels)

@@ -30,6 +30,7 @@ func fnCommand() *cli.Command {
 		Name:  "fn",
 		Usage: "build, publish and deploy functions (a model packaged as an OCI image)",
 		Subcommands: []*cli.Command{
+			fnInitCommand(),
 			{
 				Name:      "build",
 				Usage:     "validate a function directory, check its model with ONNX Runtime, and pack it as an OCI image",
