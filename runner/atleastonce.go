@@ -19,7 +19,7 @@ import (
 // partition of the worker; an offset is marked (and so committed) only when its result
 // and every earlier one of its partition are acknowledged by Kafka, so a crash or a
 // rebalance can write a result twice (same id) but never lose one. At most MaxInFlight
-// records wait for their acknowledgement.
+// records wait for their acknowledgement (and the worker's budget bounds their bytes).
 type atLeastOnce struct {
 	w        *Worker
 	ctx      context.Context // the worker's: once it ends, a failed record is not retried
@@ -64,7 +64,7 @@ func (a *atLeastOnce) claim(ctx context.Context, s sarama.ConsumerGroupSession, 
 	c := &aloClaim{ctx: ctx}
 	topic := a.w.cfg.Stream.Topic
 	c.ledger = newLedger(func(it *flow.Item) { s.MarkOffset(topic, partition, it.Offset+1, "") },
-		func(*flow.Item) { c.items.Done() })
+		func(it *flow.Item) { a.w.budget.free(it); c.items.Done() })
 	return c, nil
 }
 

@@ -23,7 +23,7 @@ func testWorker(maxInFlight int) *Worker {
 	st := wire.Stream{Name: "s", Topic: "frames", ResultsTopic: "results", Partitions: 1}
 	d := wire.Deployment{Function: "det", Stream: "s", Digest: "r/fn@sha256:0123456789abcdef0123", Batch: 1}
 	return &Worker{cfg: WorkerConfig{Deployment: d, Stream: st, MaxInFlight: maxInFlight, RetryBackoff: 10 * time.Millisecond},
-		log: slog.Default()}
+		log: slog.Default(), budget: newBudget(DefaultMaxBytesInFlight)}
 }
 
 // encoded is an item as the pipeline hands it to a delivery: with its result encoded.

@@ -20,6 +20,10 @@
 //   - transactional.go: exactly-once: a transactional producer per claimed partition,
 //     fencing its previous owner; results, tracker checkpoints and the next offset in
 //     one transaction, retried with backoff.
+//   - budget.go: the bound on bytes in flight (both deliveries): a claim waits for room
+//     before it takes a record.
+//   - dedup.go: exactly-once from the camera: a frame whose camera sent its seq already
+//     is skipped, and the cameras' seqs move with the partition.
 //   - tracking.go: object tracking, the tracker stage (track ids, zone counts) and its
 //     checkpoints, which move with their partition. "Track" means this only.
 //   - agent.go: the runner process: heartbeats, activation (pull, load, run a Worker)

@@ -118,6 +118,10 @@ func (m *member) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGr
 			continue // committed by the previous owner's last transaction
 		}
 		it := itemOf(msg)
+		it.Held = int64(len(it.Value))
+		if !m.w.budget.take(ctx, it.Held) { // room for its bytes first
+			return nil
+		}
 		dc.take(it)
 		select {
 		case m.in <- it:

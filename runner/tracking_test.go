@@ -286,18 +286,27 @@ func TestHelperTrackingWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	var model runner.Model = &fixedModel{service: h.Simulated}
-	if h.Simulated == 0 {
+	if h.ResultBytes > 0 {
+		model = bigResults(h.ResultBytes)
+	} else if h.Simulated == 0 {
 		fn, err := pipeline.Load("../functions/examples/yolox-nano", pipeline.Options{Lanes: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
 		model = fn
 	}
-	kc := kafkaclient.NewWithConfig(h.Brokers, kafkaclient.RunnerConfig("crashing-runner"))
+	kcfg := kafkaclient.RunnerConfig("crashing-runner")
+	if h.Delay > 0 { // every request to the brokers is held up
+		kcfg.Net.Proxy.Enable, kcfg.Net.Proxy.Dialer = true, slowDialer{h.Delay}
+	}
+	kc := kafkaclient.NewWithConfig(h.Brokers, kcfg)
 	w, err := runner.NewWorker(runner.WorkerConfig{Kafka: kc, Deployment: h.Deployment, Stream: h.Stream, Model: model, Lanes: 2,
-		Zones: fixedZones(h.Zones)})
+		Zones: fixedZones(h.Zones), MaxBytesInFlight: h.MaxBytesInFlight})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h.StatsFile != "" {
+		go writeMemory(w, h.StatsFile)
 	}
 	_ = w.Run(context.Background()) // until SIGKILL
 }
@@ -308,6 +317,12 @@ type helperSpec struct {
 	Deployment wire.Deployment
 	Zones      []wire.Zone
 	Simulated  time.Duration // > 0: a simulated model with this service time instead of the detector
+	// For the memory test (memory_test.go): results of ResultBytes each, requests to the
+	// brokers Delay late, the worker's bound, and where it writes what it held.
+	ResultBytes      int
+	Delay            time.Duration
+	MaxBytesInFlight int64
+	StatsFile        string
 }
 
 // startCrashingRunner runs a worker in a child process, to be SIGKILLed or SIGSTOPped.

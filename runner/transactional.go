@@ -80,10 +80,12 @@ type txnClaim struct {
 	// records below it were committed by the previous owner's last transaction.
 	committed int64
 	items     sync.WaitGroup // taken and not yet finished
-	// queue holds the items the sequencer handed over, in offset order. It is not
-	// bounded: a partition whose transactions keep failing must not hold up the
-	// sequencer, or the other partitions (and a revoked claim, and so the rebalance that
-	// would end the trouble) wait behind it. An item keeps its result, not its frame.
+	// queue holds the items the sequencer handed over, in offset order. Adding never
+	// waits: a partition whose transactions keep failing must not hold up the sequencer,
+	// or the other partitions (and a revoked claim, and so the rebalance that would end
+	// the trouble) wait behind it. Its bytes are bounded where records are taken (the
+	// worker's budget, budget.go): a claim waits there for room. An item keeps its
+	// result, not its frame.
 	mu     sync.Mutex
 	queue  []*flow.Item
 	closed bool
@@ -173,7 +175,13 @@ func (t *txnClaim) take(it *flow.Item) {
 }
 
 // abandon releases an item: nothing is committed without a transaction.
-func (t *txnClaim) abandon(*flow.Item) { t.items.Done() }
+func (t *txnClaim) abandon(it *flow.Item) { t.drop(it) }
+
+// drop ends an item without a result: the partition's next owner redoes it.
+func (t *txnClaim) drop(it *flow.Item) {
+	t.tx.w.budget.free(it)
+	t.items.Done()
+}
 
 // release says the claim ended (no more retries), waits until every item was handed
 // over and finished, then ends the goroutine and closes the producer.
@@ -213,6 +221,7 @@ func (t *txnClaim) finish(it *flow.Item) {
 	if !it.Skip {
 		t.tx.w.delivered(it)
 	}
+	t.tx.w.budget.free(it)
 	t.items.Done()
 }
 
@@ -250,7 +259,7 @@ func (t *txnClaim) commit(items []*flow.Item) {
 			t.broken = true
 		}
 		if t.broken {
-			t.items.Done()
+			t.drop(it)
 			continue
 		}
 		todo = append(todo, it)
@@ -288,8 +297,8 @@ func (t *txnClaim) commit(items []*flow.Item) {
 			w.log.Warn("transaction not committed; the partition's next owner redoes its frames",
 				"partition", t.partition, "frames", len(todo), "err", err)
 			t.broken = true
-			for range todo {
-				t.items.Done()
+			for _, it := range todo {
+				t.drop(it)
 			}
 			metrics.Transactions.WithLabelValues(w.cfg.Deployment.Key(), "abandoned").Inc()
 			return

@@ -40,6 +40,11 @@ type WorkerConfig struct {
 	// MaxInFlight bounds results handed to Kafka and not yet acknowledged (at-least-once).
 	// Default 4 × Lanes × batch.
 	MaxInFlight int
+	// MaxBytesInFlight bounds the bytes held for records taken and not yet finished, in
+	// both deliveries: frames in the pipeline, then results and checkpoints until Kafka
+	// has them (acknowledged, or committed). A claim waits for room before it takes a
+	// record. Default DefaultMaxBytesInFlight (64 MiB).
+	MaxBytesInFlight int64
 	// RetryBackoff is the first wait before a failed model run is retried; it doubles up
 	// to 30 s. Default 1s.
 	RetryBackoff time.Duration
@@ -90,6 +95,7 @@ type Worker struct {
 	Stats Stats
 
 	pipeline *flow.Pipeline
+	budget   *budget // bytes in flight
 	claims   claimedSet
 	tracking *tracking // the tracker stage; nil when the deployment does not track
 }
@@ -108,10 +114,14 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = time.Second
 	}
+	if cfg.MaxBytesInFlight <= 0 {
+		cfg.MaxBytesInFlight = DefaultMaxBytesInFlight
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key())}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "runner", "deployment", cfg.Deployment.Key()),
+		budget: newBudget(cfg.MaxBytesInFlight)}
 	fc := flow.Config{Deployment: cfg.Deployment, Model: cfg.Model, Lanes: cfg.Lanes, MaxDelay: cfg.MaxDelay,
 		RetryBackoff: cfg.RetryBackoff, Logger: w.log}
 	if cfg.Deployment.Track != nil {
@@ -162,7 +172,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		close(in) // every claim has returned: nothing more will be sent
 	})
 	pipeline.Go(func() {
-		w.pipeline.Run(ctx, in, d.submit)
+		w.pipeline.Run(ctx, in, func(it *flow.Item) {
+			w.budget.resize(it) // its result now, not its frame
+			d.submit(it)
+		})
 		d.close()
 	})
 	consume.Wait()

@@ -52,6 +52,8 @@ type Item struct {
 	// Meta is the caller's; the pipeline carries it untouched (the runner's delivery keeps
 	// the item's partition claim there).
 	Meta any
+	// Held is the caller's too: the bytes it counts for the item in flight.
+	Held int64
 
 	// Set by the pipeline before the item comes out.
 	Result  wire.Result
