@@ -206,3 +206,74 @@ func (rawDecoder) Decode(_ *Spec, outputs []Tensor, _ Geometry, _ []string) (Fra
 	}
 	return FrameResult{Raw: raw}, nil
 }
+
+// classCount is the number of classes a decoder's outputs carry, or -1 where the shapes
+// do not say (end-to-end exports, dynamic dimensions, decoders without classes).
+func classCount(spec *Spec, outputs []TensorInfo) int {
+	last := func(i int) int64 {
+		if i >= len(outputs) || len(outputs[i].Shape) == 0 {
+			return -1
+		}
+		return outputs[i].Shape[len(outputs[i].Shape)-1]
+	}
+	bg := int64(0)
+	if b := spec.Output.Boxes; b != nil && b.Background != "none" {
+		bg = 1
+	}
+	var n int64 = -1
+	switch spec.Output.Decoder {
+	case "yolox":
+		n = last(0) - 5
+	case "yolo":
+		if len(outputs) == 1 && len(outputs[0].Shape) == 3 {
+			switch yoloVariant(spec, outputs[0].Shape[1], outputs[0].Shape[2]) {
+			case "v8":
+				n = outputs[0].Shape[1] - 4
+			case "v5":
+				n = last(0) - 5
+			}
+		}
+	case "gfl":
+		n = last(0)
+		if spec.Output.GFL != nil && spec.Output.GFL.Order == "combined" && n >= 0 {
+			n -= int64(4 * (spec.Output.GFL.RegMax + 1))
+		}
+	case "boxes-scores":
+		n = last(1) - bg
+	case "detr":
+		if len(outputs) == 1 {
+			n = last(0) - 4 - bg
+		} else {
+			n = last(1) - bg
+		}
+	case "classify":
+		if len(outputs) == 1 {
+			n = vectorLen(outputs[0].Shape)
+		}
+	}
+	if n <= 0 {
+		return -1
+	}
+	return int(n)
+}
+
+// CheckLabels checks a labels file's names against the class count the model's outputs
+// (named in spec.Output.Tensors order) determine, where they determine one.
+func CheckLabels(spec *Spec, outputs []TensorInfo, labels []string) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	if n := classCount(spec, outputs); n > 0 && n != len(labels) {
+		return fmt.Errorf("labels %s: %d names, but the model's outputs (%s) give %d classes for the %s decoder",
+			spec.Labels, len(labels), tensorInfos(outputs), n, spec.Output.Decoder)
+	}
+	return nil
+}
+
+func tensorInfos(ts []TensorInfo) string {
+	var s []string
+	for _, t := range ts {
+		s = append(s, t.String())
+	}
+	return strings.Join(s, ", ")
+}

@@ -403,3 +403,36 @@ func FuzzDecoders(f *testing.F) {
 		}
 	})
 }
+
+// A labels file whose count contradicts the classes the outputs give is refused (fn
+// build), naming both counts; where the shapes do not say, any count passes.
+func TestCheckLabels(t *testing.T) {
+	three := []string{"a", "b", "c"}
+	for _, tc := range []struct {
+		spec *Spec
+		outs []TensorInfo
+		want int // classes; -1: not known
+	}{
+		{specFor(t, "yolox", 416, 416, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 3549, 85}}}, 80},
+		{specFor(t, "yolo", 640, 640, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 84, 8400}}}, 80},
+		{specFor(t, "yolo", 640, 640, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 25200, 85}}}, 80},
+		{specFor(t, "yolo", 640, 640, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 300, 6}}}, -1},
+		{specFor(t, "gfl", 320, 320, []string{"a", "b", "c", "d", "e", "f"}, ""), []TensorInfo{{"a", []int64{1, 1600, 80}}}, 80},
+		{specFor(t, "boxes-scores", 320, 240, []string{"b", "s"}, "boxes: {background: first}"), []TensorInfo{{"b", []int64{1, 4420, 4}}, {"s", []int64{1, 4420, 2}}}, 1},
+		{specFor(t, "detr", 640, 640, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 300, 84}}}, 80},
+		{specFor(t, "classify", 224, 224, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 1000}}}, 1000},
+		{specFor(t, "embed", 128, 256, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 256}}}, -1},
+		{specFor(t, "classify", 224, 224, []string{"o"}, ""), []TensorInfo{{"o", []int64{1, 3}}}, 3},
+	} {
+		err := CheckLabels(tc.spec, tc.outs, three)
+		switch {
+		case tc.want == -1 || tc.want == 3:
+			if err != nil {
+				t.Errorf("%s %v: %v", tc.spec.Output.Decoder, tc.outs, err)
+			}
+		case err == nil || !strings.Contains(err.Error(), fmt.Sprintf("3 names, but the model's outputs (%s", tc.outs[0])) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("give %d classes", tc.want)):
+			t.Errorf("%s %v: %v, want %d classes named", tc.spec.Output.Decoder, tc.outs, err, tc.want)
+		}
+	}
+}

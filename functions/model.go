@@ -72,6 +72,18 @@ func (s *Spec) CheckModel(inputs, outputs []TensorInfo) (dynamicBatch bool, err 
 	return got[0] < 0, nil
 }
 
+// NamedOutputs picks, from a model's outputs, those spec.Output.Tensors names, in that
+// order (a name the model lacks is skipped: CheckModel reports it).
+func (s *Spec) NamedOutputs(outputs []TensorInfo) []TensorInfo {
+	var named []TensorInfo
+	for _, name := range s.Output.Tensors {
+		if j := slices.IndexFunc(outputs, func(t TensorInfo) bool { return t.Name == name }); j >= 0 {
+			named = append(named, outputs[j])
+		}
+	}
+	return named
+}
+
 // FrameResult is what a function made of one frame.
 type FrameResult struct {
 	// Width and Height of the decoded frame.

@@ -178,13 +178,28 @@ func parseRef(c *cli.Context, s string) (name.Reference, error) {
 	return ref, nil
 }
 
-// checkWithONNXRuntime loads the model with ONNX Runtime and checks it against the spec.
+// checkWithONNXRuntime loads the model with ONNX Runtime and checks it against the spec,
+// and the labels file against the class count the outputs give.
 func checkWithONNXRuntime(dir string, spec *functions.Spec) error {
 	fn, err := onnx.Open(dir, spec, onnx.Options{IntraOpThreads: 1})
 	if err != nil {
 		return err
 	}
-	return fn.Close()
+	if err := fn.Close(); err != nil {
+		return err
+	}
+	if spec.Labels == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, spec.Labels))
+	if err != nil {
+		return fmt.Errorf("labels: %w", err)
+	}
+	_, outs, err := onnx.ModelTensors(filepath.Join(dir, spec.Model))
+	if err != nil {
+		return err
+	}
+	return functions.CheckLabels(spec, spec.NamedOutputs(outs), functions.ParseLabels(string(b)))
 }
 
 type builtImage struct {

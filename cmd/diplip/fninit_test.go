@@ -98,6 +98,23 @@ func TestFnInitRefuses(t *testing.T) {
 	}
 }
 
+// fn build refuses a labels file whose count contradicts the model's classes.
+func TestFnBuildRefusesLabelsThatContradictTheModel(t *testing.T) {
+	ex := "../../functions/examples/nanodet-m"
+	dir := t.TempDir()
+	spec, _ := os.ReadFile(filepath.Join(ex, "function.yaml"))
+	model, _ := filepath.Abs(filepath.Join(ex, "nanodet_m_320.onnx"))
+	os.WriteFile(filepath.Join(dir, "function.yaml"), spec, 0o644)
+	os.WriteFile(filepath.Join(dir, "coco80.txt"), []byte("person\ncar\n"), 0o644)
+	if err := os.Symlink(model, filepath.Join(dir, "nanodet_m_320.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	msg := run(t, 1, "fn", "build", dir, "-t", "127.0.0.1:5999/fn/x:v1", "--store", t.TempDir())
+	if !strings.Contains(msg, "2 names") || !strings.Contains(msg, "80 classes") || !strings.Contains(msg, "cls_pred_stride_8[1 1600 80]") {
+		t.Fatalf("fn build said %q", msg)
+	}
+}
+
 // tinyModel encodes an ONNX model (protobuf, by hand) of one node op over the named
 // float inputs, with one float output.
 func tinyModel(op string, inputs map[string][]int64, order []string, output string, outShape []int64) []byte {
