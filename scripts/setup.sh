@@ -46,10 +46,11 @@ ORT_GPU_LIBS=(
 # Debian packages the build and the tests need. skopeo: a third-party OCI client the
 # registry tests check compatibility with. GStreamer's RTSP server (python3-gi and the
 # gstreamer packages): the real RTSP camera of the camera tests
-# (internal/testkit/testdata/rtsp_server.py). chromium: the dashboard's browser test. gocv v0.31.0 is the newest gocv that builds
+# (internal/testkit/testdata/rtsp_server.py). chromium: the dashboard's browser test. mosquitto: the
+# MQTT broker the sinks' tests start (/usr/sbin/mosquitto). gocv v0.31.0 is the newest gocv that builds
 # against Debian 12's OpenCV 4.6.0 (pinned in go.mod).
 APT_PACKAGES=(libopencv-dev pkg-config ffmpeg python3-pip skopeo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openjdk-17-jre-headless maven)
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openjdk-17-jre-headless maven mosquitto)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
