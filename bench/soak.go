@@ -50,6 +50,7 @@ const (
 	soakProcUp, soakProcKafka          = "up", "kafka"
 	soakRunnerPrefix                   = "runner "
 	soakMetricsGoroutines              = "go_goroutines"
+	soakMetricsGoHeap                  = "go_memstats_heap_inuse_bytes"
 	soakKafkaClientID                  = "diplip-soak"
 	soakHTTPTimeout                    = 10 * time.Second
 	soakResultsReadTimeout             = 5 * time.Minute
@@ -99,9 +100,12 @@ type SoakSample struct {
 	PID        int
 	RSS        int64 // bytes
 	FDs        int
-	Goroutines int     // soakGoroutinesUnknown for the JVM or when /metrics did not answer
-	CPU        float64 // seconds of CPU used so far
-	Load1      float64 // the machine's 1-minute load average
+	Goroutines int // soakGoroutinesUnknown for the JVM or when /metrics did not answer
+	// GoHeap is the Go heap in use (bytes), to tell Go's memory from C's (OpenCV, FFmpeg,
+	// ONNX Runtime) in RSS; -1 where unknown. A diagnostic, not a target.
+	GoHeap int64
+	CPU    float64 // seconds of CPU used so far
+	Load1  float64 // the machine's 1-minute load average
 }
 
 // SoakTrend is one process's figures over a soak.
@@ -116,6 +120,8 @@ type SoakTrend struct {
 	FDSlope          float64 // an hour
 	GStart, GEnd     int
 	GSlope           float64 // an hour; valid only when HasGoroutines
+	HeapStart        int64   // Go heap in use, bytes, first and last known sample (-1: none)
+	HeapEnd          int64
 	HasGoroutines    bool
 	CPUCores         float64 // mean cores used over the run
 }
@@ -139,12 +145,18 @@ func SoakTrends(samples []SoakSample, warmup time.Duration) []SoakTrend {
 		first, last := ss[0], ss[len(ss)-1]
 		t := SoakTrend{Process: first.Process, PID: first.PID, First: first.At, Last: last.At,
 			RSSStart: first.RSS, RSSEnd: last.RSS, FDStart: first.FDs, FDEnd: last.FDs,
-			GStart: soakGoroutinesUnknown, GEnd: soakGoroutinesUnknown}
+			GStart: soakGoroutinesUnknown, GEnd: soakGoroutinesUnknown, HeapStart: -1, HeapEnd: -1}
 		if span := (last.At - first.At).Seconds(); span > 0 {
 			t.CPUCores = (last.CPU - first.CPU) / span
 		}
 		var hx, rss, fds, gx, gs []float64
 		for _, s := range ss {
+			if s.GoHeap > 0 {
+				if t.HeapStart < 0 {
+					t.HeapStart = s.GoHeap
+				}
+				t.HeapEnd = s.GoHeap
+			}
 			if s.Goroutines != soakGoroutinesUnknown {
 				if t.GStart == soakGoroutinesUnknown {
 					t.GStart = s.Goroutines
@@ -407,7 +419,7 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (SoakReport, error) {
 	}
 	defer csvf.Close()
 	cw := csv.NewWriter(csvf)
-	_ = cw.Write([]string{"elapsed_s", "process", "pid", "rss_bytes", "fds", "goroutines", "cpu_s", "load1"})
+	_ = cw.Write([]string{"elapsed_s", "process", "pid", "rss_bytes", "fds", "goroutines", "go_heap_bytes", "cpu_s", "load1"})
 
 	cfg.say("starting %s up (state in %s, log in %s)", cfg.Exe, state, filepath.Join(cfg.Out, soakUpLogName))
 	up, err := startUp(ctx, cfg, state, logf)
@@ -444,12 +456,15 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (SoakReport, error) {
 		batch := sampleSoak(ctx, cl, hc, up.url, up.cmd.Process.Pid, at)
 		rep.Samples = append(rep.Samples, batch...)
 		for _, s := range batch {
-			g := ""
+			g, heap := "", ""
 			if s.Goroutines != soakGoroutinesUnknown {
 				g = strconv.Itoa(s.Goroutines)
 			}
+			if s.GoHeap >= 0 {
+				heap = strconv.FormatInt(s.GoHeap, 10)
+			}
 			_ = cw.Write([]string{strconv.FormatFloat(at.Seconds(), 'f', 1, 64), s.Process, strconv.Itoa(s.PID),
-				strconv.FormatInt(s.RSS, 10), strconv.Itoa(s.FDs), g, strconv.FormatFloat(s.CPU, 'f', 2, 64),
+				strconv.FormatInt(s.RSS, 10), strconv.Itoa(s.FDs), g, heap, strconv.FormatFloat(s.CPU, 'f', 2, 64),
 				strconv.FormatFloat(s.Load1, 'f', 2, 64)})
 		}
 		cw.Flush()
@@ -582,10 +597,10 @@ func sampleSoak(ctx context.Context, cl *apiclient.Client, hc *http.Client, gate
 			return SoakSample{}, false
 		}
 		s := SoakSample{At: at, Process: name, PID: pid, RSS: ps.rss, CPU: ps.cpu.Seconds(), Load1: load,
-			FDs: countFDs(pid), Goroutines: soakGoroutinesUnknown}
+			FDs: countFDs(pid), Goroutines: soakGoroutinesUnknown, GoHeap: -1}
 		if metricsURL != "" {
-			if g, err := goroutines(ctx, hc, metricsURL); err == nil {
-				s.Goroutines = g
+			if g, heap, err := goMetrics(ctx, hc, metricsURL); err == nil {
+				s.Goroutines, s.GoHeap = g, heap
 			}
 		}
 		return s, true
@@ -665,37 +680,54 @@ func load1() float64 {
 	return v
 }
 
-// goroutines reads go_goroutines from a Prometheus text endpoint.
-func goroutines(ctx context.Context, hc *http.Client, url string) (int, error) {
+// goMetrics reads go_goroutines and the Go heap in use from a Prometheus text endpoint.
+func goMetrics(ctx context.Context, hc *http.Client, url string) (int, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+		return 0, 0, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return parseGoroutines(resp.Body)
+	return parseGoMetrics(resp.Body)
 }
 
-func parseGoroutines(r io.Reader) (int, error) {
+// parseGoMetrics finds go_goroutines (required) and go_memstats_heap_inuse_bytes (-1
+// when absent) in Prometheus text.
+func parseGoMetrics(r io.Reader) (goroutines int, heap int64, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	goroutines, heap = soakGoroutinesUnknown, -1
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == soakMetricsGoroutines {
+		if len(f) != 2 {
+			continue
+		}
+		switch f[0] {
+		case soakMetricsGoroutines:
 			v, err := strconv.ParseFloat(f[1], 64)
-			return int(v), err
+			if err != nil {
+				return 0, 0, err
+			}
+			goroutines = int(v)
+		case soakMetricsGoHeap:
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				heap = int64(v)
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return 0, errors.New("no " + soakMetricsGoroutines + " in the metrics")
+	if goroutines == soakGoroutinesUnknown {
+		return 0, 0, errors.New("no " + soakMetricsGoroutines + " in the metrics")
+	}
+	return goroutines, heap, nil
 }
 
 func soakLag(ctx context.Context, cl *apiclient.Client, dep api.Deployment) int64 {
@@ -830,16 +862,20 @@ func SoakText(rep SoakReport) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "soak of %s, %d samples a process, slopes over the samples after %s (least squares)\n\n",
 		rep.Elapsed.Round(time.Second), len(rep.Samples)/max(1, len(rep.Trends)), rep.Warmup)
-	fmt.Fprintf(&b, "| process | pid | RSS start → end (MB) | RSS slope (MB/h) | fds start → end | fds slope (/h) | goroutines start → end | goroutines slope (/h) | CPU (cores) |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| process | pid | RSS start → end (MB) | RSS slope (MB/h) | fds start → end | fds slope (/h) | goroutines start → end | goroutines slope (/h) | Go heap start → end (MB) | CPU (cores) |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range rep.Trends {
 		g, gs := "n/a", "n/a"
 		if t.HasGoroutines {
 			g, gs = fmt.Sprintf("%d → %d", t.GStart, t.GEnd), fmt.Sprintf("%+.1f", t.GSlope)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.1f → %.1f | %+.2f | %d → %d | %+.1f | %s | %s | %.2f |\n",
+		heap := "n/a"
+		if t.HeapStart >= 0 {
+			heap = fmt.Sprintf("%.1f → %.1f", float64(t.HeapStart)/soakBytesPerMB, float64(t.HeapEnd)/soakBytesPerMB)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.1f → %.1f | %+.2f | %d → %d | %+.1f | %s | %s | %s | %.2f |\n",
 			shortProc(t.Process), t.PID, float64(t.RSSStart)/soakBytesPerMB, float64(t.RSSEnd)/soakBytesPerMB, t.RSSSlope,
-			t.FDStart, t.FDEnd, t.FDSlope, g, gs, t.CPUCores)
+			t.FDStart, t.FDEnd, t.FDSlope, g, gs, heap, t.CPUCores)
 	}
 	c := rep.Counts
 	fmt.Fprintf(&b, "\nframes in %d (frames topic end offsets; cameras' counters %d, dropped before Kafka %d)\n", c.FramesIn, c.CameraFrames, c.CameraDropped)

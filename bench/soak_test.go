@@ -152,12 +152,16 @@ func TestSoakCountResults(t *testing.T) {
 	}
 }
 
-func TestSoakParseGoroutines(t *testing.T) {
-	text := "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines 97\ngo_threads 12\n"
-	if g, err := parseGoroutines(strings.NewReader(text)); err != nil || g != 97 {
-		t.Fatalf("parseGoroutines = %d, %v; want 97", g, err)
+func TestSoakParseGoMetrics(t *testing.T) {
+	text := "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines 97\n" +
+		"go_memstats_heap_inuse_bytes 9.756672e+06\ngo_threads 12\n"
+	if g, heap, err := parseGoMetrics(strings.NewReader(text)); err != nil || g != 97 || heap != 9756672 {
+		t.Fatalf("parseGoMetrics = %d, %d, %v; want 97, 9756672", g, heap, err)
 	}
-	if _, err := parseGoroutines(strings.NewReader("go_threads 12\n")); err == nil {
+	if g, heap, err := parseGoMetrics(strings.NewReader("go_goroutines 5\n")); err != nil || g != 5 || heap != -1 {
+		t.Fatalf("without the heap: %d, %d, %v; want 5, -1", g, heap, err)
+	}
+	if _, _, err := parseGoMetrics(strings.NewReader("go_threads 12\n")); err == nil {
 		t.Fatal("no go_goroutines: want an error")
 	}
 }
