@@ -168,6 +168,16 @@ func TestSinks(t *testing.T) {
 	if r, err := c.ReplayDead(ctx, "hook"); err != nil || r.Replayed != 0 {
 		t.Errorf("replay: %+v %v", r, err)
 	}
+	// The dashboard has the panel (its script calls the same routes).
+	if resp, err := http.Get(l.URL + "/"); err != nil {
+		t.Error(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(page), `id="sinks"`) || !strings.Contains(string(page), "/replay-dead") {
+			t.Error("the dashboard has no sinks panel")
+		}
+	}
 	if err := c.RemoveSink(ctx, s.Name); err != nil {
 		t.Fatal(err)
 	}
