@@ -37,12 +37,16 @@ type env struct {
 	mgr     *sinks.Manager
 	secrets map[string]string
 	zones   *controlplane.Zones
+	natsURL string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, true) }
+
+// newEnvWith runs the manager's sinks in this process when run (else only its calls).
+func newEnvWith(t *testing.T, run bool) *env {
 	t.Helper()
 	brokers, topic := testkit.Topic(t, 2)
-	_, nc := testkit.NATSConn(t)
+	ns, nc := testkit.NATSConn(t)
 	ctx := context.Background()
 	store, err := controlplane.OpenWith(ctx, nc, controlplane.Options{})
 	if err != nil {
@@ -56,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, stream: testkit.Name("sinks"), topic: topic, secrets: map[string]string{}, zones: zones}
+	e := &env{t: t, stream: testkit.Name("sinks"), topic: topic, secrets: map[string]string{}, zones: zones, natsURL: ns.ClientURL()}
 	if err := store.CreateStream(ctx, wire.Stream{Name: e.stream, Topic: "unused", ResultsTopic: topic, Partitions: 2, Replication: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +75,9 @@ func newEnv(t *testing.T) *env {
 		Backoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, Poll: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
 		t.Fatal(err)
+	}
+	if !run {
+		return e
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
