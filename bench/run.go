@@ -132,6 +132,14 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 			rows = append(rows, r)
 		}
 	}
+	if sw.Direct && sw.Drain > 0 && limit.FPS > 0 {
+		// One limit and one drain row per other example function (model family).
+		rs, err := runModels(ctx, env, time.Duration(sw.Duration), min(sw.Drain, 300), sw.Cameras)
+		rows = append(rows, rs...)
+		if err != nil {
+			return rows, fmt.Errorf("models: %w", err)
+		}
+	}
 	if sw.ScaleUp && limit.FPS > 0 {
 		env.say("scale-up: 0 → 2 runners at 1.5 × limit")
 		r, err := runScaleUp(ctx, sw, env, limit)

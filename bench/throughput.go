@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/diplip/diplip/functions/pipeline"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/registry"
 )
 
 // lanesConfig is one way to run the function standalone: lanes × threads per lane.
@@ -230,4 +233,73 @@ func freshRunnerMemory(ctx context.Context, env *Env) (Row, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return Row{}, fmt.Errorf("runner %s did not register within 30 s", id)
+}
+
+// runModels measures the other example functions beside env.FunctionDir (NanoDet-m,
+// person re-id: one per model family shipped), so a user sees each family's cost on
+// this machine: per function a `limit NAME` row (the best standalone loop over the same
+// frames, as the `limit` row: one lane with every CPU's thread, or one lane per CPU) and a `drain NAME` row (n frames already in
+// Kafka, one runner, the runner's default lanes). An embedder's frames are whole camera
+// frames stretched to its input: the cost of one crop.
+func runModels(ctx context.Context, env *Env, d time.Duration, n, partitions int) ([]Row, error) {
+	root := filepath.Dir(env.FunctionDir)
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	registryHost, _, ok := strings.Cut(env.Ref, "/")
+	if !ok {
+		return nil, fmt.Errorf("function reference %q has no registry host", env.Ref)
+	}
+	var rows []Row
+	for _, e := range ents {
+		dir := filepath.Join(root, e.Name())
+		if !e.IsDir() || dir == filepath.Clean(env.FunctionDir) {
+			continue
+		}
+		img, spec, err := registry.Build(dir, nil)
+		if err != nil {
+			env.say("model %s: skipped: %v", e.Name(), err)
+			continue
+		}
+		ref, err := registry.ParseReference(registryHost+"/fn/"+spec.Name+":bench", false)
+		if err != nil {
+			return rows, err
+		}
+		if _, err := registry.Push(ctx, img, ref, nil); err != nil {
+			return rows, fmt.Errorf("pushing %s: %w", ref, err)
+		}
+		m := *env
+		m.Ref, m.FunctionDir = ref.String(), dir
+		configs := []lanesConfig{{1, runtime.NumCPU()}}
+		if c := runtime.NumCPU(); c > 1 {
+			configs = append(configs, lanesConfig{c, 1})
+		}
+		var r loopResult
+		var note string
+		for _, c := range configs {
+			env.say("model %s (decoder %s): standalone loop %s (lanes × intra-op threads) for %v", spec.Name, spec.Output.Decoder, c, d)
+			lr, err := runLoop(ctx, d, &m, c)
+			if err != nil {
+				return rows, fmt.Errorf("model %s: %w", spec.Name, err)
+			}
+			note += fmt.Sprintf("%s: %.1f fps; ", c, lr.fps)
+			if lr.fps > r.fps {
+				r = lr
+			}
+		}
+		limit := Row{Scenario: "limit " + spec.Name, Runners: r.cfg.lanes, FPS: r.fps, P50: Percentile(r.lat, 0.5), P95: Percentile(r.lat, 0.95),
+			P99: Percentile(r.lat, 0.99), Ratio: 1,
+			Note: fmt.Sprintf("decoder %s, input %dx%d; best standalone loop, lanes × threads %s; %sCPU %.1f ms per frame",
+				spec.Output.Decoder, spec.Input.Width, spec.Input.Height, r.cfg, note, r.cpuPerFrame*1000)}
+		env.say("model %s: drain, %d frames", spec.Name, n)
+		dr, err := runDrain(ctx, &m, n, partitions, 0, limit, wire.AtLeastOnce)
+		if err != nil {
+			return rows, fmt.Errorf("model %s: drain: %w", spec.Name, err)
+		}
+		dr.Scenario = "drain " + spec.Name
+		dr.Note = "ratio: fps / limit " + spec.Name + "; " + dr.Note
+		rows = append(rows, limit, dr)
+	}
+	return rows, nil
 }
