@@ -1,7 +1,10 @@
 // Package functions holds what a function image means, in pure Go: the spec
 // (function.yaml: model file, input layout, pre-processing, decoder, batch, resources,
-// tracking), the decoders per model family (decoder.go, yolox.go), and the geometry they
-// share (letterbox, boxes, NMS in detect.go).
+// tracking), the decoders per model family (decoder.go registers them: yolox.go, yolo.go
+// for Ultralytics, gfl.go for NanoDet/PP-PicoDet, boxes.go for SSD-style and DETR-style,
+// classify.go for classifiers and embedders), the geometry they share (letterbox, boxes,
+// NMS in detect.go), and `fn init`'s recognition of a model's family from its inputs,
+// outputs and metadata (propose.go).
 //
 // Its subpackages are the rest of a function's work and of what is computed from its
 // results:
