@@ -87,10 +87,11 @@ func finalCounts(rs []wire.Result) map[string][]wire.ZoneCount {
 }
 
 // Tracking on the sample video with a counting line across the walkway, by the real
-// detector: the counts of a run whose partitions move to another runner mid-video (the
-// first runner stops, is SIGKILLed — in both delivery modes — or a second one joins)
-// equal the counts of an uninterrupted run, and track ids continue after the move
-// instead of starting again at 1.
+// detector: a run whose partitions move to another runner mid-video (the first runner
+// stops, is SIGKILLed while it works through the video — in both delivery modes — or a
+// second one joins) gives every frame the track ids and the final counts of an
+// uninterrupted run: a track alive across the move keeps its id, where a restarted
+// tracker would number it anew.
 func TestTrackingStateMovesWithThePartition(t *testing.T) {
 	raw := testkit.Media(t, "vtest_10s.mjpeg")
 	jpegs := ingest.SplitJPEGs(raw)
@@ -106,7 +107,7 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 	// Two cameras on the stream's two partitions, so that a joining runner takes one.
 	cams := camerasOnDistinctPartitions(t, 2)
 
-	runWith := func(t *testing.T, delivery wire.Delivery, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) map[string][]wire.ZoneCount {
+	runWith := func(t *testing.T, delivery wire.Delivery, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) tracked {
 		addrs, st := stream(t, 2)
 		d := deployment(st, 2)
 		d.Track, d.Delivery = &wire.TrackParams{}, delivery
@@ -128,9 +129,7 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 				ids[r.ID] = true
 			}
 		}
-		counts := finalCounts(rs)
-		// Track ids never restart: within each camera, an id seen after the half was
-		// either seen before or is new (greater than every id before it).
+		out := tracked{counts: finalCounts(rs), ids: trackIDs(rs)}
 		for _, c := range cams {
 			seenMax := uint64(0)
 			for _, r := range rs {
@@ -145,31 +144,51 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 				t.Fatalf("camera %s: track ids up to %d; the tracker did not run", c, seenMax)
 			}
 		}
-		return counts
+		return out
 	}
-	run := func(t *testing.T, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) map[string][]wire.ZoneCount {
+	run := func(t *testing.T, moves func(addrs []string, st wire.Stream, d wire.Deployment, half func())) tracked {
 		return runWith(t, wire.AtLeastOnce, moves)
 	}
 	workerCfg := func(st wire.Stream, d wire.Deployment) runner.WorkerConfig {
 		return runner.WorkerConfig{Deployment: d, Stream: st, Model: fn, Lanes: 2, Zones: zones}
 	}
 
-	var want map[string][]wire.ZoneCount
+	var want tracked
 	t.Run("uninterrupted", func(t *testing.T) {
 		want = run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
 			startWorker(t, addrs, "alone", workerCfg(st, d))
 			half()
 		})
+		// Tracks alive across the middle of the video, where the runs below move: their
+		// ids are what a move must keep.
+		across := 0
+		for _, c := range cams {
+			before, after := map[uint64]bool{}, map[uint64]bool{}
+			for seq := 1; seq <= len(jpegs); seq++ {
+				for _, id := range want.ids[fmt.Sprintf("%s/%d", c, seq)] {
+					if seq <= len(jpegs)/2 {
+						before[id] = true
+					} else if before[id] && !after[id] {
+						after[id] = true
+						across++
+					}
+				}
+			}
+		}
+		if across == 0 {
+			t.Fatal("no track is alive across the middle of the video: the runs below would not show ids kept")
+		}
+		t.Logf("%d tracks alive across the middle of the video", across)
 		total := int64(0)
-		for _, cs := range want {
+		for _, cs := range want.counts {
 			for _, c := range cs {
 				total += c.In + c.Out
 			}
 		}
 		if total == 0 {
-			t.Fatalf("no crossing counted on the walkway line: %v", want)
+			t.Fatalf("no crossing counted on the walkway line: %v", want.counts)
 		}
-		t.Logf("counts: %v", want)
+		t.Logf("counts: %v", want.counts)
 	})
 	t.Run("first runner stops, another continues", func(t *testing.T) {
 		got := run(t, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
@@ -184,18 +203,19 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 			startWorker(t, addrs, "second", workerCfg(st, d))
 			half()
 		})
-		if !equalCounts(got, want) {
-			t.Fatalf("counts after the move %v, uninterrupted %v", got, want)
-		}
+		got.same(t, want)
 	})
 	sigkill := func(t *testing.T, delivery wire.Delivery) {
 		got := runWith(t, delivery, func(addrs []string, st wire.Stream, d wire.Deployment, half func()) {
 			cmd := startCrashingRunner(t, helperSpec{Brokers: addrs, Stream: st, Deployment: d, Zones: zones})
+			half() // the whole video waits: the runner is killed in the middle of its work
 			kc := kafkaclient.New(addrs, "test-crash")
 			defer kc.Close()
-			testkit.CheckFor(t, 2*time.Minute, 100*time.Millisecond, func() error { // half the frames have results
-				n, err := kc.StoredRecords(st.ResultsTopic)
-				if err != nil || n < int64(len(jpegs)*len(cams)/2) {
+			total := int64(len(jpegs) * len(cams))
+			var n int64
+			testkit.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error { // half the frames have results
+				var err error
+				if n, err = kc.StoredRecords(st.ResultsTopic); err != nil || n < total/2 {
 					return fmt.Errorf("%d results (%v)", n, err)
 				}
 				return nil
@@ -204,12 +224,13 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = cmd.Wait()
+			if n >= total {
+				t.Fatalf("the runner had every result (%d) when it was killed: nothing was in flight", n)
+			}
+			t.Logf("SIGKILL with %d of %d results written", n, total)
 			startWorker(t, addrs, "after-crash", workerCfg(st, d))
-			half()
 		})
-		if !equalCounts(got, want) {
-			t.Fatalf("counts after a SIGKILL %v, uninterrupted %v", got, want)
-		}
+		got.same(t, want)
 	}
 	t.Run("the first runner is SIGKILLed mid-video", func(t *testing.T) { sigkill(t, wire.AtLeastOnce) })
 	// Exactly-once: the checkpoints are written in the results' transactions, so the
@@ -233,10 +254,55 @@ func TestTrackingStateMovesWithThePartition(t *testing.T) {
 			})
 			half()
 		})
-		if !equalCounts(got, want) {
-			t.Fatalf("counts with a runner joining %v, uninterrupted %v", got, want)
-		}
+		got.same(t, want)
 	})
+}
+
+// tracked is what a tracking run gave: each camera's final counts, and each frame's
+// track ids ("camera/seq": sorted, without the untracked 0).
+type tracked struct {
+	counts map[string][]wire.ZoneCount
+	ids    map[string][]uint64
+}
+
+// trackIDs is each frame's track ids; a frame redelivered after its checkpoint (tracked
+// already, so none this time) adds nothing.
+func trackIDs(rs []wire.Result) map[string][]uint64 {
+	out := map[string][]uint64{}
+	for _, r := range rs {
+		k := fmt.Sprintf("%s/%d", r.Camera, r.Seq)
+		for _, det := range r.Detections {
+			if det.TrackID != 0 && !slices.Contains(out[k], det.TrackID) {
+				out[k] = append(out[k], det.TrackID)
+			}
+		}
+		slices.Sort(out[k])
+	}
+	return out
+}
+
+// same fails unless got has the uninterrupted run's counts and every frame its track ids.
+func (got tracked) same(t *testing.T, want tracked) {
+	t.Helper()
+	if !equalCounts(got.counts, want.counts) {
+		t.Errorf("counts after the move %v, uninterrupted %v", got.counts, want.counts)
+	}
+	var differ []string
+	for k, ids := range want.ids {
+		if !slices.Equal(got.ids[k], ids) {
+			differ = append(differ, fmt.Sprintf("%s: %v, uninterrupted %v", k, got.ids[k], ids))
+		}
+	}
+	for k, ids := range got.ids {
+		if _, ok := want.ids[k]; !ok {
+			differ = append(differ, fmt.Sprintf("%s: %v, uninterrupted none", k, ids))
+		}
+	}
+	slices.Sort(differ)
+	if len(differ) > 0 {
+		t.Errorf("%d frames' track ids differ from the uninterrupted run's (a track lost its id in the move), first: %v",
+			len(differ), differ[:min(5, len(differ))])
+	}
 }
 
 func equalCounts(a, b map[string][]wire.ZoneCount) bool {
