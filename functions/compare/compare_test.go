@@ -103,3 +103,50 @@ func TestLatencyPercentiles(t *testing.T) {
 		t.Fatal("percentile of nothing")
 	}
 }
+
+// A Tally fed frame by frame, in two halves added up, scores as Compare does; beyond
+// ExactLatencies a side's percentiles come from the histogram, within 1%.
+func TestTallyIsCompareFrameByFrame(t *testing.T) {
+	person, car := det(0, 0, 0, 10, 10), det(2, 100, 100, 200, 150)
+	var p, c []compare.Frame
+	for i := range 3000 {
+		p = append(p, frame("a", uint64(i), float64(i+1), person, car))
+		ds := []compare.Detection{person}
+		if i%3 == 0 {
+			ds = append(ds, det(2, 100, 100, 200, 200))
+		}
+		c = append(c, frame("a", uint64(i), float64(i+1), ds...))
+	}
+	want := compare.Compare(p, c, 0)
+	a, b := compare.NewTally(0), compare.NewTally(0)
+	for i := range p {
+		if i < len(p)/2 {
+			a.Match(p[i], c[i])
+		} else {
+			b.Match(p[i], c[i])
+		}
+	}
+	a.OnlyPrimary++
+	a.Add(b)
+	got := a.Report()
+	if got.Frames != want.Frames || got.OnlyPrimary != 1 || len(got.Classes) != len(want.Classes) || got.Overall != want.Overall {
+		t.Fatalf("tally %+v\nwant %+v", got, want)
+	}
+	for i := range got.Classes {
+		if got.Classes[i] != want.Classes[i] {
+			t.Fatalf("class %+v, want %+v", got.Classes[i], want.Classes[i])
+		}
+	}
+	if want.Primary.P50 != 1500 || want.Primary.P99 != 2970 {
+		t.Fatalf("exact percentiles %+v", want.Primary)
+	}
+	if l := got.Primary; l.Frames != 3000 || math.Abs(l.P50-1500)/1500 > 0.01 || math.Abs(l.P99-2970)/2970 > 0.01 {
+		t.Fatalf("histogram percentiles %+v, want within 1%% of %+v", l, want.Primary)
+	}
+	small := compare.NewTally(0)
+	small.Match(p[0], c[0])
+	small.Match(p[1], c[1])
+	if l := small.Report().Primary; l.P50 != 1 || l.P99 != 2 {
+		t.Fatalf("few latencies are exact: %+v", l)
+	}
+}
