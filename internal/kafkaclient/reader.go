@@ -19,6 +19,14 @@ const (
 	fetchBackoff = 500 * time.Millisecond
 )
 
+// ReadRange calls fn with each committed record of a partition at offsets in [from, end),
+// in offset order, as readRange does: it is the transaction-aware partition reader for
+// callers that keep their own positions (end from Offsets; a reader that stops early
+// knows the offset of the last record fn took).
+func (c *Client) ReadRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*sarama.ConsumerMessage) error) error {
+	return c.readRange(ctx, topic, partition, from, end, fn)
+}
+
 // readRange calls fn with each committed record of a partition from offset from up to
 // (not including) end, in offset order, and returns nil once it has read all of them.
 //
