@@ -50,8 +50,9 @@ type Manager struct {
 	cfg ManagerConfig
 	log *slog.Logger
 
-	mu      sync.Mutex
-	running map[string]*running
+	mu       sync.Mutex
+	running  map[string]*running
+	startErr map[string]error // why a recorded sink does not run here
 }
 
 type running struct {
@@ -75,7 +76,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "sinks"), running: map[string]*running{}}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "sinks"), running: map[string]*running{}, startErr: map[string]error{}}, nil
 }
 
 // Run runs every recorded sink, starting and stopping them as records come and go, until
@@ -113,6 +114,11 @@ func (m *Manager) reconcile(ctx context.Context) error {
 			delete(m.running, name)
 		}
 	}
+	for name := range m.startErr {
+		if _, ok := want[name]; !ok {
+			delete(m.startErr, name)
+		}
+	}
 	m.mu.Unlock()
 	for _, r := range stop {
 		r.cancel()
@@ -126,9 +132,17 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		if ok {
 			continue
 		}
-		if err := m.start(ctx, spec); err != nil {
+		err := m.start(ctx, spec)
+		m.mu.Lock()
+		if prev := m.startErr[name]; err != nil && (prev == nil || prev.Error() != err.Error()) {
 			m.log.Warn("sinks: not started", "sink", name, "err", err)
 		}
+		if err != nil {
+			m.startErr[name] = err
+		} else {
+			delete(m.startErr, name)
+		}
+		m.mu.Unlock()
 	}
 	return nil
 }
@@ -152,6 +166,7 @@ func (m *Manager) start(ctx context.Context, spec wire.Sink) error {
 	r := &running{spec: spec, sink: s, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
+		defer target.Close()
 		for sctx.Err() == nil {
 			if err := s.Run(sctx); err != nil {
 				s.stats.fail(err, true)
@@ -415,9 +430,12 @@ func (m *Manager) view(spec wire.Sink, st wire.Stream) api.Sink {
 	}
 	m.mu.Lock()
 	r, ok := m.running[spec.Name]
+	startErr := m.startErr[spec.Name]
 	m.mu.Unlock()
 	if ok && r.spec.Created.Equal(spec.Created) {
 		out.Status = r.sink.Status()
+	} else if startErr != nil {
+		out.Status.State, out.Status.LastError = api.SinkFailed, startErr.Error()
 	}
 	if st.ResultsTopic != "" {
 		if lag, err := m.cfg.Kafka.Lag(wire.SinkGroup(spec.Name), st.ResultsTopic); err == nil {

@@ -115,9 +115,8 @@ func (s *Sink) Status() api.SinkStatus {
 
 // Run consumes the results topic in the sink's group and delivers until ctx ends; a
 // partition's current event is abandoned then (its offset not marked: the next owner
-// sends it again). It closes the target before returning.
+// sends it again). The target is its owner's to close, after Run returned.
 func (s *Sink) Run(ctx context.Context) error {
-	defer s.cfg.Target.Close()
 	producer, err := s.cfg.Kafka.SyncProducer()
 	if err != nil {
 		return fmt.Errorf("sink %s: dead-letter producer: %w", s.cfg.Spec.Name, err)

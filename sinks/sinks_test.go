@@ -290,6 +290,14 @@ func TestBadInputIsRefused(t *testing.T) {
 			}
 		})
 	}
+	// A secret the sink's process lacks: recorded, but failed here, saying why.
+	if _, err := e.mgr.Add(ctx, api.SinkRequest{Name: "nosecret", Stream: e.stream, Webhook: rcv.URL, SecretEnv: "UNSET_VAR"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState("nosecret", api.SinkFailed)
+	if st := e.status("nosecret"); !strings.Contains(st.LastError, "UNSET_VAR") {
+		t.Errorf("status %+v does not name the variable", st)
+	}
 	// Allowed, the address is checked like any other: reachable or not, not refused for
 	// being link-local.
 	if _, err := e.mgr.Add(ctx, api.SinkRequest{Name: "ll", Stream: e.stream, Webhook: "http://169.254.169.254/latest", AllowLinkLocal: true}); err != nil &&

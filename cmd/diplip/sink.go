@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,11 +15,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
+	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/sinks"
 )
 
@@ -200,6 +205,7 @@ func sinkRunCommand() *cli.Command {
 			&cli.StringFlag{Name: "kafka", Required: true, EnvVars: []string{"DIPLIP_KAFKA"}, Usage: "Kafka bootstrap addresses"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"DIPLIP_TOKEN"}, Usage: "the control plane's token"},
 			&cli.StringFlag{Name: "gateway-url", Usage: "the gateway's URL, which events name their snapshots by"},
+			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:0", Usage: "where /metrics (Prometheus) is served; empty: nowhere"},
 		},
 		Action: func(c *cli.Context) error {
 			brokers, err := kafkaclient.ParseBrokers(c.String("kafka"))
@@ -237,8 +243,28 @@ func sinkRunCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), exitFailed)
 			}
-			logger.Info("sinks running", "nats", c.String("nats"), "kafka", c.String("kafka"))
-			return m.Run(ctx)
+			g, gctx := errgroup.WithContext(ctx)
+			var metricsURL string
+			if addr := c.String("metrics-listen"); addr != "" {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("--metrics-listen %s: %v", addr, err), exitUsage)
+				}
+				metricsURL = "http://" + ln.Addr().String() + "/metrics"
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", metrics.Handler())
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				g.Go(func() error {
+					if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+						return fmt.Errorf("metrics listener: %w", err)
+					}
+					return nil
+				})
+				g.Go(func() error { <-gctx.Done(); return srv.Close() })
+			}
+			g.Go(func() error { return m.Run(gctx) })
+			logger.Info("sinks running", "nats", c.String("nats"), "kafka", c.String("kafka"), "metrics", metricsURL)
+			return g.Wait()
 		},
 	}
 }
