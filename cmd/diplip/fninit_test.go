@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,4 +147,86 @@ func tinyModel(op string, inputs map[string][]int64, order []string, output stri
 	model := vint(nil, 1, 8)                   // ir_version
 	model = field(model, 8, vint(nil, 2, 13))  // opset_import {version 13}
 	return bytes.Clone(field(model, 7, graph)) // graph
+}
+
+// A constructed Ultralytics-style model (a graph that emits a constant YOLOv8 output
+// [1 6 84] for a 64x64 image, with the metadata Ultralytics writes): fn init reads the
+// metadata through ONNX Runtime (names → labels.txt, task), picks yolo v8, fn build accepts
+// it, and the function finds the one object the constant output holds.
+func TestFnInitUltralyticsMetadata(t *testing.T) {
+	const C, A = 2, 84 // 64x64: 8x8 + 4x4 + 2x2 anchors
+	vals := make([]float32, (4+C)*A)
+	for i, v := range []float32{32, 16, 10, 20, 0.1, 0.9} { // anchor 5: cx cy w h, class 1 at 0.9
+		vals[i*A+5] = v
+	}
+	model := constModel([]int64{1, 3, 64, 64}, "output0", []int64{1, 4 + C, A}, vals, map[string]string{
+		"author": "Ultralytics", "task": "detect", "imgsz": "[64, 64]", "names": "{0: 'cat', 1: 'dog'}", "stride": "32"})
+	dir := t.TempDir()
+	p := filepath.Join(dir, "yolo11n.onnx")
+	if err := os.WriteFile(p, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fn := filepath.Join(dir, "fn")
+	out := run(t, 0, "fn", "init", p, "-o", fn)
+	if !strings.Contains(out, "family yolo (Ultralytics YOLOv8/YOLO11)") || !strings.Contains(out, `metadata says Ultralytics`) {
+		t.Fatalf("fn init said:\n%s", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fn, "labels.txt")); string(b) != "cat\ndog\n" {
+		t.Fatalf("labels.txt %q", b)
+	}
+	run(t, 0, "fn", "build", fn, "-t", "127.0.0.1:5999/fn/yolo11n:init", "--store", t.TempDir())
+	f, err := pipeline.Load(fn, pipeline.Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, _, err := f.Run([][]byte{testkit.Media(t, "chelsea.png")}) // 451x300: r = 64/451
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	d := res[0].Detections
+	// The centred letterbox puts the 64x42 image at y offset 11; the box (27 6 37 26) in
+	// the canvas maps back to about (190 0 260 106) in the photo.
+	if len(d) != 1 || d[0].Label != "dog" || d[0].Score != 0.9 || d[0].Box.X1 < 185 || d[0].Box.X1 > 195 || d[0].Box.X2 < 255 || d[0].Box.X2 > 265 {
+		t.Fatalf("detections %+v", d)
+	}
+}
+
+// constModel encodes an ONNX model whose one node, a Constant, emits values as a float
+// output of outShape, whatever the float image input; metadata goes in metadata_props.
+func constModel(inShape []int64, output string, outShape []int64, values []float32, metadata map[string]string) []byte {
+	varint := func(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+	field := func(b []byte, num int, v []byte) []byte {
+		b = varint(b, uint64(num<<3|2))
+		return append(varint(b, uint64(len(v))), v...)
+	}
+	vint := func(b []byte, num int, v uint64) []byte { return varint(varint(b, uint64(num<<3)), v) }
+	valueInfo := func(name string, shape []int64) []byte {
+		var sh []byte
+		for _, d := range shape {
+			sh = field(sh, 1, vint(nil, 1, uint64(d)))
+		}
+		return field(field(nil, 1, []byte(name)), 2, field(nil, 1, field(vint(nil, 1, 1), 2, sh)))
+	}
+	var tensor []byte
+	for _, d := range outShape {
+		tensor = vint(tensor, 1, uint64(d)) // dims
+	}
+	tensor = vint(tensor, 2, 1) // data_type FLOAT
+	raw := make([]byte, 0, 4*len(values))
+	for _, v := range values {
+		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
+	}
+	tensor = field(tensor, 9, raw)                                        // raw_data
+	attr := vint(field(field(nil, 1, []byte("value")), 5, tensor), 20, 4) // name, t, type TENSOR
+	node := field(field(field(nil, 2, []byte(output)), 4, []byte("Constant")), 5, attr)
+	graph := field(field(nil, 1, node), 2, []byte("g"))
+	graph = field(graph, 11, valueInfo("images", inShape))
+	graph = field(graph, 12, valueInfo(output, outShape))
+	model := field(vint(nil, 1, 8), 8, vint(nil, 2, 13))
+	model = field(model, 7, graph)
+	for _, k := range slices.Sorted(maps.Keys(metadata)) {
+		model = field(model, 14, field(field(nil, 1, []byte(k)), 2, []byte(metadata[k])))
+	}
+	return model
 }
