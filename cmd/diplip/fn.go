@@ -324,7 +324,14 @@ func fnInspect(c *cli.Context) error {
 	return render(c, out, func(w *tabwriter.Writer) {
 		fmt.Fprintf(w, "ref\t%s\ndigest\t%s\nsize\t%s\nfunction\t%s (%s, %s)\n", out.Ref, out.Digest, humanBytes(out.Size), spec.Name, spec.Runtime, spec.Model)
 		fmt.Fprintf(w, "input\t%s %dx%d %s %s %s\n", spec.Input.Tensor, spec.Input.Width, spec.Input.Height, spec.Input.Layout, spec.Input.Channels, spec.Input.Resize)
-		fmt.Fprintf(w, "output\t%s %v (score ≥ %.2f, nms %.2f)\n", spec.Output.Decoder, spec.Output.Tensors, *spec.Output.ScoreThreshold, *spec.Output.NMSThreshold)
+		switch o := spec.Output; o.Decoder {
+		case "classify":
+			fmt.Fprintf(w, "output\t%s %v (top %d, %s, score ≥ %.2f)\n", o.Decoder, o.Tensors, o.TopK, o.Activation, *o.ScoreThreshold)
+		case "embed", "raw":
+			fmt.Fprintf(w, "output\t%s %v\n", o.Decoder, o.Tensors)
+		default:
+			fmt.Fprintf(w, "output\t%s %v (score ≥ %.2f, nms %.2f)\n", o.Decoder, o.Tensors, *o.ScoreThreshold, *o.NMSThreshold)
+		}
 		fmt.Fprintf(w, "batch\tmax %d, max delay %v\nresources\t%s, %d MB\n", spec.Batch.Max, time.Duration(spec.Batch.MaxDelay), spec.Resources.Device, spec.Resources.MemoryMB)
 	})
 }
