@@ -20,12 +20,22 @@ import (
 // and every earlier one of its partition are acknowledged by Kafka, so a crash or a
 // rebalance can write a result twice (same id) but never lose one. At most MaxInFlight
 // records wait for their acknowledgement (and the worker's budget bounds their bytes).
+//
+// A frame's tracker checkpoint is sent only once its result is acknowledged: a runner
+// killed between the two leaves a result without its checkpoint (the next owner tracks
+// the frame again, from the checkpoint before, and writes the same result twice), never
+// a checkpoint without its result (the next owner would take the frame for one already
+// tracked, and its only result would have no track ids).
 type atLeastOnce struct {
 	w        *Worker
 	ctx      context.Context // the worker's: once it ends, a failed record is not retried
 	producer sarama.AsyncProducer
 	inFlight chan struct{} // a slot per record handed to Kafka and not yet acknowledged
 	acksDone chan struct{}
+	// states are checkpoints whose results were acknowledged, in that order, each in the
+	// place in flight its result held (so there is always room); one goroutine sends them.
+	states     chan *sarama.ProducerMessage
+	statesDone chan struct{}
 }
 
 // aloClaim is a claimed partition's pending offsets.
@@ -38,7 +48,10 @@ type aloClaim struct {
 // aloItem is an item's Meta: its claim, and its records not yet acknowledged.
 type aloItem struct {
 	claim   *aloClaim
-	records atomic.Int32 // handed to Kafka and not yet acknowledged (result, state)
+	records atomic.Int32 // not yet acknowledged (result, state)
+	// state is the checkpoint to send once the result is acknowledged; the acks
+	// goroutine takes it.
+	state *sarama.ProducerMessage
 }
 
 func newAtLeastOnce(ctx context.Context, w *Worker) (*atLeastOnce, error) {
@@ -52,10 +65,17 @@ func newAtLeastOnce(ctx context.Context, w *Worker) (*atLeastOnce, error) {
 // startAtLeastOnce delivers through producer (which it closes), reading its answers.
 func startAtLeastOnce(ctx context.Context, w *Worker, producer sarama.AsyncProducer) *atLeastOnce {
 	a := &atLeastOnce{w: w, ctx: ctx, producer: producer,
-		inFlight: make(chan struct{}, w.cfg.MaxInFlight), acksDone: make(chan struct{})}
+		inFlight: make(chan struct{}, w.cfg.MaxInFlight), acksDone: make(chan struct{}),
+		states: make(chan *sarama.ProducerMessage, w.cfg.MaxInFlight), statesDone: make(chan struct{})}
 	go func() {
 		defer close(a.acksDone)
 		a.acks()
+	}()
+	go func() {
+		defer close(a.statesDone)
+		for m := range a.states {
+			a.input(m)
+		}
 	}()
 	return a
 }
@@ -101,16 +121,33 @@ func (a *atLeastOnce) submit(it *flow.Item) {
 func (a *atLeastOnce) close() {
 	a.producer.AsyncClose()
 	<-a.acksDone
+	close(a.states) // only the acks goroutine adds to it
+	<-a.statesDone
 }
 
-// send hands an encoded item's records to the producer, each taking an in-flight slot.
+// send hands an encoded item's result to the producer, taking a place in flight; its
+// checkpoint, if any, follows the result's acknowledgement in that place.
 func (a *atLeastOnce) send(it *flow.Item) {
 	msgs := a.w.records(it)
-	it.Meta.(*aloItem).records.Store(int32(len(msgs)))
-	for _, m := range msgs {
-		a.inFlight <- struct{}{}
-		a.producer.Input() <- m
+	ai := it.Meta.(*aloItem)
+	ai.records.Store(int32(len(msgs)))
+	if len(msgs) > 1 {
+		ai.state = msgs[1]
 	}
+	a.inFlight <- struct{}{}
+	a.producer.Input() <- msgs[0]
+}
+
+// input hands a record to the producer, which may be closing: then its frame is
+// abandoned (redelivered).
+func (a *atLeastOnce) input(m *sarama.ProducerMessage) {
+	defer func() {
+		if recover() != nil { // the input channel was closed by AsyncClose
+			it := m.Metadata.(*outMsg).it
+			it.Meta.(*aloItem).claim.ledger.abandon(it)
+		}
+	}()
+	a.producer.Input() <- m
 }
 
 // acks reads the producer's answers until it is closed: a success marks offsets, a
@@ -125,8 +162,16 @@ func (a *atLeastOnce) acks() {
 				successes = nil
 				continue
 			}
+			it := m.Metadata.(*outMsg).it
+			ai := it.Meta.(*aloItem)
+			if s := ai.state; s != nil && !m.Metadata.(*outMsg).state { // the result is durable: now its checkpoint
+				ai.state = nil
+				ai.records.Add(-1)
+				a.states <- s // never waits: each holds a place in flight
+				continue
+			}
 			<-a.inFlight
-			if it := m.Metadata.(*outMsg).it; it.Meta.(*aloItem).records.Add(-1) == 0 {
+			if ai.records.Add(-1) == 0 {
 				a.acked(it)
 			}
 		case pe, ok := <-errs:

@@ -258,3 +258,39 @@ func TestTransactionalRetakenIDSkipsEveryCommittedFrame(t *testing.T) {
 		t.Fatalf("the retaken id committed %v, want [[4 5]] (0 to 3 were committed before it)", got)
 	}
 }
+
+// At-least-once sends a frame's tracker checkpoint only once its result is acknowledged:
+// a runner killed in between must not leave the checkpoint without the result, or the
+// partition's next owner takes the frame for one already tracked and its only result has
+// no track ids.
+func TestAtLeastOnceCheckpointFollowsItsResult(t *testing.T) {
+	w := testWorker(4)
+	fp := newFakeAsync()
+	a := startAtLeastOnce(context.Background(), w, fp)
+	sess := &fakeSession{}
+	c, _ := a.claim(context.Background(), sess, 0)
+	it := encoded(0)
+	it.State = []byte(`{"v":1}`)
+	c.take(it)
+	a.submit(it)
+	result := fp.next(t, "the result")
+	if result.Metadata.(*outMsg).state {
+		t.Fatal("the checkpoint was sent first")
+	}
+	select {
+	case m := <-fp.input:
+		t.Fatalf("%s sent before the result was acknowledged", m.Topic)
+	case <-time.After(50 * time.Millisecond):
+	}
+	fp.successes <- result
+	state := fp.next(t, "the checkpoint, after the result's acknowledgement")
+	if !state.Metadata.(*outMsg).state {
+		t.Fatalf("sent %s, want the checkpoint", state.Topic)
+	}
+	fp.successes <- state
+	within(t, 5*time.Second, "the claim's release", c.release)
+	if !slices.Equal(sess.marked, []int64{1}) {
+		t.Fatalf("marked %v, want [1]", sess.marked)
+	}
+	within(t, 5*time.Second, "closing", a.close)
+}
