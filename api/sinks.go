@@ -112,6 +112,8 @@ type SinkEvent struct {
 	// Snapshot is the frame's JPEG on the gateway (behind its token):
 	// GATEWAY/v1/streams/STREAM/frames/PARTITION/OFFSET, while the stream's retention keeps it.
 	Snapshot string `json:"snapshot_url,omitempty"`
+	// Crop is the snapshot cut to Box (SNAPSHOT?box=x1,y1,x2,y2), for events with a box.
+	Crop string `json:"crop_url,omitempty"`
 }
 
 // SinkCount is the retained payload of PREFIX/STREAM/CAMERA/ZONE/CLASS/count.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/wire"
 )
@@ -86,8 +87,8 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// frame serves GET /v1/streams/{stream}/frames/{partition}/{offset}: the JPEG of one frame
-// record, which the live view draws a result's boxes on.
+// frame serves GET /v1/streams/{stream}/frames/{partition}/{offset}[?box=x1,y1,x2,y2]: the
+// JPEG of one frame record, which the live view draws a result's boxes on, or a crop of it.
 func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	st, err := s.cfg.Rollout.Stream(r.Context(), r.PathValue("stream"))
 	if err != nil {
@@ -104,6 +105,11 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return errorf(http.StatusBadGateway, "kafka: %v", err)
+	}
+	if box := r.URL.Query().Get("box"); box != "" { // an object's snapshot (a sink's event names it)
+		if m.Value, err = ingest.CropJPEG(m.Value, box); err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
 	}
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("Cache-Control", "private, max-age=3600") // a record never changes

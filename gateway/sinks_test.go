@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -90,7 +92,8 @@ func TestSinks(t *testing.T) {
 	}
 	res := wire.Result{ID: wire.ResultID(stream, "cam1", ack.Seq, "sha256:0123456789abcdef"), Stream: stream, Camera: "cam1", Seq: ack.Seq,
 		CaptureTime: time.Now().UTC(), Function: "f", Status: wire.StatusOK, Source: wire.Source{Partition: ack.Partition, Offset: ack.Offset},
-		Events: []wire.ZoneEvent{{Zone: "door", Kind: wire.EventEntered, TrackID: 7, Label: "person"}}}
+		Events:     []wire.ZoneEvent{{Zone: "door", Kind: wire.EventEntered, TrackID: 7, Label: "person"}},
+		Detections: []wire.Detection{{Label: "person", Score: 0.8, TrackID: 7, Box: wire.Box{X1: 10, Y1: 20, X2: 50, Y2: 80}}}}
 	b, _ := json.Marshal(res)
 	kc := kafkaclient.New(testkit.Kafka(t), "test-sinks")
 	defer kc.Close()
@@ -125,11 +128,21 @@ func TestSinks(t *testing.T) {
 	if want := l.URL + "/v1/streams/" + stream + "/frames/"; !strings.HasPrefix(ev.Snapshot, want) {
 		t.Fatalf("snapshot %q, want %s...", ev.Snapshot, want)
 	}
+	if ev.Crop != ev.Snapshot+"?box=10,20,50,80" {
+		t.Errorf("crop url %q", ev.Crop)
+	}
 	for _, tc := range []struct {
-		auth string
-		code int
-	}{{"", http.StatusUnauthorized}, {"Bearer " + token, http.StatusOK}} {
-		r, _ := http.NewRequest(http.MethodGet, ev.Snapshot, nil)
+		url, auth string
+		code      int
+		w, h      int
+	}{
+		{ev.Snapshot, "", http.StatusUnauthorized, 0, 0},
+		{ev.Snapshot, "Bearer " + token, http.StatusOK, 768, 576},
+		{ev.Crop, "Bearer " + token, http.StatusOK, 40, 60},
+		{ev.Snapshot + "?box=1,2", "Bearer " + token, http.StatusBadRequest, 0, 0},
+		{ev.Snapshot + "?box=5000,5000,6000,6000", "Bearer " + token, http.StatusBadRequest, 0, 0},
+	} {
+		r, _ := http.NewRequest(http.MethodGet, tc.url, nil)
 		if tc.auth != "" {
 			r.Header.Set("Authorization", tc.auth)
 		}
@@ -139,8 +152,15 @@ func TestSinks(t *testing.T) {
 		}
 		img, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != tc.code || tc.code == http.StatusOK && (resp.Header.Get("Content-Type") != "image/jpeg" || len(img) < 1000) {
-			t.Errorf("snapshot with %q: %d %s, %d bytes", tc.auth, resp.StatusCode, resp.Header.Get("Content-Type"), len(img))
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s with %q: %d %s", tc.url, tc.auth, resp.StatusCode, img)
+			continue
+		}
+		if tc.code == http.StatusOK {
+			cfg, err := jpeg.DecodeConfig(bytes.NewReader(img))
+			if err != nil || cfg.Width != tc.w || cfg.Height != tc.h {
+				t.Errorf("%s: a %dx%d JPEG (%v), want %dx%d", tc.url, cfg.Width, cfg.Height, err, tc.w, tc.h)
+			}
 		}
 	}
 

@@ -100,6 +100,9 @@ func (f *filter) Events(r wire.Result) []api.SinkEvent {
 		if i := slices.IndexFunc(r.Detections, func(d wire.Detection) bool { return d.TrackID == e.TrackID && e.TrackID != 0 }); i >= 0 {
 			d := r.Detections[i]
 			ev.Score, ev.Box = d.Score, &api.Box{X1: d.Box.X1, Y1: d.Box.Y1, X2: d.Box.X2, Y2: d.Box.Y2}
+			if ev.Snapshot != "" {
+				ev.Crop = fmt.Sprintf("%s?box=%.0f,%.0f,%.0f,%.0f", ev.Snapshot, d.Box.X1, d.Box.Y1, d.Box.X2, d.Box.Y2)
+			}
 			if d.Score < f.spec.MinScore {
 				continue
 			}

@@ -224,6 +224,7 @@ func TestWebhookDeliversSignedEvents(t *testing.T) {
 		Zone: "door", Direction: "in", TrackID: 1, Label: "person", Score: 0.9, Box: &api.Box{X1: 1, Y1: 2, X2: 30, Y2: 60},
 		Counts:   []api.ZoneCount{{Zone: "door", Label: "person", In: 1}},
 		Snapshot: "http://gateway.test:8080/v1/streams/" + e.stream + "/frames/1/101"}
+	want.Crop = want.Snapshot + "?box=1,2,30,60"
 	wb, _ := json.Marshal(want)
 	gb, _ := json.Marshal(crossed.ev)
 	if string(wb) != string(gb) {
