@@ -29,7 +29,7 @@ import (
 // env is a stream (a real results topic on the test run's Kafka, a record on a real
 // NATS control plane) and a running sinks.Manager.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	stream  string
 	topic   string
 	kc      *kafkaclient.Client
@@ -43,7 +43,7 @@ type env struct {
 func newEnv(t *testing.T) *env { return newEnvWith(t, true) }
 
 // newEnvWith runs the manager's sinks in this process when run (else only its calls).
-func newEnvWith(t *testing.T, run bool) *env {
+func newEnvWith(t testing.TB, run bool) *env {
 	t.Helper()
 	brokers, topic := testkit.Topic(t, 2)
 	ns, nc := testkit.NATSConn(t)
