@@ -32,6 +32,11 @@ func errorf(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
 }
 
+func isLinkLocal(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()
+}
+
 // checkTimeout bounds the name look-up and the connection that check a target at add.
 const checkTimeout = 3 * time.Second
 
@@ -73,7 +78,7 @@ func CheckURL(ctx context.Context, what, raw string, schemes map[string]string, 
 		addrs = ips
 	}
 	for _, a := range addrs {
-		if a = a.Unmap(); !allowLinkLocal && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) {
+		if a = a.Unmap(); !allowLinkLocal && isLinkLocal(a) {
 			kind := "a link-local address"
 			if a == netip.AddrFrom4([4]byte{169, 254, 169, 254}) {
 				kind = "the cloud metadata service's address"

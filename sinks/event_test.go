@@ -2,9 +2,11 @@ package sinks
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/diplip/diplip/api"
 	"github.com/diplip/diplip/internal/wire"
 )
 
@@ -76,4 +78,14 @@ func FuzzBrokerAddr(f *testing.F) {
 			t.Fatalf("%q: empty address without an error", raw)
 		}
 	})
+}
+
+// A webhook never connects to a link-local address unless allowed, whatever the URL's
+// name resolved to when the sink was added.
+func TestWebhookRefusesLinkLocalAtConnect(t *testing.T) {
+	w := NewWebhook("t", "http://169.254.169.254/latest", nil, nil, false)
+	_, err := w.Deliver(t.Context(), api.SinkEvent{ID: "x"})
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "link-local") {
+		t.Fatalf("err = %v, want a permanent link-local refusal", err)
+	}
 }

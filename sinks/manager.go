@@ -204,7 +204,7 @@ func NewTarget(spec wire.Sink, getenv func(string) string) (Target, error) {
 				return nil, fmt.Errorf("sink %s: environment variable %s (its --secret-env) is unset in this process", spec.Name, v)
 			}
 		}
-		return NewWebhook(spec.Name, spec.Webhook.URL, secret, spec.Webhook.Headers), nil
+		return NewWebhook(spec.Name, spec.Webhook.URL, secret, spec.Webhook.Headers, spec.AllowLinkLocal), nil
 	case spec.MQTT != nil:
 		var password string
 		if v := spec.MQTT.PasswordEnv; v != "" {

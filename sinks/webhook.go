@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/diplip/diplip/api"
@@ -81,10 +84,24 @@ type Webhook struct {
 	Client  *http.Client
 }
 
-// NewWebhook returns a webhook target with a client that gives a request 10 s.
-func NewWebhook(name, url string, secret []byte, headers map[string]string) *Webhook {
+// NewWebhook returns a webhook target with a client that gives a request 10 s and, unless
+// allowLinkLocal, refuses to connect to a link-local address: the check at add time is
+// made again on every connection, so a name that later resolves to the cloud metadata
+// service (DNS rebinding) is not followed there.
+func NewWebhook(name, url string, secret []byte, headers map[string]string, allowLinkLocal bool) *Webhook {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if !allowLinkLocal {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			if ap, err := netip.ParseAddrPort(address); err == nil && isLinkLocal(ap.Addr()) {
+				return Permanent(fmt.Errorf("webhook: %s is a link-local address (add the sink with --allow-link-local to send there)", ap.Addr()))
+			}
+			return nil
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = d.DialContext
 	return &Webhook{URL: url, Secret: secret, Headers: headers, Name: name, Client: &http.Client{
-		Timeout: 10 * time.Second,
+		Timeout: 10 * time.Second, Transport: tr,
 		// A redirect could lead a signed request anywhere; the target is the URL given.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
