@@ -134,13 +134,17 @@ func New(cfg Config) *Pipeline {
 func (p *Pipeline) Run(ctx context.Context, in <-chan *Item, out func(*Item)) {
 	work := make(chan batch, p.cfg.Lanes)
 	done := make(chan batch, p.cfg.Lanes)
+	// A place per batch between the batcher and the sequencer's output: a lane that is
+	// slow on one batch holds up at most this many behind it, not every batch the other
+	// lanes can finish meanwhile (the sequencer would keep them all, in order).
+	places := make(chan struct{}, 2*p.cfg.Lanes)
 	var lanes, stages sync.WaitGroup
-	stages.Go(func() { p.batch(in, work); close(work) })
+	stages.Go(func() { p.batch(in, work, places); close(work) })
 	for range p.cfg.Lanes {
 		lanes.Go(func() { p.lane(ctx, work, done) })
 	}
 	stages.Go(func() { lanes.Wait(); close(done) })
-	p.sequence(done, out)
+	p.sequence(done, out, places)
 	stages.Wait()
 }
 
@@ -152,8 +156,8 @@ func (p *Pipeline) Unhealthy() string {
 }
 
 // batch collects up to Batch items, waiting at most MaxDelay after the first, numbers the
-// batches and hands them to the lanes, until in closes.
-func (p *Pipeline) batch(in <-chan *Item, work chan<- batch) {
+// batches and hands them to the lanes, each taking a place, until in closes.
+func (p *Pipeline) batch(in <-chan *Item, work chan<- batch, places chan<- struct{}) {
 	size := p.cfg.Deployment.Batch
 	var n uint64
 	for {
@@ -195,6 +199,7 @@ func (p *Pipeline) batch(in <-chan *Item, work chan<- batch) {
 		if timer != nil {
 			timer.Stop()
 		}
+		places <- struct{}{}
 		work <- batch{n: n, items: items}
 		n++
 	}

@@ -386,3 +386,47 @@ func TestStageRunsInOrderBeforeEncoding(t *testing.T) {
 		}
 	}
 }
+
+// stallModel holds its first run until release is closed, counting the runs.
+type stallModel struct {
+	runs    atomic.Int64
+	release chan struct{}
+}
+
+func (m *stallModel) Run(frames [][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	if m.runs.Add(1) == 1 {
+		<-m.release
+	}
+	return make([]functions.FrameResult, len(frames)), functions.BatchTimings{}, nil
+}
+
+// A lane slow on one batch holds up the others after a few batches: the sequencer does
+// not keep every batch they could finish meanwhile (its memory, and the records taken
+// but not yet handed on, stay bounded), and everything comes out in order once it ends.
+func TestSlowLaneHoldsUpTheOthersAfterAFewBatches(t *testing.T) {
+	m := &stallModel{release: make(chan struct{})}
+	var items []*flow.Item
+	for i := range 50 {
+		items = append(items, record(0, int64(i), frame("cam", uint64(i+1), byte(i))))
+	}
+	out := start(context.Background(), flow.New(flow.Config{Deployment: deployment(1), Model: m, Lanes: 2}), items)
+	time.Sleep(200 * time.Millisecond)
+	// 2 × lanes places, plus the batch before the held one when the held one is the
+	// second (the lanes start in either order).
+	if n := m.runs.Load(); n > 5 {
+		t.Fatalf("%d batches run while one is held, want at most 5", n)
+	}
+	close(m.release)
+	var offsets []int64
+	for it := range out {
+		offsets = append(offsets, it.Offset)
+	}
+	for i, off := range offsets {
+		if off != int64(i) {
+			t.Fatalf("came out in order %v", offsets)
+		}
+	}
+	if len(offsets) != len(items) {
+		t.Fatalf("%d items out of %d", len(offsets), len(items))
+	}
+}

@@ -10,8 +10,8 @@ import (
 )
 
 // sequence hands finished batches' items to out in batch order, running the stage on
-// each result and encoding it first.
-func (p *Pipeline) sequence(done <-chan batch, out func(*Item)) {
+// each result and encoding it first; each batch handed on frees its place.
+func (p *Pipeline) sequence(done <-chan batch, out func(*Item), places <-chan struct{}) {
 	var next uint64
 	waiting := map[uint64]batch{}
 	var idle <-chan time.Time
@@ -49,6 +49,7 @@ func (p *Pipeline) sequence(done <-chan batch, out func(*Item)) {
 				}
 				out(it)
 			}
+			<-places
 		}
 	}
 }
