@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	// Eclipse Paho is the MQTT client of the Eclipse IoT project, maintained, MQTT 3.1.1
@@ -17,6 +18,7 @@ import (
 	// the acknowledgement a sink moves its offset on. paho.golang (MQTT 5) is younger and not
 	// an approved release in our package lists; one library does the job.
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/diplip/diplip/api"
 )
@@ -30,7 +32,25 @@ type MQTT struct {
 	prefix  string
 	client  mqtt.Client
 	timeout time.Duration
+
+	mu   sync.Mutex
+	lost chan struct{} // closed when the connection is lost, then replaced
 }
+
+// noStore is a Paho store that keeps nothing. Paho would resend the publishes in flight
+// when a connection broke after it reconnects, by itself and after the sink had moved on
+// to newer events (and, in v1.5.1, racing with its own writer on the packet's DUP flag);
+// the sink's retry loop resends instead, in order. A QoS 1 token still completes on its
+// PUBACK: Paho tracks tokens apart from the store.
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
 
 // brokerAddr turns mqtt://HOST:PORT (or tcp://) into Paho's tcp://HOST:PORT, and mqtts://
 // (or ssl://) into ssl://.
@@ -75,9 +95,16 @@ func NewMQTT(sink, raw, prefix, username, password string) (*MQTT, error) {
 		SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(500 * time.Millisecond).SetMaxReconnectInterval(2 * time.Second).
 		SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second).SetKeepAlive(10 * time.Second)
-	c := mqtt.NewClient(opts)
-	c.Connect() // with ConnectRetry it keeps trying in the background; Deliver reports the state
-	return &MQTT{prefix: prefix, client: c, timeout: 10 * time.Second}, nil
+	m := &MQTT{prefix: prefix, timeout: 10 * time.Second, lost: make(chan struct{})}
+	opts.SetStore(noStore{}).SetConnectionLostHandler(func(mqtt.Client, error) {
+		m.mu.Lock()
+		close(m.lost) // a publish waiting for its PUBACK gives up now and is retried
+		m.lost = make(chan struct{})
+		m.mu.Unlock()
+	})
+	m.client = mqtt.NewClient(opts)
+	m.client.Connect() // with ConnectRetry it keeps trying in the background; Deliver reports the state
+	return m, nil
 }
 
 func topicLevel(s string) string {
@@ -99,6 +126,9 @@ func CountTopic(prefix, stream, camera, zone, class string) string {
 var errNotConnected = errors.New("mqtt broker not connected")
 
 func (m *MQTT) publish(ctx context.Context, topic string, retained bool, payload []byte) error {
+	m.mu.Lock()
+	lost := m.lost
+	m.mu.Unlock()
 	if !m.client.IsConnectionOpen() {
 		return errNotConnected
 	}
@@ -110,6 +140,8 @@ func (m *MQTT) publish(ctx context.Context, topic string, retained bool, payload
 		return tok.Error()
 	case <-timer.C:
 		return fmt.Errorf("mqtt: no PUBACK within %s", m.timeout)
+	case <-lost:
+		return errors.New("mqtt: connection lost before the PUBACK")
 	case <-ctx.Done():
 		return ctx.Err()
 	}

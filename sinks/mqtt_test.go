@@ -28,6 +28,7 @@ type broker struct {
 	t    *testing.T
 	port int
 	conf string
+	dir  string
 	cmd  *exec.Cmd
 	log  *testkit.SyncBuffer
 }
@@ -38,8 +39,11 @@ func startBroker(t *testing.T) *broker {
 		t.Fatalf("this test needs Mosquitto at %s: install it with: sudo apt-get install -y mosquitto (scripts/setup.sh does)", mosquittoBin)
 	}
 	dir := t.TempDir()
-	b := &broker{t: t, port: testkit.FreePort(t), conf: filepath.Join(dir, "mosquitto.conf"), log: &testkit.SyncBuffer{}}
+	b := &broker{t: t, port: testkit.FreePort(t), conf: filepath.Join(dir, "mosquitto.conf"), dir: dir, log: &testkit.SyncBuffer{}}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\n", b.port, dir)
+	if os.Getuid() == 0 {
+		conf += "user root\n" // as root it would switch to user mosquitto, who cannot write dir
+	}
 	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +77,21 @@ func (b *broker) kill() {
 	b.cmd.Process.Signal(syscall.SIGKILL)
 	b.cmd.Wait()
 	b.cmd = nil
+}
+
+// saved waits until the broker has written its state to disk after since.
+func (b *broker) saved(since time.Time) {
+	b.t.Helper()
+	testkit.CheckFor(b.t, 10*time.Second, 100*time.Millisecond, func() error {
+		fi, err := os.Stat(filepath.Join(b.dir, "mosquitto.db"))
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().After(since) {
+			return fmt.Errorf("mosquitto.db last saved at %s", fi.ModTime())
+		}
+		return nil
+	})
 }
 
 func (b *broker) addr() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
@@ -118,8 +137,9 @@ func (s *subscriber) messages() []mqtt.Message {
 func TestMQTTBrokerRestart(t *testing.T) {
 	e := newEnv(t)
 	b := startBroker(t)
+	subscribed := time.Now()
 	sub := subscribe(t, b, "home/#")
-	time.Sleep(1500 * time.Millisecond) // the subscriber's session is saved (autosave_interval 1)
+	b.saved(subscribed) // the subscriber's session outlives the kill (autosave_interval 1)
 	e.add(api.SinkRequest{Name: "mq", MQTT: "mqtt://" + b.addr(), TopicPrefix: "home", Events: []string{"crossed"}, MaxAttempts: 10000})
 	if res, err := e.mgr.Test(t.Context(), "mq"); err != nil || !res.OK || res.Answer != "PUBACK" {
 		t.Fatalf("sink test: %+v, %v", res, err)
