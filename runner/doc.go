@@ -8,7 +8,9 @@
 //     and picks the delivery once, from the deployment's delivery mode.
 //   - membership.go: the consumer group (sarama's ConsumerGroupHandler): each partition
 //     it is handed is claimed from the delivery, and its records are fed to the pipeline
-//     until the partition moves on; Partitions lists the claims.
+//     until the partition moves on; Partitions lists the claims. Each claim has a context
+//     of its own, ended when sarama revokes it (its Messages() closes, which a feed
+//     goroutine per claim hears at once) or when the session ends.
 //   - flow (runner/flow): the pipeline, with no Kafka in it: batcher → lanes (the model,
 //     retried with backoff, unhealthy after UnhealthyAfter failures in a row) →
 //     sequencer (consumption order per partition, the tracker stage, encoding).
