@@ -141,7 +141,7 @@ func sinkCommand() *cli.Command {
 						return err
 					}
 					if !r.OK {
-						return cli.Exit("", exitFailed)
+						return cli.Exit(fmt.Sprintf("sink %s: the target did not accept the sample event", name), exitFailed)
 					}
 					return nil
 				}),
