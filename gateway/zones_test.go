@@ -97,7 +97,7 @@ func TestZones(t *testing.T) {
 	if err := c.RemoveCamera(ctx, "gate"); err != nil {
 		t.Fatal(err)
 	}
-	state, err := kc.LatestByKey(wire.StateTopic(d), 0)
+	state, err := kc.LatestByKey(t.Context(), wire.StateTopic(d), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

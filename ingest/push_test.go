@@ -148,6 +148,9 @@ func TestPushOneFrame(t *testing.T) {
 	if got[1].Seq <= 7 {
 		t.Errorf("the gateway's own seq %d should follow the camera's 7", got[1].Seq)
 	}
+	if !f.CameraSeq || got[1].CameraSeq { // only a camera's own seq can drop a retried push
+		t.Errorf("CameraSeq: %v for ?seq=7, %v for a gateway-numbered frame; want true, false", f.CameraSeq, got[1].CameraSeq)
+	}
 	img, err := jpeg.Decode(bytes.NewReader(got[1].Data))
 	if err != nil || img.Bounds() != image.Rect(0, 0, 512, 512) {
 		t.Fatalf("the PNG was not stored as a 512x512 JPEG: %v %v", err, img)

@@ -84,7 +84,7 @@ func (m *member) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGr
 		return nil // the claim ended first
 	}
 	if m.w.hasState() { // the partition's state: its cameras' checkpoints and seqs
-		states, err := m.w.cfg.Kafka.LatestByKeyContext(ctx, wire.StateTopic(m.w.cfg.Deployment), p)
+		states, err := m.w.cfg.Kafka.LatestByKey(ctx, wire.StateTopic(m.w.cfg.Deployment), p)
 		if err != nil {
 			dc.release()
 			if ctx.Err() != nil {

@@ -343,7 +343,7 @@ func TestLatestByKeyTransactions(t *testing.T) {
 	})
 	settle(t, kc, topic)
 	began := time.Now()
-	got, err := kc.LatestByKey(topic, 0)
+	got, err := kc.LatestByKey(t.Context(), topic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,17 +24,12 @@ func (c *Client) EnsureCompactedTopic(name string, partitions int32) error {
 	return err
 }
 
-// LatestByKey is LatestByKeyContext without a context of its own: it reads until done.
-func (c *Client) LatestByKey(topic string, partition int32) (map[string][]byte, error) {
-	return c.LatestByKeyContext(context.Background(), topic, partition)
-}
-
-// LatestByKeyContext reads a partition of a (compacted) topic from its start to its end
+// LatestByKey reads a partition of a (compacted) topic from its start to its end
 // offset and returns the last committed value of each key; a key whose last record is a
 // tombstone (nil value) is absent. Records of aborted transactions never count, and a
 // transaction still open is not waited for (the end offset is the last stable one). It
 // stops with ctx's error when ctx ends first (a runner's claim of the partition ended).
-func (c *Client) LatestByKeyContext(ctx context.Context, topic string, partition int32) (map[string][]byte, error) {
+func (c *Client) LatestByKey(ctx context.Context, topic string, partition int32) (map[string][]byte, error) {
 	start, end, err := c.Retained(topic, partition)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,13 @@ func TestFrameRoundTrip(t *testing.T) {
 		got.ContentType != ContentJPEG || string(got.Data) != string(f.Data) {
 		t.Fatalf("round trip: %+v, want %+v", got, f)
 	}
+	if got.CameraSeq {
+		t.Fatal("a gateway-numbered frame came back as numbered by its camera")
+	}
+	f.CameraSeq = true
+	if got, err := encoded(f).decode(); err != nil || !got.CameraSeq {
+		t.Fatalf("a camera-numbered frame: CameraSeq %v, %v", got.CameraSeq, err)
+	}
 }
 
 func TestDecodeFrameRejects(t *testing.T) {
