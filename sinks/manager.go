@@ -285,6 +285,13 @@ func (m *Manager) Spec(ctx context.Context, req api.SinkRequest) (wire.Sink, err
 	} else if err != nil {
 		return s, err
 	}
+	if req.Function != "" {
+		if _, err := m.cfg.Store.Function(ctx, req.Function); errors.Is(err, controlplane.ErrNotFound) {
+			return s, errorf(ErrInvalid, "function %q is not registered (see: diplip fn ls)", req.Function)
+		} else if err != nil {
+			return s, err
+		}
+	}
 	if err := m.checkZones(ctx, req); err != nil {
 		return s, err
 	}

@@ -279,6 +279,7 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"unknown class", api.SinkRequest{Webhook: rcv.URL, Classes: []string{"unicorn"}}, `class "unicorn"`},
 		{"event kind", api.SinkRequest{Webhook: rcv.URL, Events: []string{"exploded"}}, `event kind "exploded"`},
 		{"cooldown", api.SinkRequest{Webhook: rcv.URL, Cooldown: "soon"}, "cooldown"},
+		{"unknown function", api.SinkRequest{Webhook: rcv.URL, Function: "nope"}, `function "nope" is not registered`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "unknown class" {
