@@ -2,24 +2,15 @@ package rollout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
-	"github.com/IBM/sarama"
-
-	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/compare"
 	"github.com/diplip/diplip/internal/controlplane"
-	"github.com/diplip/diplip/internal/kafkaclient"
 	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 )
-
-// maxDiffResults bounds the results one side of a diff reads from its topic.
-const maxDiffResults = 200_000
 
 // Diff is a candidate's results (a shadow's or a replay's) compared frame by frame with
 // the primary's on the same frames.
@@ -31,6 +22,10 @@ type Diff struct {
 	// Report holds the scores. Each class has a label ("class N" when its function names
 	// none); Overall's is "all".
 	Report compare.Report
+	// From and To bound a shadow diff's window: the frames whose results were written in
+	// the last 5 minutes of the newest result read (From is zero for a replay's, which
+	// covers the replay's whole window).
+	From, To time.Time
 }
 
 // DiffSide is where one side's results come from.
@@ -40,12 +35,19 @@ type DiffSide struct {
 	// Digests are the function digests its results came from.
 	Digests []string
 	Topic   string
-	// Results is how many ok results it has on the compared window.
+	// Results is how many frames it has an ok result for in the compared window.
 	Results int
 }
 
-// DiffShadow compares the stream's shadow with its primary, and publishes the outcome as
-// the diplip_shadow_* gauges. iou 0 means compare.DefaultIoU.
+// DiffShadow compares the stream's shadow with its primary over the last 5 minutes, and
+// publishes the outcome as the diplip_shadow_* gauges. iou 0 means compare.DefaultIoU.
+//
+// While the ShadowGauges loop runs, it answers from the loop's incremental diff of the
+// shadow, after reading what is new since its last pass (cheap: each result is read
+// once). Otherwise, or for another iou than the loop's, it reads the results written in
+// the last 5 minutes (and a minute before, for the frames still waiting then) itself. On
+// either path, frames one side has and the other has not reached yet are work in flight:
+// they count once the other side gets past them, or after a minute.
 func (s *Service) DiffShadow(ctx context.Context, stream string, iou float64) (Diff, error) {
 	st, err := s.Stream(ctx, stream)
 	if err != nil {
@@ -58,15 +60,28 @@ func (s *Service) DiffShadow(ctx context.Context, stream string, iou float64) (D
 	if err != nil {
 		return Diff{}, err
 	}
-	d, err := s.diff(ctx, st, cand, iou)
-	if err == nil {
+	if iou == 0 {
+		iou = compare.DefaultIoU
+	}
+	var j *join
+	if iou == compare.DefaultIoU && s.diffs.loop() {
+		j, err = s.shadowJoin(st, cand)
+	} else {
+		j, err = s.newShadowJoin(st, cand, iou)
+	}
+	if err != nil {
+		return Diff{}, err
+	}
+	d, err := s.passDiff(ctx, st, cand, j)
+	if err == nil && iou == compare.DefaultIoU {
 		setShadowGauges(d)
 	}
 	return d, err
 }
 
 // DiffReplay compares the replay called name, of stream, with the stream's primary. iou 0
-// means compare.DefaultIoU.
+// means compare.DefaultIoU. It reads both results topics once, joining as it goes: it
+// holds the frames waiting for their other side (at most 50,000), not the topics.
 func (s *Service) DiffReplay(ctx context.Context, stream, name string, iou float64) (Diff, error) {
 	st, err := s.Stream(ctx, stream)
 	if err != nil {
@@ -79,107 +94,63 @@ func (s *Service) DiffReplay(ctx context.Context, stream, name string, iou float
 	if cand.Stream != st.Name {
 		return Diff{}, errorf(Invalid, "replay %q is of stream %q, not %q", name, cand.Stream, st.Name)
 	}
-	return s.diff(ctx, st, cand, iou)
-}
-
-// side is one side's results on the compared window, by frame position.
-type side struct {
-	frames  []compare.Frame
-	pos     []wire.Source
-	digests []string
-	last    map[int32]int64 // the highest frame offset per partition
-}
-
-// diff reads both results topics and compares: the primary's are the stream's results of
-// the candidate's function; both are limited to frames at or after the candidate's start
-// (and, for a replay, before its end); a shadow's diff also stops at the last frame both
-// sides got to, so work in flight does not count as missing.
-func (s *Service) diff(ctx context.Context, st wire.Stream, cand wire.Deployment, iou float64) (Diff, error) {
 	if iou == 0 {
 		iou = compare.DefaultIoU
 	}
-	replay := cand.Role == wire.RoleReplay
-	latency := func(r *wire.Result) float64 {
-		if replay { // a replayed frame's end to end is mostly its age
-			return r.Timings.Decode + r.Timings.Preprocess + r.Timings.Infer
-		}
-		return r.Timings.EndToEnd
-	}
-	in := func(src wire.Source) bool {
-		if start, ok := cand.StartAt[src.Partition]; ok && src.Offset < start {
-			return false
-		}
-		if end, ok := cand.StopAt[src.Partition]; ok && src.Offset >= end {
-			return false
-		}
-		return true
-	}
-	read := func(topic string, keep func(*wire.Result) bool) (*side, error) {
-		sd := &side{last: map[int32]int64{}}
-		err := s.cfg.Kafka.ReadTopic(ctx, topic, maxDiffResults, func(m *sarama.ConsumerMessage) error {
-			var r wire.Result
-			if json.Unmarshal(m.Value, &r) != nil || r.Status != wire.StatusOK || r.Function != cand.Function || !in(r.Source) || !keep(&r) {
-				return nil
-			}
-			f := compare.Frame{Camera: r.Camera, Seq: r.Seq, LatencyMs: latency(&r)}
-			for _, d := range r.Detections {
-				f.Detections = append(f.Detections, compare.Detection{Class: d.ClassID, Label: d.Label, Box: functions.Box(d.Box)})
-			}
-			sd.frames, sd.pos = append(sd.frames, f), append(sd.pos, r.Source)
-			if !slices.Contains(sd.digests, r.Digest) {
-				sd.digests = append(sd.digests, r.Digest)
-			}
-			if off, ok := sd.last[r.Source.Partition]; !ok || r.Source.Offset > off {
-				sd.last[r.Source.Partition] = r.Source.Offset
-			}
-			return nil
-		})
-		if errors.Is(err, kafkaclient.ErrTooManyRecords) {
-			return nil, errorf(TooLarge, "%w", err)
-		}
+	j := newJoin(joinConfig{topics: [2]string{st.ResultsTopic, cand.ResultsTopic(st)}, function: cand.Function, digest: cand.Digest,
+		startAt: cand.StartAt, stopAt: cand.StopAt, iou: iou, replay: true, maxPending: maxPending}, "")
+	return s.passDiff(ctx, st, cand, j)
+}
+
+// shadowID tells a shadow deployment from the one it replaced.
+func shadowID(d wire.Deployment) string {
+	return fmt.Sprint(d.Key(), d.Digest, d.Generation, d.StartAt)
+}
+
+// shadowJoin is the loop's join of the stream's shadow, made when it is new.
+func (s *Service) shadowJoin(st wire.Stream, cand wire.Deployment) (*join, error) {
+	return s.diffs.get(st.Name, shadowID(cand), func() (*join, error) {
+		return s.newShadowJoin(st, cand, compare.DefaultIoU)
+	})
+}
+
+// newShadowJoin is a join of a shadow with its primary that starts at the results written
+// in the last shadowWindow + pendingAge.
+func (s *Service) newShadowJoin(st wire.Stream, cand wire.Deployment, iou float64) (*join, error) {
+	j := newJoin(joinConfig{topics: [2]string{st.ResultsTopic, cand.ResultsTopic(st)}, function: cand.Function, digest: cand.Digest,
+		startAt: cand.StartAt, stopAt: cand.StopAt, iou: iou, window: shadowWindow, bucket: shadowBucket,
+		maxPending: maxPending, maxAge: pendingAge}, shadowID(cand))
+	since := time.Now().Add(-shadowWindow - pendingAge)
+	for side, topic := range j.cfg.topics {
+		offs, err := s.cfg.Kafka.OffsetsAt(topic, since)
 		if err != nil {
 			return nil, errorf(Upstream, "kafka: reading %s: %w", topic, err)
 		}
-		return sd, nil
+		j.initial[side] = offs
 	}
-	candTopic := cand.ResultsTopic(st)
-	c, err := read(candTopic, func(r *wire.Result) bool { return r.Digest == cand.Digest })
-	if err != nil {
-		return Diff{}, err
+	return j, nil
+}
+
+// passDiff reads what is new to j and answers its window.
+func (s *Service) passDiff(ctx context.Context, st wire.Stream, cand wire.Deployment, j *join) (Diff, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.pass(ctx, s.cfg.Kafka); err != nil {
+		return Diff{}, errorf(Upstream, "kafka: reading %s and %s: %w", j.cfg.topics[0], j.cfg.topics[1], err)
 	}
-	p, err := read(st.ResultsTopic, func(*wire.Result) bool { return true })
-	if err != nil {
-		return Diff{}, err
+	if j.cfg.replay {
+		j.resolve(resolveAll)
 	}
-	if !replay {
-		upTo := map[int32]int64{}
-		for part, off := range p.last {
-			if co, ok := c.last[part]; ok {
-				upTo[part] = min(off, co)
-			} else {
-				upTo[part] = -1
-			}
-		}
-		for part := range c.last {
-			if _, ok := p.last[part]; !ok {
-				upTo[part] = -1
-			}
-		}
-		p.frames = upToFrames(p, upTo)
-		c.frames = upToFrames(c, upTo)
-	}
-	rep := compare.Compare(p.frames, c.frames, iou)
+	rep, digests, from, to := j.report()
 	rep.Overall.Label = label(rep.Overall)
 	for i := range rep.Classes {
 		rep.Classes[i].Label = label(rep.Classes[i])
 	}
-	if p.digests == nil {
-		p.digests = []string{}
-	}
-	return Diff{Stream: st.Name, IoU: iou, Report: rep,
-		Primary: DiffSide{Kind: "primary", Function: cand.Function, Digests: p.digests, Topic: st.ResultsTopic, Results: len(p.frames)},
+	return Diff{Stream: st.Name, IoU: j.cfg.iou, Report: rep, From: from, To: to,
+		Primary: DiffSide{Kind: "primary", Function: cand.Function, Digests: digests, Topic: j.cfg.topics[primarySide],
+			Results: rep.Frames + rep.OnlyPrimary},
 		Candidate: DiffSide{Kind: string(cand.Role), Name: cand.ReplayName(), Function: cand.Function, Digests: []string{cand.Digest},
-			Topic: candTopic, Results: len(c.frames)},
+			Topic: j.cfg.topics[candidateSide], Results: rep.Frames + rep.OnlyCandidate},
 	}, nil
 }
 
@@ -193,17 +164,6 @@ func label(c compare.ClassStats) string {
 		return fmt.Sprintf("class %d", c.Class)
 	}
 	return c.Label
-}
-
-// upToFrames keeps the frames at or before upTo on their partition.
-func upToFrames(sd *side, upTo map[int32]int64) []compare.Frame {
-	var out []compare.Frame
-	for i, f := range sd.frames {
-		if end, ok := upTo[sd.pos[i].Partition]; ok && sd.pos[i].Offset <= end {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // setShadowGauges publishes a shadow diff as the diplip_shadow_* gauges.
@@ -228,9 +188,16 @@ func setShadowGauges(d Diff) {
 	}
 }
 
-// ShadowGauges keeps the diplip_shadow_* gauges of every stream's shadow up to date: each
-// interval it computes the shadows' diffs (a GET of a shadow diff also updates them), and
-// drops the series of shadows that are gone. Its owner runs it.
+// ShadowGauges keeps the diplip_shadow_* gauges of every stream's shadow up to date over
+// a sliding window of the last 5 minutes. It keeps one incremental diff per shadow: its
+// own position on each partition of the primary's and the shadow's results topics (read
+// committed; each pass reads only what is new, starting 6 minutes back for a new
+// shadow); a join of the two sides' results by frame (the frame's partition and offset)
+// that holds a frame waiting for its other side until that side gets past it in the
+// frame's partition, or a minute later in time, or the 50,000 waiting frames need its
+// place: then it counts as one side's only; and the scores of the joined frames in
+// buckets of 10 s, the older ones dropped. A stream's size sets no limit. A GET of a
+// shadow diff answers from the same diffs while the loop runs. Its owner runs it.
 type ShadowGauges struct {
 	svc      *Service
 	interval time.Duration
@@ -247,6 +214,16 @@ func (s *Service) ShadowGauges(interval time.Duration) *ShadowGauges {
 // Run updates the gauges every interval until ctx ends; it returns nil then.
 func (g *ShadowGauges) Run(ctx context.Context) error {
 	s := g.svc
+	s.diffs.mu.Lock()
+	s.diffs.running++
+	s.diffs.mu.Unlock()
+	defer func() {
+		s.diffs.mu.Lock()
+		if s.diffs.running--; s.diffs.running == 0 {
+			s.diffs.joins = nil
+		}
+		s.diffs.mu.Unlock()
+	}()
 	t := time.NewTicker(g.interval)
 	defer t.Stop()
 	seen := map[string]bool{}
@@ -256,27 +233,10 @@ func (g *ShadowGauges) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		deps, err := s.cfg.Store.Deployments(ctx)
+		now, err := g.Pass(ctx)
 		if err != nil {
 			s.log.Warn("shadow diffs: listing deployments", "err", err)
 			continue
-		}
-		now := map[string]bool{}
-		for _, d := range deps {
-			if d.Role != wire.RoleShadow {
-				continue
-			}
-			now[d.Stream] = true
-			st, err := s.cfg.Store.Stream(ctx, d.Stream)
-			if err != nil {
-				continue
-			}
-			diff, err := s.diff(ctx, st, d, compare.DefaultIoU)
-			if err != nil {
-				s.log.Warn("shadow diff failed", "stream", d.Stream, "err", err)
-				continue
-			}
-			setShadowGauges(diff)
 		}
 		for stream := range seen {
 			if !now[stream] {
@@ -285,4 +245,42 @@ func (g *ShadowGauges) Run(ctx context.Context) error {
 		}
 		seen = now
 	}
+}
+
+// Pass brings every shadow's diff and gauges up to date once, and drops the diffs of
+// shadows that are gone; it returns the streams that have a shadow.
+func (g *ShadowGauges) Pass(ctx context.Context) (map[string]bool, error) {
+	s := g.svc
+	deps, err := s.cfg.Store.Deployments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := map[string]bool{}
+	for _, d := range deps {
+		if d.Role == wire.RoleShadow {
+			now[d.Stream] = true
+		}
+	}
+	s.diffs.keep(now)
+	for _, d := range deps {
+		if d.Role != wire.RoleShadow {
+			continue
+		}
+		st, err := s.cfg.Store.Stream(ctx, d.Stream)
+		if err != nil {
+			continue
+		}
+		j, err := s.shadowJoin(st, d)
+		if err == nil {
+			var diff Diff
+			if diff, err = s.passDiff(ctx, st, d, j); err == nil {
+				setShadowGauges(diff)
+				metrics.ShadowFrames.WithLabelValues(d.Stream, "pending").Set(float64(j.Stats().Pending))
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("shadow diff failed", "stream", d.Stream, "err", err)
+		}
+	}
+	return now, nil
 }

@@ -60,7 +60,8 @@ type Kafka interface {
 	RetentionWindow(ctx context.Context, topic string) (kafkaclient.Window, error)
 	Offsets(topic string) (start, end map[int32]int64, err error)
 	OffsetsAt(topic string, t time.Time) (map[int32]int64, error)
-	ReadTopic(ctx context.Context, topic string, limit int64, fn func(*sarama.ConsumerMessage) error) error
+	// ReadRange reads committed records of one partition at offsets in [from, end).
+	ReadRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*sarama.ConsumerMessage) error) error
 }
 
 // Producer writes one record and returns once Kafka has it; ingest.Producer is one.
@@ -85,8 +86,9 @@ type Config struct {
 // anything is made and undone when a step fails. It holds no goroutine; ShadowGauges is
 // the one loop of this package.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	diffs shadowDiffs // the shadows' incremental diffs (diff.go)
 }
 
 // New returns a Service for cfg.
