@@ -3,7 +3,8 @@ package metrics
 import "github.com/prometheus/client_golang/prometheus"
 
 // The shadow diff: a stream's shadow deployment scored against its primary, frame by
-// frame (package functions/compare), as the gateway last computed it. Class "all" is
+// frame (package functions/compare), over the frames whose results were written in the
+// last 5 minutes, as rollout's incremental shadow diff last computed it. Class "all" is
 // every class together.
 var (
 	// ShadowPrecision is the shadow's precision against the primary, by stream and class.
@@ -26,9 +27,10 @@ var (
 	ShadowCountDelta = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "diplip_shadow_count_delta", Help: "Shadow's detections minus the primary's on the compared frames, by stream and class.",
 	}, []string{"stream", "class"})
-	// ShadowFrames counts compared frames: both, only_primary, only_shadow.
+	// ShadowFrames counts compared frames: both, only_primary, only_shadow; and pending,
+	// the frames one side has that wait for the other (in flight, not compared yet).
 	ShadowFrames = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "diplip_shadow_frames", Help: "Frames in the shadow diff, by stream and side (both, only_primary, only_shadow).",
+		Name: "diplip_shadow_frames", Help: "Frames in the shadow diff of the last 5 minutes, by stream and side (both, only_primary, only_shadow; pending: waiting for the other side).",
 	}, []string{"stream", "side"})
 	// ShadowLatency is each side's end-to-end latency percentiles over the compared frames.
 	ShadowLatency = prometheus.NewGaugeVec(prometheus.GaugeOpts{
