@@ -366,3 +366,51 @@ func TestShadowDiffWindowAndWaiting(t *testing.T) {
 		t.Fatalf("join stats %+v; want 6 frames in flight, every result read", stats)
 	}
 }
+
+// A replay diff streams both topics through the join: frames outside the replay's window
+// are left out, a result written twice counts once, a frame the replay lacks counts as the
+// primary's only, a result of another digest is not the replay's.
+func TestReplayDiffStreams(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	st := e.stream(t, "rd", 1)
+	e.push(t, st, 4)
+	r, err := e.svc.StartReplay(ctx, rollout.ReplayRequest{Stream: st.Name, Ref: e.ref, Name: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	captured := time.Now().Add(-time.Hour)
+	var batch []*sarama.ProducerMessage
+	add := func(topic, digest string, off int64, at time.Time, boxes ...wire.Box) {
+		res := wire.Result{Stream: st.Name, Camera: "c", Seq: uint64(off + 1), CaptureTime: captured.Add(time.Duration(off) * time.Second),
+			Function: r.Function, Digest: digest, Status: wire.StatusOK, Source: wire.Source{Partition: 0, Offset: off}}
+		for _, b := range boxes {
+			res.Detections = append(res.Detections, wire.Detection{ClassID: 0, Label: "person", Box: b})
+		}
+		v, _ := json.Marshal(res)
+		batch = append(batch, &sarama.ProducerMessage{Topic: topic, Partition: 0, Value: sarama.ByteEncoder(v), Timestamp: at})
+	}
+	for off := range int64(4) {
+		add(st.ResultsTopic, "sha256:live", off, captured.Add(time.Minute), personBox)
+	}
+	add(st.ResultsTopic, "sha256:live", 0, captured.Add(2*time.Minute), personBox) // at least once
+	add(st.ResultsTopic, "sha256:live", 9, captured.Add(2*time.Minute), personBox) // after the window
+	now := time.Now()
+	add(r.ResultsTopic(st), r.Digest, 0, now, personBox)
+	add(r.ResultsTopic(st), r.Digest, 1, now, personBox)
+	add(r.ResultsTopic(st), "sha256:other", 2, now, personBox)
+	add(r.ResultsTopic(st), r.Digest, 3, now, wrongBox)
+	if err := resultsProducer(t).SendMessages(batch); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.svc.DiffReplay(ctx, st.Name, "r1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := d.Report.Overall
+	if d.Report.Frames != 3 || d.Report.OnlyPrimary != 1 || d.Report.OnlyCandidate != 0 || d.Primary.Results != 4 || d.Candidate.Results != 3 ||
+		o.Primary != 3 || o.Candidate != 3 || o.Matched != 2 || len(d.Primary.Digests) != 1 || d.Primary.Digests[0] != "sha256:live" ||
+		d.Candidate.Kind != "replay" || d.Candidate.Name != "r1" || !d.From.IsZero() {
+		t.Fatalf("replay diff %+v", d)
+	}
+}
