@@ -38,9 +38,11 @@ type ManagerConfig struct {
 	Getenv func(string) string
 	// Backoff and MaxBackoff: see Config.
 	Backoff, MaxBackoff time.Duration
-	// Poll is how often Run reads the sink records. Default 1 s.
-	Poll   time.Duration
-	Logger *slog.Logger
+	// Poll is how often Run reads the sink records and reports its sinks' status. Default 1 s.
+	Poll time.Duration
+	// Process names this process in the status reports. Default HOSTNAME-PID.
+	Process string
+	Logger  *slog.Logger
 }
 
 // Manager runs the sinks of the control plane (Run) and changes them (Add, Remove, …),
@@ -73,6 +75,10 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
+	if cfg.Process == "" {
+		host, _ := os.Hostname()
+		cfg.Process = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -89,6 +95,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("sinks: reading the records", "err", err)
 		}
+		m.report(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -179,6 +186,51 @@ func (m *Manager) start(ctx context.Context, spec wire.Sink) error {
 	m.running[spec.Name] = r
 	m.mu.Unlock()
 	return nil
+}
+
+// report records the status of every sink this process runs (or failed to start), for
+// the gateways that list them.
+func (m *Manager) report(ctx context.Context) {
+	now := time.Now().UTC()
+	var out []wire.SinkStatus
+	m.mu.Lock()
+	for name, r := range m.running {
+		st := r.sink.Status()
+		out = append(out, wire.SinkStatus{Sink: name, Process: m.cfg.Process, State: st.State, Delivered: st.Delivered, Failed: st.Failed,
+			Retrying: st.Retrying, Dead: st.DeadLettered, LastError: st.LastError, LastErrorAt: st.LastErrorAt, Updated: now})
+	}
+	for name, err := range m.startErr {
+		out = append(out, wire.SinkStatus{Sink: name, Process: m.cfg.Process, State: api.SinkFailed, LastError: err.Error(), LastErrorAt: now, Updated: now})
+	}
+	m.mu.Unlock()
+	for _, st := range out {
+		if err := m.cfg.Sinks.PutStatus(ctx, st); err != nil && ctx.Err() == nil {
+			m.log.Warn("sinks: reporting status", "sink", st.Sink, "err", err)
+		}
+	}
+}
+
+// merge adds other processes' reports to this one's status of a sink: counters add up;
+// the state is the worst of the processes' (failed, retrying, running, starting).
+func merge(own api.SinkStatus, ownHere bool, reports []wire.SinkStatus, self string) api.SinkStatus {
+	rank := map[string]int{api.SinkStopped: 0, api.SinkStarting: 1, api.SinkRunning: 2, api.SinkRetrying: 3, api.SinkFailed: 4}
+	out := own
+	for _, r := range reports {
+		if r.Process == self && ownHere {
+			continue // this process's own status is fresher than its report
+		}
+		out.Delivered += r.Delivered
+		out.Failed += r.Failed
+		out.Retrying += r.Retrying
+		out.DeadLettered += r.Dead
+		if rank[r.State] > rank[out.State] {
+			out.State = r.State
+		}
+		if r.LastErrorAt.After(out.LastErrorAt) {
+			out.LastError, out.LastErrorAt = r.LastError, r.LastErrorAt
+		}
+	}
+	return out
 }
 
 func (m *Manager) stopAll() {
@@ -382,7 +434,7 @@ func (m *Manager) Add(ctx context.Context, req api.SinkRequest) (api.Sink, error
 	} else if err != nil {
 		return api.Sink{}, err
 	}
-	return m.view(spec, st), nil
+	return m.view(ctx, spec, st), nil
 }
 
 func (m *Manager) get(ctx context.Context, name string) (wire.Sink, wire.Stream, error) {
@@ -405,13 +457,13 @@ func (m *Manager) List(ctx context.Context) ([]api.Sink, error) {
 	out := make([]api.Sink, 0, len(list))
 	for _, spec := range list {
 		st, _ := m.cfg.Store.Stream(ctx, spec.Stream)
-		out = append(out, m.view(spec, st))
+		out = append(out, m.view(ctx, spec, st))
 	}
 	return out, nil
 }
 
 // view is spec as listed: no secret, header values hidden, with the sink's status.
-func (m *Manager) view(spec wire.Sink, st wire.Stream) api.Sink {
+func (m *Manager) view(ctx context.Context, spec wire.Sink, st wire.Stream) api.Sink {
 	out := api.Sink{Name: spec.Name, Stream: spec.Stream, Function: spec.Function, Events: spec.Events, Classes: spec.Classes,
 		Cameras: spec.Cameras, Zones: spec.Zones, MinScore: spec.MinScore, MaxAttempts: spec.MaxAttempts,
 		AllowLinkLocal: spec.AllowLinkLocal, Created: spec.Created, Status: api.SinkStatus{State: api.SinkStopped}}
@@ -439,10 +491,15 @@ func (m *Manager) view(spec wire.Sink, st wire.Stream) api.Sink {
 	r, ok := m.running[spec.Name]
 	startErr := m.startErr[spec.Name]
 	m.mu.Unlock()
-	if ok && r.spec.Created.Equal(spec.Created) {
+	here := ok && r.spec.Created.Equal(spec.Created)
+	if here {
 		out.Status = r.sink.Status()
 	} else if startErr != nil {
 		out.Status.State, out.Status.LastError = api.SinkFailed, startErr.Error()
+		here = true
+	}
+	if reports, err := m.cfg.Sinks.Statuses(ctx, spec.Name); err == nil {
+		out.Status = merge(out.Status, here, reports, m.cfg.Process)
 	}
 	if st.ResultsTopic != "" {
 		if lag, err := m.cfg.Kafka.Lag(wire.SinkGroup(spec.Name), st.ResultsTopic); err == nil {

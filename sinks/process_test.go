@@ -112,5 +112,12 @@ func TestSinkProcessKilled(t *testing.T) {
 	}
 	startSinkProcess(t, e.natsURL)
 	checkAllOnce(t, rcv, cams, n)
+	// This process runs no sink, yet lists what the sink processes report.
+	testkit.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if st := e.status("proc"); st.State != api.SinkRunning || st.Delivered < int64(len(cams)*n)-int64(before) || st.Lag != 0 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
 	t.Logf("%d events before the kill", before)
 }

@@ -48,3 +48,18 @@ func SinkGroup(name string) string { return "diplip.sink." + name }
 
 // SinkDeadTopic is the topic a sink's dead letters go to.
 func SinkDeadTopic(name string) string { return "diplip.sink." + name + ".dead" }
+
+// SinkStatus is what one process did with a sink (counters since it started the sink),
+// kept in the control plane for a while so that any gateway can list every process's.
+type SinkStatus struct {
+	Sink        string    `json:"sink"`
+	Process     string    `json:"process"`
+	State       string    `json:"state"`
+	Delivered   int64     `json:"delivered"`
+	Failed      int64     `json:"failed"`
+	Retrying    int64     `json:"retrying"`
+	Dead        int64     `json:"dead"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Updated     time.Time `json:"updated"`
+}
