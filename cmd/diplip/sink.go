@@ -43,7 +43,7 @@ func sinkCommand() *cli.Command {
 					"Idempotency-Key (the event's id) and, with --secret-env, X-Diplip-Signature:\n" +
 					"sha256=HEX(HMAC-SHA256(secret, X-Diplip-Timestamp + \".\" + body)). MQTT gets them at\n" +
 					"QoS 1 on PREFIX/STREAM/CAMERA/events, and retained counts on\n" +
-					"PREFIX/STREAM/CAMERA/ZONE/CLASS/count. See docs/sinks.md.\n\n" +
+					"PREFIX/STREAM/CAMERA/ZONE/CLASS/count. See the README's Sinks section.\n\n" +
 					"Examples:\n   DIPLIP_HOOK_SECRET=... diplip sink add alerts --stream demo --webhook https://example.com/hook \\\n" +
 					"      --secret-env DIPLIP_HOOK_SECRET --events crossed --zones door --cooldown 5s\n" +
 					"   diplip sink add home --stream demo --mqtt mqtt://127.0.0.1:1883 --classes person",
