@@ -96,6 +96,15 @@ type DeployRequest struct {
 	// the same function, in a consumer group of its own, with its results on the stream's
 	// shadow results topic. The primary is not touched.
 	Shadow bool `json:"shadow,omitempty"`
+	// After deploys the image as a second stage on the results of the function After
+	// deployed on the stream: it crops the selected detections from their frames and
+	// writes enriched results (each selected detection with its embedding or labels) to a
+	// results topic of its own. Classes (the first stage's labels), MinSize (box height in
+	// pixels) and MaxPerFrame (the highest scoring first) select the detections; zero: all.
+	After       string   `json:"after,omitempty"`
+	Classes     []string `json:"classes,omitempty"`
+	MinSize     int      `json:"min_size,omitempty"`
+	MaxPerFrame int      `json:"max_per_frame,omitempty"`
 }
 
 // Deployment runs a function on a stream; deploying a new image to the same pair is a
@@ -113,12 +122,18 @@ type Deployment struct {
 	Policy   string `json:"policy"`
 	MaxAge   string `json:"max_age,omitempty"`
 	Delivery string `json:"delivery"` // at-least-once or exactly-once
-	// Role is "primary", "shadow" or "replay".
+	// Role is "primary", "shadow", "replay" or "after" (a second stage).
 	Role string `json:"role"`
 	// Replay is a replay deployment's name.
-	Replay     string    `json:"replay,omitempty"`
-	Updated    time.Time `json:"updated"`
-	Generation int       `json:"generation"`
+	Replay string `json:"replay,omitempty"`
+	// After is a second stage's first stage, with what it selects of its detections.
+	After        string    `json:"after,omitempty"`
+	Classes      []string  `json:"classes,omitempty"`
+	MinSize      int       `json:"min_size,omitempty"`
+	MaxPerFrame  int       `json:"max_per_frame,omitempty"`
+	ResultsTopic string    `json:"results_topic,omitempty"` // a second stage's own results topic
+	Updated      time.Time `json:"updated"`
+	Generation   int       `json:"generation"`
 }
 
 // Key is the deployment's key, as /v1/resources and lag maps use it: FUNCTION.STREAM for
@@ -130,6 +145,8 @@ func (d Deployment) Key() string {
 		return key + ".shadow"
 	case "replay":
 		return key + ".replay." + d.Replay
+	case "after":
+		return key + ".after." + d.After
 	}
 	return key
 }
@@ -359,6 +376,14 @@ type Result struct {
 	Counts      []ZoneCount          `json:"counts,omitempty"`    // running counts of the camera's zones
 	Timings     Timings              `json:"timings_ms"`
 	Source      Source               `json:"source"`
+	// Stages, on a chain's enriched result, are its functions, first stage first.
+	Stages []Stage `json:"stages,omitempty"`
+}
+
+// Stage is one function of a chain's result.
+type Stage struct {
+	Function string `json:"function"`
+	Digest   string `json:"digest"`
 }
 
 // Detection is one object found on a frame, in source-image pixels.
@@ -368,6 +393,10 @@ type Detection struct {
 	Score   float32 `json:"score"`
 	Box     Box     `json:"box"`
 	TrackID uint64  `json:"track_id,omitempty"` // 0: untracked, or not yet confirmed
+	// Embedding and Labels are a second stage's output on this detection's crop, on a
+	// chain's enriched result: an embedder's unit vector, a classifier's top classes.
+	Embedding []float32    `json:"embedding,omitempty"`
+	Labels    []ClassScore `json:"labels,omitempty"`
 }
 
 // ClassScore is one class a classifier gave a frame, with its score.

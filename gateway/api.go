@@ -212,7 +212,7 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) error {
 		for _, d := range deps {
 			// A replay's lag is what is left of its window, not of the stream: replay ls shows it.
 			if d.Stream == st.Name && d.Role != wire.RoleReplay {
-				if lag, err := s.cfg.Kafka.Lag(d.Group(), st.Topic); err == nil {
+				if lag, err := s.cfg.Kafka.Lag(d.Group(), d.InputTopic(st)); err == nil {
 					out[i].Lag[d.Key()] = lag
 				}
 			}
@@ -255,7 +255,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	}
 	d, err := s.cfg.Rollout.Deploy(r.Context(), rollout.Request{Ref: req.Ref, Insecure: req.Insecure, Stream: req.Stream,
 		Role: role, Min: req.Min, Max: req.Max, Batch: req.Batch, Lanes: req.Lanes, Device: req.Device, Policy: req.Policy,
-		MaxAge: req.MaxAge, Delivery: req.Delivery, From: req.From, Track: req.Track})
+		MaxAge: req.MaxAge, Delivery: req.Delivery, From: req.From, Track: req.Track, After: req.After, Classes: req.Classes, MinSize: req.MinSize, MaxPerFrame: req.MaxPerFrame})
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 	case "shadow":
 		err = s.cfg.Rollout.UndeployShadow(r.Context(), fn, st)
 	case "", "primary":
-		err = s.cfg.Rollout.Undeploy(r.Context(), fn, st)
+		err = s.cfg.Rollout.UndeployChain(r.Context(), fn, st, rollout.Undeploying{After: r.URL.Query().Get("after"), Cascade: r.URL.Query().Has("cascade")})
 	default:
 		return errorf(http.StatusBadRequest, "role %q: want primary or shadow (a replay is removed with: diplip replay rm NAME)", role)
 	}

@@ -34,7 +34,9 @@ func apiDeployment(d wire.Deployment) api.Deployment {
 	if d.Role == wire.RolePrimary {
 		out.Role = "primary"
 	}
-	out.Replay = d.ReplayName()
+	if out.Replay = d.ReplayName(); d.After != nil {
+		out.After, out.Classes, out.MinSize, out.MaxPerFrame, out.ResultsTopic = d.After.Function, d.After.Classes, d.After.MinSize, d.After.MaxPerFrame, d.ResultsTopic(wire.Stream{})
+	}
 	return out
 }
 

@@ -15,14 +15,16 @@ import (
 func TestResultMatchesTheRecord(t *testing.T) {
 	r := wire.Result{ID: "s/c/1/abc", Stream: "s", Camera: "c", Seq: 1, CaptureTime: time.UnixMilli(1700000000000).UTC(),
 		Function: "f", Digest: "d", Status: wire.StatusOK, Error: "e", Width: 640, Height: 480,
-		Detections: []wire.Detection{{ClassID: 1, Label: "person", Score: 0.5, Box: wire.Box{X1: 1, Y1: 2, X2: 3, Y2: 4}, TrackID: 7}},
-		Raw:        map[string][]float32{"out": {1, 2}},
-		Labels:     []wire.ClassScore{{ClassID: 3, Label: "tabby", Score: 0.75}},
-		Embedding:  []float32{0.6, -0.8},
-		Events:     []wire.ZoneEvent{{Zone: "z", Kind: wire.EventCrossed, Direction: "in", TrackID: 7, ClassID: 1, Label: "person"}},
-		Counts:     []wire.ZoneCount{{Zone: "z", ClassID: 1, Label: "person", In: 1, Out: 2, Entered: 3, Left: 4, Inside: 5}},
-		Timings:    wire.Timings{Queue: 1, Decode: 2, Preprocess: 3, Infer: 4, EndToEnd: 5, Batch: 6},
-		Source:     wire.Source{Partition: 3, Offset: 9}}
+		Detections: []wire.Detection{{ClassID: 1, Label: "person", Score: 0.5, Box: wire.Box{X1: 1, Y1: 2, X2: 3, Y2: 4}, TrackID: 7,
+			Embedding: []float32{0.6, 0.8}, Labels: []wire.ClassScore{{ClassID: 2, Label: "red", Score: 0.9}}}},
+		Raw:       map[string][]float32{"out": {1, 2}},
+		Labels:    []wire.ClassScore{{ClassID: 3, Label: "tabby", Score: 0.75}},
+		Embedding: []float32{0.6, -0.8},
+		Events:    []wire.ZoneEvent{{Zone: "z", Kind: wire.EventCrossed, Direction: "in", TrackID: 7, ClassID: 1, Label: "person"}},
+		Counts:    []wire.ZoneCount{{Zone: "z", ClassID: 1, Label: "person", In: 1, Out: 2, Entered: 3, Left: 4, Inside: 5}},
+		Timings:   wire.Timings{Queue: 1, Decode: 2, Preprocess: 3, Infer: 4, EndToEnd: 5, Batch: 6},
+		Source:    wire.Source{Partition: 3, Offset: 9},
+		Stages:    []wire.Stage{{Function: "a", Digest: "da"}, {Function: "f", Digest: "d"}}}
 	stored, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ func (s *Service) Deploy(ctx context.Context, req Request) (wire.Deployment, err
 	if req.Role == wire.RoleShadow {
 		return s.deployShadow(ctx, req, st, fn)
 	}
+	if req.After != "" {
+		return s.deployAfter(ctx, req, st, fn)
+	}
 	d, from, err := plan(req, fn)
 	if err != nil {
 		return d, err

@@ -65,6 +65,10 @@ func TestPlan(t *testing.T) {
 			want(func(d *wire.Deployment) {
 				d.Role, d.Policy, d.MaxAge, d.Replay = wire.RoleReplay, wire.PolicyReplay, 0, &wire.ReplayInfo{Name: "first"}
 			}), time.Time{}},
+		{"a second stage: its selection, no tracker of its own", rollout.Request{After: "yolox", Classes: []string{"person"}, MinSize: 60, MaxPerFrame: 4, Track: true},
+			spec(tracks), want(func(d *wire.Deployment) {
+				d.Role, d.After = wire.RoleAfter, &wire.AfterInfo{Function: "yolox", Classes: []string{"person"}, MinSize: 60, MaxPerFrame: 4}
+			}), time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.req.Stream = "lobby"
@@ -99,6 +103,10 @@ func TestPlan(t *testing.T) {
 		{"a start time for a live deployment", rollout.Request{From: "2026-11-26T10:00:00Z"}, spec(nil), "from: only a replay deployment starts at a time"},
 		{"a bad stream name", rollout.Request{Stream: "Bad Name"}, spec(nil), `stream name "Bad Name"`},
 		{"a bad replay name", rollout.Request{Role: wire.RoleReplay, Replay: "Bad.Name"}, spec(nil), `replay name "Bad.Name"`},
+		{"a selection without after", rollout.Request{Classes: []string{"person"}}, spec(nil), "classes, min_size, max_per_frame: they select a first stage's detections; add after"},
+		{"a raw function on crops", rollout.Request{After: "yolox"}, spec(func(s *functions.Spec) { s.Output.Decoder = "raw" }), "decoder is raw"},
+		{"a shadow second stage", rollout.Request{After: "yolox", Role: wire.RoleShadow}, spec(nil), "after: a second stage is its own deployment"},
+		{"a negative min size", rollout.Request{After: "yolox", MinSize: -1}, spec(nil), "min_size -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.req.Stream == "" {

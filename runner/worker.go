@@ -124,6 +124,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		budget: newBudget(cfg.MaxBytesInFlight)}
 	fc := flow.Config{Deployment: cfg.Deployment, Model: cfg.Model, Lanes: cfg.Lanes, MaxDelay: cfg.MaxDelay,
 		RetryBackoff: cfg.RetryBackoff, Logger: w.log}
+	if err := afterStage(cfg, &fc); err != nil {
+		return nil, err
+	}
 	if cfg.Deployment.Track != nil {
 		tr, err := newTracking(cfg.Deployment, cfg.Zones, cfg.Logger.With("component", "tracker"))
 		if err != nil {

@@ -324,7 +324,7 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 		if lag, err = s.replayLag(ctx, &d, st, now); err != nil {
 			return err
 		}
-	} else if lag, err = s.cfg.Kafka.PartitionLag(d.Group(), st.Topic); err != nil {
+	} else if lag, err = s.cfg.Kafka.PartitionLag(d.Group(), d.InputTopic(st)); err != nil { // a second stage's: its first's results
 		return fmt.Errorf("lag of %s: %w", d.Group(), err)
 	}
 

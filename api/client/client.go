@@ -280,6 +280,17 @@ func (c *Client) RemoveCamera(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/cameras/"+url.PathEscape(id), nil, nil)
 }
 
+// UndeployAfter removes the second stage function running after first on stream.
+func (c *Client) UndeployAfter(ctx context.Context, function, stream, first string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(function)+"/"+url.PathEscape(stream)+"?after="+url.QueryEscape(first), nil, nil)
+}
+
+// UndeployCascade removes the primary deployment of function on stream with every second
+// stage that runs after it (Undeploy refuses, 409, while one does).
+func (c *Client) UndeployCascade(ctx context.Context, function, stream string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(function)+"/"+url.PathEscape(stream)+"?cascade=1", nil, nil)
+}
+
 // UndeployShadow removes the shadow deployment of function on stream; the primary stays.
 func (c *Client) UndeployShadow(ctx context.Context, function, stream string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(function)+"/"+url.PathEscape(stream)+"?role=shadow", nil, nil)

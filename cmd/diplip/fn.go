@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -79,13 +80,19 @@ func fnCommand() *cli.Command {
 				Name:      "deploy",
 				Usage:     "run a function image on a stream (deploying again updates it in place)",
 				ArgsUsage: "REF",
-				UsageText: "diplip fn deploy REF --stream S [--min 0] [--max N] [--batch B] [--device cpu|cuda:0|any] [--policy live|replay] [--shadow]\n\n" +
+				UsageText: "diplip fn deploy REF --stream S [--min 0] [--max N] [--batch B] [--device cpu|cuda:0|any] [--policy live|replay] [--shadow]\n" +
+					"       diplip fn deploy REF --stream S --after FUNCTION [--classes person,car] [--min-size PX] [--max-per-frame N]\n\n" +
 					"The tag is resolved to a digest now; runners pull exactly that digest. With --shadow the image runs\n" +
 					"next to the stream's primary deployment of the same function, in its own consumer group, with its\n" +
-					"results on diplip.results.S.shadow; the primary is not touched (compare: diplip fn diff S --shadow).\n\n" +
+					"results on diplip.results.S.shadow; the primary is not touched (compare: diplip fn diff S --shadow).\n" +
+					"With --after the image is a second stage: it reads FUNCTION's results on the stream, crops each selected\n" +
+					"detection from its frame (read back by the offset the result names) and runs on the crops, writing one\n" +
+					"enriched result per frame (FUNCTION's detections, the selected ones with an embedding or labels) to\n" +
+					"diplip.results.S.after.FUNCTION.NAME; it scales on that input's lag like any deployment.\n\n" +
 					"Example:\n   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --max 2\n" +
 					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v2 --stream lobby --shadow\n" +
-					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --delivery exactly-once",
+					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --delivery exactly-once\n" +
+					"   diplip fn deploy 127.0.0.1:8080/fn/person-reid:v1 --stream lobby --after yolox-nano --classes person --min-size 60",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "stream", Required: true, Usage: "the stream to process"},
 					&cli.IntFlag{Name: "min", Value: 0, Usage: "runners kept when the stream is idle (0: scale to zero)"},
@@ -98,6 +105,10 @@ func fnCommand() *cli.Command {
 					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing (default 5s)"},
 					&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "replay policy: start at the first frame stored at or after this time (RFC 3339); default: the earliest retained"},
 					&cli.BoolFlag{Name: "shadow", Usage: "run next to the stream's primary deployment of the same function, without touching it"},
+					&cli.StringFlag{Name: "after", Usage: "run as a second stage on the crops of the detections of this function, deployed on the stream"},
+					&cli.StringSliceFlag{Name: "classes", Usage: "--after: only detections with these labels of the first stage's labels file (comma-separated; default all)"},
+					&cli.IntFlag{Name: "min-size", Usage: "--after: skip detections whose box is less than this many pixels high"},
+					&cli.IntFlag{Name: "max-per-frame", Usage: "--after: at most this many detections per frame, the highest scoring first (default all)"},
 					&cli.StringFlag{Name: "delivery", Usage: "at-least-once (default: after a crash some results are written twice) or exactly-once " +
 						"(results, tracker state and offsets in one Kafka transaction per partition; readers see each result once; " +
 						"needs a cluster that runs transactions; a shadow takes its primary's)"},
@@ -109,10 +120,14 @@ func fnCommand() *cli.Command {
 				Name:      "undeploy",
 				Usage:     "stop running a function on a stream",
 				ArgsUsage: "NAME",
-				UsageText: "diplip fn undeploy NAME --stream S [--shadow]\n\nWith --shadow only the shadow goes; the primary stays.\n\n" +
+				UsageText: "diplip fn undeploy NAME --stream S [--shadow | --after FUNCTION | --cascade]\n\nWith --shadow only the shadow goes; the primary stays.\n" +
+					"With --after only the second stage NAME that runs after FUNCTION goes. A function that second stages run\n" +
+					"after is not undeployed (409) unless --cascade, which removes them too.\n\n" +
 					"Example:\n   diplip fn undeploy yolox-nano --stream lobby",
 				Flags: append([]cli.Flag{&cli.StringFlag{Name: "stream", Required: true},
-					&cli.BoolFlag{Name: "shadow", Usage: "remove only the function's shadow on the stream"}}, globalFlags...),
+					&cli.BoolFlag{Name: "shadow", Usage: "remove only the function's shadow on the stream"},
+					&cli.StringFlag{Name: "after", Usage: "remove only the second stage NAME that runs after this function"},
+					&cli.BoolFlag{Name: "cascade", Usage: "remove the second stages that run after the function too"}}, globalFlags...),
 				Action: gatewayAction("function name", fnUndeploy),
 			},
 			{
@@ -358,7 +373,8 @@ func fnPull(c *cli.Context) error {
 func fnDeploy(c *cli.Context, cl *apiclient.Client, arg string) error {
 	req := api.DeployRequest{Ref: arg, Insecure: c.Bool("insecure"), Stream: c.String("stream"), Min: c.Int("min"),
 		Max: c.Int("max"), Batch: c.Int("batch"), Lanes: c.Int("lanes"), Track: c.Bool("track"), Device: c.String("device"), Policy: c.String("policy"),
-		Shadow: c.Bool("shadow"), Delivery: c.String("delivery")}
+		Shadow: c.Bool("shadow"), Delivery: c.String("delivery"), After: c.String("after"), Classes: c.StringSlice("classes"),
+		MinSize: c.Int("min-size"), MaxPerFrame: c.Int("max-per-frame")}
 	if req.Shadow && !c.IsSet("policy") {
 		req.Policy = "" // the primary's
 	}
@@ -377,6 +393,9 @@ func fnDeploy(c *cli.Context, cl *apiclient.Client, arg string) error {
 		if d.Role == "shadow" {
 			verb = "deployed as shadow:"
 		}
+		if d.Role == "after" {
+			verb = "deployed as a second stage after " + d.After + ":"
+		}
 		if d.Generation > 1 {
 			verb = fmt.Sprintf("updated (generation %d)", d.Generation)
 		}
@@ -393,10 +412,19 @@ func fnUndeploy(c *cli.Context, cl *apiclient.Client, fn string) error {
 		fmt.Fprintf(c.App.Writer, "undeployed the shadow of %s from stream %s\n", fn, c.String("stream"))
 		return nil
 	}
-	if err := cl.Undeploy(c.Context, fn, c.String("stream")); err != nil {
+	undeploy, what := cl.Undeploy, fn
+	switch {
+	case c.String("after") != "":
+		after := c.String("after")
+		undeploy = func(ctx context.Context, fn, st string) error { return cl.UndeployAfter(ctx, fn, st, after) }
+		what = fn + " (after " + after + ")"
+	case c.Bool("cascade"):
+		undeploy, what = cl.UndeployCascade, fn+" and the second stages after it"
+	}
+	if err := undeploy(c.Context, fn, c.String("stream")); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "undeployed %s from stream %s\n", fn, c.String("stream"))
+	fmt.Fprintf(c.App.Writer, "undeployed %s from stream %s\n", what, c.String("stream"))
 	return nil
 }
 
@@ -492,6 +520,8 @@ func fnList(c *cli.Context, cl *apiclient.Client, _ string) error {
 					on = append(on, fmt.Sprintf("%s (shadow %s, %d..%d)", d.Stream, shortDigest(d.Digest), d.Min, d.Max))
 				case "replay":
 					on = append(on, fmt.Sprintf("%s (replay %s)", d.Stream, d.Replay))
+				case "after":
+					on = append(on, fmt.Sprintf("%s (%s → %s, %d..%d)", d.Stream, d.After, d.Function, d.Min, d.Max))
 				default:
 					mode := d.Policy
 					if d.Delivery == string(wire.ExactlyOnce) {

@@ -101,7 +101,12 @@ func resourcesCommand() *cli.Command {
 			}
 			fmt.Fprintln(w, "\nDEPLOYMENT\tLAG\tRUNNERS\tDESIRED\tFPS\tCOLD STARTS\tLAST ERROR")
 			for _, d := range res.Deployments {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%d\t%s\n", d.Key, d.Lag, len(d.Runners), d.Desired, d.RateFPS, d.ColdStarts, d.LastError)
+				key := d.Key
+				if fs, first, chain := strings.Cut(key, ".after."); chain { // FUNCTION.STREAM.after.FIRST: a second stage
+					fn, _, _ := strings.Cut(fs, ".")
+					key += " (" + first + " → " + fn + ")"
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%d\t%s\n", key, d.Lag, len(d.Runners), d.Desired, d.RateFPS, d.ColdStarts, d.LastError)
 			}
 		}),
 	}

@@ -15,9 +15,13 @@ import (
 
 // Stream is a Kafka topic that cameras write frames to.
 type Stream struct {
-	Name           string    `json:"name"`
-	Topic          string    `json:"topic"`
-	ResultsTopic   string    `json:"results_topic"`
+	Name         string `json:"name"`
+	Topic        string `json:"topic"`
+	ResultsTopic string `json:"results_topic"`
+	// FramesTopic is set only in a second stage's activation (Deployment.ForRunner): there
+	// Topic is its input (the first stage's results) and FramesTopic holds the frames it
+	// reads by the offsets those results name.
+	FramesTopic    string    `json:"frames_topic,omitempty"`
 	Partitions     int32     `json:"partitions"`
 	Replication    int16     `json:"replication"`
 	RetentionMs    int64     `json:"retention_ms,omitempty"`
@@ -77,6 +81,9 @@ type Deployment struct {
 	Role Role `json:"role,omitempty"`
 	// Replay describes a replay deployment (Role replay): its name, window and state.
 	Replay *ReplayInfo `json:"replay,omitempty"`
+	// After describes a second stage (Role after): the first stage it runs after and
+	// which of its detections it runs on (chain.go).
+	After *AfterInfo `json:"after,omitempty"`
 	// StartAt is where a shadow's or replay's group started on each partition: a diff
 	// compares only frames from there on.
 	StartAt map[int32]int64 `json:"start_at,omitempty"`
@@ -86,7 +93,8 @@ type Deployment struct {
 }
 
 // Key is the deployment's key in its bucket: FUNCTION.STREAM for a primary,
-// FUNCTION.STREAM.shadow for a shadow, FUNCTION.STREAM.replay.NAME for a replay. Names
+// FUNCTION.STREAM.shadow for a shadow, FUNCTION.STREAM.replay.NAME for a replay,
+// FUNCTION.STREAM.after.FIRST for a second stage after function FIRST. Names
 // hold no '.', so the keys of different roles never collide.
 func (d Deployment) Key() string {
 	switch d.Role {
@@ -94,6 +102,8 @@ func (d Deployment) Key() string {
 		return ShadowKey(d.Function, d.Stream)
 	case RoleReplay:
 		return ReplayKey(d.Function, d.Stream, d.ReplayName())
+	case RoleAfter:
+		return AfterKey(d.Function, d.Stream, d.AfterName())
 	}
 	return DeploymentKey(d.Function, d.Stream)
 }
@@ -170,8 +180,12 @@ func (d *Deployment) Validate() error {
 		} else if err := ValidName("replay", d.Replay.Name); err != nil {
 			errs = append(errs, err.Error())
 		}
+	case RoleAfter:
+		if err := d.After.validate(d.Function); err != nil {
+			errs = append(errs, err.Error())
+		}
 	default:
-		errs = append(errs, fmt.Sprintf("role %q: want primary (empty), shadow or replay", d.Role))
+		errs = append(errs, fmt.Sprintf("role %q: want primary (empty), shadow, replay or after", d.Role))
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

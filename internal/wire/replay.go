@@ -74,6 +74,8 @@ func (d Deployment) ResultsTopic(st Stream) string {
 		return ShadowResultsTopic(d.Stream)
 	case RoleReplay:
 		return ReplayResultsTopic(d.Stream, d.ReplayName())
+	case RoleAfter:
+		return AfterResultsTopic(d.Stream, d.AfterName(), d.Function)
 	}
 	return st.ResultsTopic
 }
@@ -87,13 +89,19 @@ func (d Deployment) ResultSubject(camera string) string {
 		return "diplip.shadow." + d.Stream + "." + camera
 	case RoleReplay:
 		return "diplip.replay." + d.Stream + "." + d.ReplayName() + "." + camera
+	case RoleAfter:
+		return "diplip.after." + d.Stream + "." + d.AfterName() + "." + d.Function + "." + camera
 	}
 	return ResultSubject(d.Stream, camera)
 }
 
 // ForRunner is the stream as a runner of d sees it in its activation: results go to d's
-// results topic.
+// results topic; a second stage consumes its input topic (Topic) and reads frames from
+// FramesTopic.
 func (d Deployment) ForRunner(st Stream) Stream {
+	if d.Role == RoleAfter {
+		st.FramesTopic, st.Topic = st.Topic, d.InputTopic(st)
+	}
 	st.ResultsTopic = d.ResultsTopic(st)
 	return st
 }

@@ -45,6 +45,9 @@ type Result struct {
 	Counts  []ZoneCount `json:"counts,omitempty"`
 	Timings Timings     `json:"timings_ms"`
 	Source  Source      `json:"source"`
+	// Stages, on a second stage's enriched result, are the chain's functions, first
+	// stage first; Function and Digest are the last one's.
+	Stages []Stage `json:"stages,omitempty"`
 }
 
 // Detection is one object found in a frame, in source-image pixels.
@@ -56,6 +59,10 @@ type Detection struct {
 	// TrackID is the detection's track, stable across the camera's frames, when the
 	// deployment tracks (0: untracked, or not yet confirmed).
 	TrackID uint64 `json:"track_id,omitempty"`
+	// Embedding and Labels are a second stage's output on this detection's crop (an
+	// embedder's unit vector, a classifier's top classes), on an enriched result.
+	Embedding []float32    `json:"embedding,omitempty"`
+	Labels    []ClassScore `json:"labels,omitempty"`
 }
 
 // ClassScore is one class a classifier gave a frame, with its score (a probability,

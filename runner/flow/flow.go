@@ -91,7 +91,10 @@ type Config struct {
 	// to 30 s. Default 1s.
 	RetryBackoff time.Duration
 	// Stage, when not nil, runs on every result before it is encoded.
-	Stage  Stage
+	Stage Stage
+	// Frames reads the frames a second stage (Deployment.Role after) crops; its Model is
+	// then a CropModel too (chain.go).
+	Frames FrameReader
 	Logger *slog.Logger
 }
 

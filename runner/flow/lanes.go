@@ -26,6 +26,10 @@ func (p *Pipeline) lane(ctx context.Context, work <-chan batch, done chan<- batc
 func (p *Pipeline) process(ctx context.Context, items []*Item) {
 	start := time.Now()
 	d := p.cfg.Deployment
+	if d.Role == wire.RoleAfter {
+		p.processAfter(ctx, items)
+		return
+	}
 	var frames [][]byte
 	var inferIdx []int
 	for i, it := range items {

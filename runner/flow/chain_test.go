@@ -1,0 +1,99 @@
+package flow_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/internal/wire"
+	"github.com/diplip/diplip/runner/flow"
+)
+
+// cropModel answers each crop with a 2-d embedding holding the crop's height, and counts
+// the frames it ran on.
+type cropModel struct{ frames atomic.Int64 }
+
+func (m *cropModel) Run([][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
+	return nil, functions.BatchTimings{}, errors.New("a second stage runs on crops")
+}
+
+func (m *cropModel) RunCrops(frame []byte, boxes []functions.Box) ([]functions.FrameResult, functions.BatchTimings, error) {
+	m.frames.Add(1)
+	out := make([]functions.FrameResult, len(boxes))
+	for i, b := range boxes {
+		out[i].Embedding = []float32{float32(frame[0]), b.Y2 - b.Y1}
+	}
+	return out, functions.BatchTimings{}, nil
+}
+
+// frames is a FrameReader over frames in memory, by offset (partition 0).
+type frames struct {
+	byOffset map[int64]wire.Frame
+	reads    atomic.Int64
+}
+
+func (f *frames) ReadFrame(_ context.Context, at wire.Source) (string, []wire.Header, []byte, error) {
+	f.reads.Add(1)
+	fr, ok := f.byOffset[at.Offset]
+	if !ok {
+		return "", nil, nil, errors.New("no such record")
+	}
+	return fr.Key(), fr.Headers(), fr.Data, nil
+}
+
+// A second stage enriches its first stage's results: only the selected detections (by
+// class, height and count per frame, best first) carry its output; a frame with nothing
+// selected still gets its result, without its frame being read; another function's
+// results on the stream's results topic are skipped; track ids and the source stay.
+func TestSecondStageEnrichesTheFirstStagesResults(t *testing.T) {
+	d := deployment(4)
+	d.Function, d.Role = "reid", wire.RoleAfter
+	d.After = &wire.AfterInfo{Function: "det", Classes: []string{"person"}, MinSize: 60, MaxPerFrame: 2}
+	fr := &frames{byOffset: map[int64]wire.Frame{10: frame("cam", 1, 7), 11: frame("cam", 2, 8)}}
+	box := func(h float32) wire.Box { return wire.Box{X1: 0, Y1: 0, X2: 10, Y2: h} }
+	first := []wire.Result{
+		{Function: "det", Digest: "r/det@sha256:aa", Camera: "cam", Seq: 1, Status: wire.StatusOK, Source: wire.Source{Offset: 10},
+			Detections: []wire.Detection{
+				{Label: "person", Score: 0.9, Box: box(100), TrackID: 4},
+				{Label: "person", Score: 0.5, Box: box(59)}, // too small
+				{Label: "car", Score: 0.8, Box: box(200)},   // not a selected class
+				{Label: "person", Score: 0.7, Box: box(80)},
+				{Label: "person", Score: 0.6, Box: box(90)}, // third of three: over max per frame
+			}},
+		{Function: "det", Camera: "cam", Seq: 2, Status: wire.StatusOK, Source: wire.Source{Offset: 11},
+			Detections: []wire.Detection{{Label: "car", Score: 0.8, Box: box(200)}}},
+		{Function: "other", Camera: "cam", Seq: 1, Status: wire.StatusOK, Source: wire.Source{Offset: 10}},
+	}
+	var items []*flow.Item
+	for i, r := range first {
+		b, _ := json.Marshal(r)
+		items = append(items, &flow.Item{Partition: 0, Offset: int64(i), Key: "cam", Value: b})
+	}
+	m := &cropModel{}
+	got := runAll(t, flow.Config{Deployment: d, Model: m, Frames: fr}, items)
+	r := got[0].Result
+	if r.Status != wire.StatusOK || r.Function != "reid" || len(r.Stages) != 2 || r.Stages[0].Function != "det" || r.Source.Offset != 10 {
+		t.Fatalf("enriched result %+v", r)
+	}
+	want := [][]float32{{7, 100}, nil, nil, {7, 80}, nil}
+	for i, x := range r.Detections {
+		if len(x.Embedding) != len(want[i]) || len(want[i]) > 0 && (x.Embedding[0] != want[i][0] || x.Embedding[1] != want[i][1]) {
+			t.Errorf("detection %d (%s, %v high): embedding %v, want %v", i, x.Label, x.Box.Y2, x.Embedding, want[i])
+		}
+	}
+	if r.Detections[0].TrackID != 4 {
+		t.Errorf("track id %d, want the first stage's 4", r.Detections[0].TrackID)
+	}
+	if r2 := got[1].Result; got[1].Skip || r2.Status != wire.StatusOK || len(r2.Detections) != 1 || r2.Detections[0].Embedding != nil {
+		t.Errorf("frame with nothing selected: skip %v, %+v", got[1].Skip, r2)
+	}
+	if !got[2].Skip {
+		t.Errorf("another function's result was not skipped: %+v", got[2].Result)
+	}
+	if fr.reads.Load() != 1 || m.frames.Load() != 1 {
+		t.Errorf("%d frame reads, %d model runs; want 1 each (only the frame with selected detections)", fr.reads.Load(), m.frames.Load())
+	}
+}
