@@ -26,6 +26,9 @@ type Diff struct {
 	// the last 5 minutes of the newest result read (From is zero for a replay's, which
 	// covers the replay's whole window).
 	From, To time.Time
+	// Pending counts the frames one side has that wait for the other (in flight, not in
+	// Report).
+	Pending int
 }
 
 // DiffSide is where one side's results come from.
@@ -146,7 +149,7 @@ func (s *Service) passDiff(ctx context.Context, st wire.Stream, cand wire.Deploy
 	for i := range rep.Classes {
 		rep.Classes[i].Label = label(rep.Classes[i])
 	}
-	return Diff{Stream: st.Name, IoU: j.cfg.iou, Report: rep, From: from, To: to,
+	return Diff{Stream: st.Name, IoU: j.cfg.iou, Report: rep, From: from, To: to, Pending: len(j.pending),
 		Primary: DiffSide{Kind: "primary", Function: cand.Function, Digests: digests, Topic: j.cfg.topics[primarySide],
 			Results: rep.Frames + rep.OnlyPrimary},
 		Candidate: DiffSide{Kind: string(cand.Role), Name: cand.ReplayName(), Function: cand.Function, Digests: []string{cand.Digest},
@@ -179,6 +182,7 @@ func setShadowGauges(d Diff) {
 	metrics.ShadowFrames.WithLabelValues(d.Stream, "both").Set(float64(d.Report.Frames))
 	metrics.ShadowFrames.WithLabelValues(d.Stream, "only_primary").Set(float64(d.Report.OnlyPrimary))
 	metrics.ShadowFrames.WithLabelValues(d.Stream, "only_shadow").Set(float64(d.Report.OnlyCandidate))
+	metrics.ShadowFrames.WithLabelValues(d.Stream, "pending").Set(float64(d.Pending))
 	for _, l := range []struct {
 		side string
 		lat  compare.Latency
@@ -275,7 +279,6 @@ func (g *ShadowGauges) Pass(ctx context.Context) (map[string]bool, error) {
 			var diff Diff
 			if diff, err = s.passDiff(ctx, st, d, j); err == nil {
 				setShadowGauges(diff)
-				metrics.ShadowFrames.WithLabelValues(d.Stream, "pending").Set(float64(j.Stats().Pending))
 			}
 		}
 		if err != nil && ctx.Err() == nil {

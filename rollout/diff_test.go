@@ -110,7 +110,7 @@ func TestShadowDiffOfABusyStream(t *testing.T) {
 	}
 	prod := resultsProducer(t)
 	var want bigFrames
-	bytes := 0
+	bytes, base := 0, time.Now()
 	write := func(from, to int, all bool) {
 		t.Helper()
 		var batch []*sarama.ProducerMessage
@@ -124,7 +124,11 @@ func TestShadowDiffOfABusyStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			bytes += len(v)
-			batch = append(batch, &sarama.ProducerMessage{Topic: topic, Partition: part, Key: sarama.StringEncoder("cam"), Value: sarama.ByteEncoder(v)})
+			// Written over 30 s from when the test began (however long writing takes here),
+			// so that the 5 minutes of the diff's window hold them all.
+			at := base.Add(time.Duration(i) * 100 * time.Microsecond)
+			batch = append(batch, &sarama.ProducerMessage{Topic: topic, Partition: part, Key: sarama.StringEncoder("cam"),
+				Value: sarama.ByteEncoder(v), Timestamp: at})
 		}
 		flush := func() {
 			if err := prod.SendMessages(batch); err != nil {
@@ -362,8 +366,14 @@ func TestShadowDiffWindowAndWaiting(t *testing.T) {
 		return nil
 	})
 	check(e.svc.DiffShadow(ctx, st.Name, 0))
-	if stats, _ := e.svc.ShadowJoinStats(st.Name); stats.Pending != 6 || stats.Read != [2]int{1110, 1103} {
-		t.Fatalf("join stats %+v; want 6 frames in flight, every result read", stats)
+	if stats, _ := e.svc.ShadowJoinStats(st.Name); stats.Read != [2]int{1110, 1103} {
+		t.Fatalf("join stats %+v; want every result read", stats)
+	}
+	d, err := e.svc.DiffShadow(ctx, st.Name, 0)
+	check(d, err)
+	if stats, _ := e.svc.ShadowJoinStats(st.Name); d.Pending != 6 || gauge(t, "diplip_shadow_frames", st.Name, "pending") != 6 ||
+		stats.Pending != 6 || stats.Read != [2]int{0, 0} {
+		t.Fatalf("join stats %+v after a second pass; want 6 frames in flight, nothing new read", stats)
 	}
 }
 
