@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,4 +232,97 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 			mean(same), pct(same, 0.1), mean(diff), pct(diff, 0.9))
 	}
 	_ = people
+}
+
+// Exactly-once through a chain: both stages deliver exactly-once, and the second stage's
+// runner is SIGKILLed mid-stream; its next runner resumes from its last transaction, so
+// every frame has exactly one enriched result on the second stage's topic (read committed).
+func TestChainExactlyOnceSurvivesAKilledSecondStage(t *testing.T) {
+	const frames = 60
+	addr := freeAddr(t)
+	gw := "--gateway=http://" + addr
+	startUp(t, t.TempDir(), addr)
+	stream := testkit.Name("chain-eo")
+	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
+	det, reid := addr+"/fn/yolox-nano:v1", addr+"/fn/person-reid:v1"
+	for ref, dir := range map[string]string{det: "yolox-nano", reid: "person-reid"} {
+		run(t, 0, "fn", "build", "../../functions/examples/"+dir, "-t", ref, "--push", "--store", t.TempDir())
+	}
+	run(t, 0, "fn", "deploy", det, "--stream", stream, "--min", "1", "--max", "1", "--policy", "replay", "--delivery", "exactly-once", gw)
+	if out := run(t, 0, "fn", "deploy", reid, "--stream", stream, "--after", "yolox-nano", "--classes", "person", "--min-size", "60",
+		"--min", "1", "--max", "1", "--policy", "replay", gw); !strings.Contains(out, "delivery exactly-once") {
+		t.Fatalf("a second stage takes its first stage's delivery: %s", out)
+	}
+	key := wire.AfterKey("person-reid", stream, "yolox-nano")
+	kc := kafkaclient.New(testkit.Kafka(t), "test-chain-eo")
+	defer kc.Close()
+	topic := wire.AfterResultsTopic(stream, "yolox-nano", "person-reid")
+	read := func() map[string]int {
+		recs, err := kc.LastResults(t.Context(), topic, 4*frames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, b := range recs {
+			var r wire.Result
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != wire.StatusOK {
+				t.Fatalf("enriched result %s: %s %q", r.ID, r.Status, r.Error)
+			}
+			n[fmt.Sprintf("%s/%d", r.Camera, r.Seq)]++
+		}
+		return n
+	}
+
+	jpegs := ingest.SplitJPEGs(testkit.Media(t, "vtest_10s.mjpeg"))
+	cl := gatewayClient(t, addr)
+	pushed := make(chan error, 1)
+	go func() {
+		for i := range frames {
+			f := apiclient.Frame{Camera: fmt.Sprintf("cam-%d", i%2), Seq: uint64(i/2 + 1), Image: jpegs[i%len(jpegs)], ContentType: "image/jpeg"}
+			if _, err := cl.PushFrame(t.Context(), stream, f); err != nil {
+				pushed <- err
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		pushed <- nil
+	}()
+	var pid int
+	testkit.CheckFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
+		if n := len(read()); n < 10 {
+			return fmt.Errorf("%d enriched results before the kill", n)
+		}
+		for _, r := range resources(t, gw).Runners {
+			if r.Deployment == key {
+				pid = r.PID
+			}
+		}
+		if pid == 0 {
+			return fmt.Errorf("no runner of %s", key)
+		}
+		return nil
+	})
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := len(read())
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	var n map[string]int
+	testkit.CheckFor(t, 3*time.Minute, time.Second, func() error {
+		if n = read(); len(n) < frames {
+			return fmt.Errorf("%d of %d frames have an enriched result", len(n), frames)
+		}
+		return nil
+	})
+	for f, c := range n {
+		if c != 1 {
+			t.Errorf("frame %s has %d enriched results, want exactly one", f, c)
+		}
+	}
+	t.Logf("second stage's runner (pid %d) killed after %d enriched results; %d frames, each with one", pid, killedAt, len(n))
 }
