@@ -310,13 +310,17 @@ func TestBadInputIsRefused(t *testing.T) {
 
 func isInvalid(err error) bool { return errors.Is(err, sinks.ErrInvalid) }
 
-// TestWebhookOutageLosesNothing: the receiver answers 500 for a while, then recovers;
-// every event arrives at least once, and per camera the first arrivals keep the order.
+// TestWebhookOutageLosesNothing: the receiver answers 500 for 30 s (issue #25's figure),
+// then recovers; the sink keeps retrying through the outage without giving up on
+// anything, every event arrives at least once (by idempotency key), and per camera the
+// first arrivals keep the order; duplicates are counted and reported.
 func TestWebhookOutageLosesNothing(t *testing.T) {
+	const outage = 30 * time.Second
 	e := newEnv(t)
 	rcv := newReceiver(t)
 	e.add(api.SinkRequest{Name: "hook", Webhook: rcv.URL, Events: []string{"crossed"}, MaxAttempts: 10000})
 	rcv.status.Store(http.StatusInternalServerError)
+	down := time.Now()
 	const n = 15
 	cams := []string{"cam1", "cam2", "cam3"}
 	for i := uint64(1); i <= n; i++ {
@@ -330,12 +334,26 @@ func TestWebhookOutageLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // the outage goes on
+	time.Sleep(time.Until(down.Add(outage))) // the outage goes on
+	during := e.status("hook")
 	rcv.status.Store(http.StatusOK)
-	checkAllOnce(t, rcv, cams, n)
-	if st := e.status("hook"); st.DeadLettered != 0 || st.Retrying != 0 {
-		t.Errorf("status after recovery: %+v", st)
+	up := time.Now()
+	if n := len(rcv.accepted()); n != 0 {
+		t.Errorf("%d events accepted during the outage", n)
 	}
+	// Still retrying at the end of the outage, at the backoff's cap (300 ms here), not
+	// given up and not dead-lettered.
+	if atLeast := int64(outage / (2 * time.Second)); during.State != api.SinkRetrying || during.Failed < atLeast || during.DeadLettered != 0 {
+		t.Errorf("status at the end of the %v outage: %+v, want retrying with at least %d failed attempts", outage, during, atLeast)
+	}
+	checkAllOnce(t, rcv, cams, n)
+	t.Logf("outage %v: %d failed attempts; every event delivered %v after recovery", outage, during.Failed, time.Since(up).Round(100*time.Millisecond))
+	testkit.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if st := e.status("hook"); st.DeadLettered != 0 || st.Retrying != 0 || st.Lag != 0 || st.Delivered < int64(len(cams)*n) {
+			return fmt.Errorf("status after recovery: %+v", st)
+		}
+		return nil
+	})
 }
 
 // checkAllOnce waits for every camera's events 1..n and checks the order of their first
