@@ -150,6 +150,7 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 		v     []float32
 	}
 	var people, embedded, tracked, readBytes, readFrames int
+	var runCrops, latency []float64 // crops per model run of each frame read; capture to enriched result, ms
 	perFrame := make([][]emb, len(rs))
 	for i, r := range rs {
 		if r.Status != wire.StatusOK || r.Function != "person-reid" || len(r.Stages) != 2 || r.Stages[0].Function != "yolox-nano" ||
@@ -182,7 +183,9 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 		if read {
 			readFrames++
 			readBytes += sizes[r.Seq]
+			runCrops = append(runCrops, float64(r.Timings.Batch))
 		}
+		latency = append(latency, r.Timings.EndToEnd)
 	}
 	if embedded == 0 || tracked == 0 {
 		t.Fatalf("%d people ≥ 60 px embedded, %d with a track id: want some of each", embedded, tracked)
@@ -225,6 +228,8 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 	}
 	t.Logf("%d frames, %d people ≥ 60 px embedded (%d tracked); %d frames read back by offset (%d bytes, %.0f per frame read), one decode each",
 		len(rs), embedded, tracked, readFrames, readBytes, float64(readBytes)/float64(max(readFrames, 1)))
+	t.Logf("crops per model run: median %.0f, max %.0f; capture to enriched result (all %d frames pushed at once, CPU): p50 %.0f ms, max %.0f ms",
+		pct(runCrops, 0.5), pct(runCrops, 1), len(rs), pct(latency, 0.5), pct(latency, 1))
 	t.Logf("cosine: same track in consecutive frames mean %.3f p10 %.3f (%d pairs); two people in one frame mean %.3f p90 %.3f (%d pairs)",
 		mean(same), pct(same, 0.1), len(same), mean(diff), pct(diff, 0.9), len(diff))
 	if mean(same)-mean(diff) < 0.1 || pct(same, 0.1) <= pct(diff, 0.9) {

@@ -234,3 +234,74 @@ func (f *Function) RunCrops(frame []byte, boxes []functions.Box) ([]functions.Fr
 	err = f.inferDecode(l, input, ok, geoms, results, &tm)
 	return results, tm, err
 }
+
+// RunCropsOf is RunCrops over several frames at once, for a second stage's batch: each
+// frame is decoded once and the crops of every frame are inferred as one batch in one
+// lane (the caller bounds how many). results[j][i] answers boxes[j][i]; frameErrs[j] says
+// why frame j could not be decoded (its crops are not run). The error return is for the
+// whole batch (the runtime failed).
+func (f *Function) RunCropsOf(frames [][]byte, boxes [][]functions.Box) (results [][]functions.FrameResult, frameErrs []error, tm functions.BatchTimings, err error) {
+	results, frameErrs = make([][]functions.FrameResult, len(frames)), make([]error, len(frames))
+	total := 0
+	for j := range frames {
+		results[j] = make([]functions.FrameResult, len(boxes[j]))
+		total += len(boxes[j])
+	}
+	if total == 0 {
+		return results, frameErrs, tm, nil
+	}
+	l, err := f.session.Lane()
+	if err != nil {
+		return results, frameErrs, tm, err
+	}
+	defer l.Release()
+	n := f.session.FrameLen()
+	input := l.Input(total)
+	flat := make([]functions.FrameResult, total)
+	geoms := make([]functions.Geometry, total)
+	var ok []int
+	at := 0 // flat index of frame j's first box
+	for j, frame := range frames {
+		t0 := time.Now()
+		m, err := vision.Decode(frame)
+		tm.Decode += time.Since(t0)
+		if err != nil {
+			frameErrs[j] = err
+			at += len(boxes[j])
+			continue
+		}
+		t0 = time.Now()
+		for i, b := range boxes[j] {
+			crop, r, err := vision.Crop(m, b)
+			if err != nil {
+				flat[at+i].Err = err
+				continue
+			}
+			k := len(ok)
+			g, err := vision.Fill(crop, f.Spec.Input, input[k*n:(k+1)*n])
+			crop.Close()
+			if err != nil {
+				flat[at+i].Err = err
+				continue
+			}
+			g.OffX -= int(float32(r.Min.X) * g.ScaleX) // decoded boxes into the frame: the crop starts at r.Min
+			g.OffY -= int(float32(r.Min.Y) * g.ScaleY)
+			g.SrcW, g.SrcH = m.Cols(), m.Rows()
+			geoms[at+i] = g
+			flat[at+i].Width, flat[at+i].Height = r.Dx(), r.Dy()
+			ok = append(ok, at+i)
+		}
+		m.Close()
+		tm.Preprocess += time.Since(t0)
+		at += len(boxes[j])
+	}
+	if len(ok) > 0 {
+		err = f.inferDecode(l, input, ok, geoms, flat, &tm)
+	}
+	at = 0
+	for j := range frames {
+		copy(results[j], flat[at:at+len(boxes[j])])
+		at += len(boxes[j])
+	}
+	return results, frameErrs, tm, err
+}

@@ -25,15 +25,32 @@ type FrameReader interface {
 	ReadFrame(ctx context.Context, at wire.Source) (key string, headers []wire.Header, value []byte, err error)
 }
 
-// CropModel runs a second stage's model on the crops of one encoded frame; results[i]
-// answers boxes[i]. functions/pipeline.Function is one.
+// CropModel runs a second stage's model on the crops of several encoded frames as one
+// batch: results[j][i] answers boxes[j][i], frameErrs[j] says why frame j could not be
+// decoded; the error return is for the whole batch (the model or its device failed).
+// functions/pipeline.Function is one.
 type CropModel interface {
-	RunCrops(frame []byte, boxes []functions.Box) ([]functions.FrameResult, functions.BatchTimings, error)
+	RunCropsOf(frames [][]byte, boxes [][]functions.Box) (results [][]functions.FrameResult, frameErrs []error, tm functions.BatchTimings, err error)
+}
+
+// MaxCropsPerRun bounds the crops of one CropModel run: a batch's frames are split into
+// runs of at most this many crops (a frame's crops are never split).
+const MaxCropsPerRun = 64
+
+// cropJob is a frame of a second stage's batch with detections to crop.
+type cropJob struct {
+	it    *Item
+	sel   []int // the selected detections, indexes into it.Result.Detections
+	frame []byte
+	start time.Time
 }
 
 // processAfter is process for a second stage: each item is a first stage's result record.
+// The frames with selected detections are read, then their crops run in as few model runs
+// as MaxCropsPerRun allows.
 func (p *Pipeline) processAfter(ctx context.Context, items []*Item) {
 	d := p.cfg.Deployment
+	var jobs []cropJob
 	for _, it := range items {
 		var first wire.Result
 		if err := json.Unmarshal(it.Value, &first); err != nil || first.Function != d.After.Function {
@@ -48,7 +65,18 @@ func (p *Pipeline) processAfter(ctx context.Context, items []*Item) {
 		if first.Status != wire.StatusOK {
 			continue // nothing to crop: the first stage's status stands
 		}
-		p.runAfter(ctx, it, &first)
+		if job, ok := p.readAfter(ctx, it, &first); ok {
+			jobs = append(jobs, job)
+		}
+	}
+	for len(jobs) > 0 {
+		n, crops := 1, len(jobs[0].sel)
+		for n < len(jobs) && crops+len(jobs[n].sel) <= MaxCropsPerRun {
+			crops += len(jobs[n].sel)
+			n++
+		}
+		p.runAfter(ctx, jobs[:n], crops)
+		jobs = jobs[n:]
 	}
 }
 
@@ -82,74 +110,96 @@ func Selected(a *wire.AfterInfo, ds []wire.Detection) []int {
 	return idx
 }
 
-// runAfter reads the item's frame and runs the model on its selected detections' crops.
-// A frame that cannot be read or decoded gets an error result; a failed model run is
-// retried with backoff until ctx ends (then the item is given up, to be redone).
-func (p *Pipeline) runAfter(ctx context.Context, it *Item, first *wire.Result) {
+// readAfter selects the item's detections and reads its frame: false when there is
+// nothing to run (nothing selected, or the frame could not be read or decoded: an error
+// result; or ctx ended: given up).
+func (p *Pipeline) readAfter(ctx context.Context, it *Item, first *wire.Result) (cropJob, bool) {
 	d, r := p.cfg.Deployment, &it.Result
-	start := time.Now()
-	sel := Selected(d.After, r.Detections)
-	metrics.ChainCropsPerFrame.WithLabelValues(d.Key()).Observe(float64(len(sel)))
-	if len(sel) == 0 {
-		return // nothing selected: the result is the first stage's detections
+	job := cropJob{it: it, start: time.Now(), sel: Selected(d.After, r.Detections)}
+	metrics.ChainCropsPerFrame.WithLabelValues(d.Key()).Observe(float64(len(job.sel)))
+	if len(job.sel) == 0 {
+		return job, false // nothing selected: the result is the first stage's detections
 	}
 	key, hs, value, err := p.cfg.Frames.ReadFrame(ctx, first.Source)
 	if err != nil {
 		if ctx.Err() != nil {
 			it.GivenUp = true
-			return
+			return job, false
 		}
 		r.Status, r.Error = wire.StatusError, fmt.Sprintf("reading the frame at partition %d offset %d: %v", first.Source.Partition, first.Source.Offset, err)
-		return
+		return job, false
 	}
 	metrics.ChainFrameBytes.WithLabelValues(d.Key()).Add(float64(len(value)))
 	f, err := wire.DecodeFrame(key, hs, value)
 	if err != nil {
 		r.Status, r.Error = wire.StatusError, "the first stage's frame: "+err.Error()
-		return
+		return job, false
 	}
-	boxes := make([]functions.Box, len(sel))
-	for k, i := range sel {
-		b := r.Detections[i].Box
-		boxes[k] = functions.Box{X1: b.X1, Y1: b.Y1, X2: b.X2, Y2: b.Y2}
+	if !f.IngestTime.IsZero() {
+		r.Timings.Queue = ms(job.start.Sub(f.IngestTime))
 	}
-	out, tm, err := p.runCrops(ctx, f.Data, boxes)
-	if err != nil { // only when ctx ended during retries
-		it.GivenUp = true
-		return
+	job.frame = f.Data
+	return job, true
+}
+
+// runAfter runs the model on the crops of jobs' frames as one batch, retrying a failed run
+// with backoff until ctx ends (then the items are given up, to be redone), and puts each
+// crop's output on its detection.
+func (p *Pipeline) runAfter(ctx context.Context, jobs []cropJob, crops int) {
+	d := p.cfg.Deployment
+	frames, boxes := make([][]byte, len(jobs)), make([][]functions.Box, len(jobs))
+	for j, job := range jobs {
+		frames[j] = job.frame
+		for _, i := range job.sel {
+			b := job.it.Result.Detections[i].Box
+			boxes[j] = append(boxes[j], functions.Box{X1: b.X1, Y1: b.Y1, X2: b.X2, Y2: b.Y2})
+		}
 	}
-	crops := 0
-	for k, i := range sel {
-		o, x := out[k], &r.Detections[i]
-		if o.Err != nil {
+	out, frameErrs, tm, err := p.runCrops(ctx, frames, boxes)
+	n := float64(len(jobs))
+	ran := 0
+	for j, job := range jobs {
+		r := &job.it.Result
+		switch {
+		case err != nil: // only when ctx ended during retries
+			job.it.GivenUp = true
+			continue
+		case frameErrs[j] != nil:
+			r.Status, r.Error = wire.StatusError, "the first stage's frame: "+frameErrs[j].Error()
 			continue
 		}
-		crops++
-		if len(o.Embedding) > 0 && !slices.ContainsFunc(o.Embedding, notFinite) {
-			x.Embedding = o.Embedding
+		for k, i := range job.sel {
+			o, x := out[j][k], &r.Detections[i]
+			if o.Err != nil {
+				continue
+			}
+			ran++
+			if len(o.Embedding) > 0 && !slices.ContainsFunc(o.Embedding, notFinite) {
+				x.Embedding = o.Embedding
+			}
+			x.Labels = labelsToWire(o.Labels)
 		}
-		x.Labels = labelsToWire(o.Labels)
+		r.Timings.Decode, r.Timings.Preprocess, r.Timings.Infer = ms(tm.Decode)/n, ms(tm.Preprocess)/n, ms(tm.Infer)/n
+		r.Timings.Batch = crops
 	}
-	metrics.ChainCrops.WithLabelValues(d.Key()).Add(float64(crops))
-	r.Timings = wire.Timings{Decode: ms(tm.Decode), Preprocess: ms(tm.Preprocess), Infer: ms(tm.Infer), Batch: len(boxes)}
-	if !f.IngestTime.IsZero() {
-		r.Timings.Queue = ms(start.Sub(f.IngestTime))
+	if err == nil {
+		metrics.ChainCrops.WithLabelValues(d.Key()).Add(float64(ran))
+		metrics.Inference.WithLabelValues(d.Key()).Observe(tm.Infer.Seconds())
 	}
-	metrics.Inference.WithLabelValues(d.Key()).Observe(tm.Infer.Seconds())
 }
 
 // runCrops calls the crop model, retrying a failed run as run does.
-func (p *Pipeline) runCrops(ctx context.Context, frame []byte, boxes []functions.Box) ([]functions.FrameResult, functions.BatchTimings, error) {
+func (p *Pipeline) runCrops(ctx context.Context, frames [][]byte, boxes [][]functions.Box) ([][]functions.FrameResult, []error, functions.BatchTimings, error) {
 	wait := p.cfg.RetryBackoff
 	for {
-		out, tm, err := p.cfg.Model.(CropModel).RunCrops(frame, boxes)
+		out, frameErrs, tm, err := p.cfg.Model.(CropModel).RunCropsOf(frames, boxes)
 		p.recordRun(err)
 		if err == nil {
-			return out, tm, nil
+			return out, frameErrs, tm, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, tm, err
+			return nil, nil, tm, err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)

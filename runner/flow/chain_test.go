@@ -14,19 +14,23 @@ import (
 
 // cropModel answers each crop with a 2-d embedding holding the crop's height, and counts
 // the frames it ran on.
-type cropModel struct{ frames atomic.Int64 }
+type cropModel struct{ frames, runs atomic.Int64 }
 
 func (m *cropModel) Run([][]byte) ([]functions.FrameResult, functions.BatchTimings, error) {
 	return nil, functions.BatchTimings{}, errors.New("a second stage runs on crops")
 }
 
-func (m *cropModel) RunCrops(frame []byte, boxes []functions.Box) ([]functions.FrameResult, functions.BatchTimings, error) {
-	m.frames.Add(1)
-	out := make([]functions.FrameResult, len(boxes))
-	for i, b := range boxes {
-		out[i].Embedding = []float32{float32(frame[0]), b.Y2 - b.Y1}
+func (m *cropModel) RunCropsOf(frames [][]byte, boxes [][]functions.Box) ([][]functions.FrameResult, []error, functions.BatchTimings, error) {
+	m.runs.Add(1)
+	out, errs := make([][]functions.FrameResult, len(frames)), make([]error, len(frames))
+	for j, frame := range frames {
+		m.frames.Add(1)
+		out[j] = make([]functions.FrameResult, len(boxes[j]))
+		for i, b := range boxes[j] {
+			out[j][i].Embedding = []float32{float32(frame[0]), b.Y2 - b.Y1}
+		}
 	}
-	return out, functions.BatchTimings{}, nil
+	return out, errs, functions.BatchTimings{}, nil
 }
 
 // frames is a FrameReader over frames in memory, by offset (partition 0).
@@ -46,13 +50,14 @@ func (f *frames) ReadFrame(_ context.Context, at wire.Source) (string, []wire.He
 
 // A second stage enriches its first stage's results: only the selected detections (by
 // class, height and count per frame, best first) carry its output; a frame with nothing
-// selected still gets its result, without its frame being read; another function's
+// selected still gets its result, without its frame being read; the crops of the batch's
+// frames run as one batch; another function's
 // results on the stream's results topic are skipped; track ids and the source stay.
 func TestSecondStageEnrichesTheFirstStagesResults(t *testing.T) {
 	d := deployment(4)
 	d.Function, d.Role = "reid", wire.RoleAfter
 	d.After = &wire.AfterInfo{Function: "det", Classes: []string{"person"}, MinSize: 60, MaxPerFrame: 2}
-	fr := &frames{byOffset: map[int64]wire.Frame{10: frame("cam", 1, 7), 11: frame("cam", 2, 8)}}
+	fr := &frames{byOffset: map[int64]wire.Frame{10: frame("cam", 1, 7), 11: frame("cam", 2, 8), 12: frame("cam", 3, 9)}}
 	box := func(h float32) wire.Box { return wire.Box{X1: 0, Y1: 0, X2: 10, Y2: h} }
 	first := []wire.Result{
 		{Function: "det", Digest: "r/det@sha256:aa", Camera: "cam", Seq: 1, Status: wire.StatusOK, Source: wire.Source{Offset: 10},
@@ -66,6 +71,8 @@ func TestSecondStageEnrichesTheFirstStagesResults(t *testing.T) {
 		{Function: "det", Camera: "cam", Seq: 2, Status: wire.StatusOK, Source: wire.Source{Offset: 11},
 			Detections: []wire.Detection{{Label: "car", Score: 0.8, Box: box(200)}}},
 		{Function: "other", Camera: "cam", Seq: 1, Status: wire.StatusOK, Source: wire.Source{Offset: 10}},
+		{Function: "det", Camera: "cam", Seq: 3, Status: wire.StatusOK, Source: wire.Source{Offset: 12},
+			Detections: []wire.Detection{{Label: "person", Score: 0.9, Box: box(70)}}},
 	}
 	var items []*flow.Item
 	for i, r := range first {
@@ -93,7 +100,11 @@ func TestSecondStageEnrichesTheFirstStagesResults(t *testing.T) {
 	if !got[2].Skip {
 		t.Errorf("another function's result was not skipped: %+v", got[2].Result)
 	}
-	if fr.reads.Load() != 1 || m.frames.Load() != 1 {
-		t.Errorf("%d frame reads, %d model runs; want 1 each (only the frame with selected detections)", fr.reads.Load(), m.frames.Load())
+	if e := got[3].Result.Detections[0].Embedding; len(e) != 2 || e[0] != 9 || e[1] != 70 {
+		t.Errorf("the second frame with a person: embedding %v, want [9 70]", e)
+	}
+	// Only the frames with selected detections are read, and their crops run as one batch.
+	if fr.reads.Load() != 2 || m.frames.Load() != 2 || m.runs.Load() != 1 {
+		t.Errorf("%d frame reads, %d frames in %d model runs; want 2 frames read, in 1 run", fr.reads.Load(), m.frames.Load(), m.runs.Load())
 	}
 }
