@@ -114,7 +114,7 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, line := range strings.Split(string(b), "\n") {
-			for _, name := range []string{"diplip_chain_frame_read_bytes_total", "diplip_chain_frame_bytes_total", "diplip_chain_crops_total", "diplip_chain_crops_per_frame_count"} {
+			for _, name := range []string{"diplip_chain_frame_read_bytes_total", "diplip_chain_frame_bytes_total", "diplip_chain_crops_total", "diplip_chain_crops_per_frame_count", "diplip_chain_too_small_total"} {
 				if strings.HasPrefix(line, name+"{") {
 					var v float64
 					fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
@@ -149,7 +149,7 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 		track uint64
 		v     []float32
 	}
-	var people, embedded, tracked, readBytes, readFrames int
+	var people, embedded, tracked, readBytes, readFrames, small int
 	var runCrops, latency []float64 // crops per model run of each frame read; capture to enriched result, ms
 	perFrame := make([][]emb, len(rs))
 	for i, r := range rs {
@@ -160,6 +160,9 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 		read := false
 		for _, x := range r.Detections {
 			want := x.Label == "person" && x.Box.Y2-x.Box.Y1 >= 60
+			if x.Label == "person" && !want {
+				small++
+			}
 			if !want {
 				if x.Embedding != nil {
 					t.Fatalf("frame %d: %s %.0f px high carries an embedding", r.Seq, x.Label, x.Box.Y2-x.Box.Y1)
@@ -186,6 +189,9 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 			runCrops = append(runCrops, float64(r.Timings.Batch))
 		}
 		latency = append(latency, r.Timings.EndToEnd)
+	}
+	if got := counted["diplip_chain_too_small_total"]; got != float64(small) {
+		t.Errorf("diplip_chain_too_small_total %v, want the %d people under 60 px", got, small)
 	}
 	if embedded == 0 || tracked == 0 {
 		t.Fatalf("%d people ≥ 60 px embedded, %d with a track id: want some of each", embedded, tracked)

@@ -15,6 +15,12 @@ var (
 		Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64},
 	}, []string{"deployment"})
 
+	// ChainTooSmall counts the detections of a selected class a second stage skipped
+	// because their box was less than its min size high (skipped, not an error).
+	ChainTooSmall = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "diplip_chain_too_small_total", Help: "Detections of a selected class a second stage skipped as smaller than its min size.",
+	}, []string{"deployment"})
+
 	// ChainFrameBytes counts the bytes of the frames a second stage cropped (one decode
 	// each); ChainFrameReadBytes the frame bytes it read from the frames topic for them,
 	// read-ahead included (by the offsets its first stage's results name).
@@ -27,5 +33,5 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(ChainCrops, ChainCropsPerFrame, ChainFrameBytes, ChainFrameReadBytes)
+	Registry.MustRegister(ChainTooSmall, ChainCrops, ChainCropsPerFrame, ChainFrameBytes, ChainFrameReadBytes)
 }

@@ -110,6 +110,17 @@ func Selected(a *wire.AfterInfo, ds []wire.Detection) []int {
 	return idx
 }
 
+// tooSmall counts the detections of a selected class that are less than MinSize high.
+func tooSmall(a *wire.AfterInfo, ds []wire.Detection) int {
+	n := 0
+	for _, x := range ds {
+		if (len(a.Classes) == 0 || slices.Contains(a.Classes, x.Label)) && x.Box.Y2-x.Box.Y1 < float32(a.MinSize) {
+			n++
+		}
+	}
+	return n
+}
+
 // readAfter selects the item's detections and reads its frame: false when there is
 // nothing to run (nothing selected, or the frame could not be read or decoded: an error
 // result; or ctx ended: given up).
@@ -117,6 +128,9 @@ func (p *Pipeline) readAfter(ctx context.Context, it *Item, first *wire.Result) 
 	d, r := p.cfg.Deployment, &it.Result
 	job := cropJob{it: it, start: time.Now(), sel: Selected(d.After, r.Detections)}
 	metrics.ChainCropsPerFrame.WithLabelValues(d.Key()).Observe(float64(len(job.sel)))
+	if small := tooSmall(d.After, r.Detections); small > 0 {
+		metrics.ChainTooSmall.WithLabelValues(d.Key()).Add(float64(small))
+	}
 	if len(job.sel) == 0 {
 		return job, false // nothing selected: the result is the first stage's detections
 	}
