@@ -86,6 +86,9 @@ func (s *Service) DeleteStream(ctx context.Context, name string) error {
 		case wire.RoleShadow:
 			return errorf(Conflict, "stream %q has deployment %s (a shadow); remove it first with: diplip fn undeploy %s --stream %s --shadow",
 				st.Name, d.Key(), d.Function, d.Stream)
+		case wire.RoleAfter:
+			return errorf(Conflict, "stream %q has deployment %s (a second stage); remove it first with: diplip fn undeploy %s --stream %s --after %s",
+				st.Name, d.Key(), d.Function, d.Stream, d.AfterName())
 		}
 		return errorf(Conflict, "stream %q has deployment %s; remove it first with: diplip fn undeploy %s --stream %s",
 			st.Name, d.Key(), d.Function, d.Stream)
