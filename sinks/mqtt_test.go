@@ -3,13 +3,8 @@ package sinks_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,82 +15,6 @@ import (
 	"github.com/diplip/diplip/sinks"
 )
 
-const mosquittoBin = "/usr/sbin/mosquitto"
-
-// broker is a Mosquitto server on a free port, persisting its sessions every second so
-// that a subscriber's session outlives a SIGKILL.
-type broker struct {
-	t    *testing.T
-	port int
-	conf string
-	dir  string
-	cmd  *exec.Cmd
-	log  *testkit.SyncBuffer
-}
-
-func startBroker(t *testing.T) *broker {
-	t.Helper()
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		t.Fatalf("this test needs Mosquitto at %s: install it with: sudo apt-get install -y mosquitto (scripts/setup.sh does)", mosquittoBin)
-	}
-	dir := t.TempDir()
-	b := &broker{t: t, port: testkit.FreePort(t), conf: filepath.Join(dir, "mosquitto.conf"), dir: dir, log: &testkit.SyncBuffer{}}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\n", b.port, dir)
-	if os.Getuid() == 0 {
-		conf += "user root\n" // as root it would switch to user mosquitto, who cannot write dir
-	}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	t.Cleanup(func() {
-		if b.cmd != nil {
-			b.cmd.Process.Kill()
-			b.cmd.Wait()
-		}
-	})
-	return b
-}
-
-func (b *broker) start() {
-	b.t.Helper()
-	b.cmd = exec.Command(mosquittoBin, "-c", b.conf)
-	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	if err := b.cmd.Start(); err != nil {
-		b.t.Fatalf("starting mosquitto: %v", err)
-	}
-	testkit.CheckFor(b.t, 10*time.Second, 50*time.Millisecond, func() error {
-		c, err := net.Dial("tcp", b.addr())
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-}
-
-func (b *broker) kill() {
-	b.cmd.Process.Signal(syscall.SIGKILL)
-	b.cmd.Wait()
-	b.cmd = nil
-}
-
-// saved waits until the broker has written its state to disk after since.
-func (b *broker) saved(since time.Time) {
-	b.t.Helper()
-	testkit.CheckFor(b.t, 10*time.Second, 100*time.Millisecond, func() error {
-		fi, err := os.Stat(filepath.Join(b.dir, "mosquitto.db"))
-		if err != nil {
-			return err
-		}
-		if !fi.ModTime().After(since) {
-			return fmt.Errorf("mosquitto.db last saved at %s", fi.ModTime())
-		}
-		return nil
-	})
-}
-
-func (b *broker) addr() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
-
 // subscriber records what arrives on topics, in order; its session is persistent
 // (QoS 1, no clean session), so the broker keeps its messages while it reconnects.
 type subscriber struct {
@@ -103,13 +22,13 @@ type subscriber struct {
 	msgs []mqtt.Message
 }
 
-func subscribe(t *testing.T, b *broker, topics ...string) *subscriber {
+func subscribe(t *testing.T, b *testkit.Mosquitto, topics ...string) *subscriber {
 	s := &subscriber{}
 	filters := map[string]byte{}
 	for _, tp := range topics {
 		filters[tp] = 1
 	}
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + b.addr()).SetClientID("test-sub-" + strconv.FormatInt(time.Now().UnixNano(), 36)).
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("test-sub-" + strconv.FormatInt(time.Now().UnixNano(), 36)).
 		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetOrderMatters(true).
 		SetOnConnectHandler(func(c mqtt.Client) { c.SubscribeMultiple(filters, nil) }).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
@@ -136,11 +55,11 @@ func (s *subscriber) messages() []mqtt.Message {
 // arrives, in order per camera.
 func TestMQTTBrokerRestart(t *testing.T) {
 	e := newEnv(t)
-	b := startBroker(t)
+	b := testkit.StartMosquitto(t)
 	subscribed := time.Now()
 	sub := subscribe(t, b, "home/#")
-	b.saved(subscribed) // the subscriber's session outlives the kill (autosave_interval 1)
-	e.add(api.SinkRequest{Name: "mq", MQTT: "mqtt://" + b.addr(), TopicPrefix: "home", Events: []string{"crossed"}, MaxAttempts: 10000})
+	b.Saved(subscribed) // the subscriber's session outlives the kill (autosave_interval 1)
+	e.add(api.SinkRequest{Name: "mq", MQTT: "mqtt://" + b.Addr(), TopicPrefix: "home", Events: []string{"crossed"}, MaxAttempts: 10000})
 	if res, err := e.mgr.Test(t.Context(), "mq"); err != nil || !res.OK || res.Answer != "PUBACK" {
 		t.Fatalf("sink test: %+v, %v", res, err)
 	}
@@ -157,7 +76,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 		}
 		return nil
 	})
-	b.kill()
+	b.Kill()
 	for i := uint64(n/2 + 1); i <= n; i++ {
 		for _, c := range cams {
 			e.produce(e.result(c, i))
@@ -169,7 +88,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 		}
 		return nil
 	})
-	b.start()
+	b.Start()
 	testkit.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		seen := map[string]bool{}
 		for _, m := range sub.messages() {

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,7 +18,6 @@ import (
 	"github.com/diplip/diplip/functions/onnx"
 	"github.com/diplip/diplip/functions/pipeline"
 	"github.com/diplip/diplip/internal/controlplane"
-	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/internal/wire"
 	"github.com/diplip/diplip/registry"
 	"github.com/diplip/diplip/runner"
@@ -84,31 +80,9 @@ func runRunner(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
-	var metricsURL string
-	if addr := c.String("metrics-listen"); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return cli.Exit(fmt.Sprintf("--metrics-listen %s: %v", addr, err), exitUsage)
-		}
-		metricsURL = "http://" + ln.Addr().String() + "/metrics"
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics.Handler())
-		if c.Bool("pprof") {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("metrics listener: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			return srv.Close()
-		})
+	metricsURL, err := serveMetrics(gctx, g, c.String("metrics-listen"), c.Bool("pprof"))
+	if err != nil {
+		return err
 	}
 	// Probed from files, without loading ONNX Runtime: a runner that is never activated
 	// stays small. Loading a model on cuda:N is the real check.

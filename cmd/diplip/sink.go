@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -21,7 +18,6 @@ import (
 	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/internal/controlplane"
 	"github.com/diplip/diplip/internal/kafkaclient"
-	"github.com/diplip/diplip/internal/metrics"
 	"github.com/diplip/diplip/sinks"
 )
 
@@ -244,23 +240,9 @@ func sinkRunCommand() *cli.Command {
 				return cli.Exit(err.Error(), exitFailed)
 			}
 			g, gctx := errgroup.WithContext(ctx)
-			var metricsURL string
-			if addr := c.String("metrics-listen"); addr != "" {
-				ln, err := net.Listen("tcp", addr)
-				if err != nil {
-					return cli.Exit(fmt.Sprintf("--metrics-listen %s: %v", addr, err), exitUsage)
-				}
-				metricsURL = "http://" + ln.Addr().String() + "/metrics"
-				mux := http.NewServeMux()
-				mux.Handle("GET /metrics", metrics.Handler())
-				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-				g.Go(func() error {
-					if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-						return fmt.Errorf("metrics listener: %w", err)
-					}
-					return nil
-				})
-				g.Go(func() error { <-gctx.Done(); return srv.Close() })
+			metricsURL, err := serveMetrics(gctx, g, c.String("metrics-listen"), false)
+			if err != nil {
+				return err
 			}
 			g.Go(func() error { return m.Run(gctx) })
 			logger.Info("sinks running", "nats", c.String("nats"), "kafka", c.String("kafka"), "metrics", metricsURL)

@@ -78,6 +78,22 @@ func (m *Mosquitto) Kill() {
 	m.cmd = nil
 }
 
+// Saved waits until the broker has written its state to disk after since (a subscriber's
+// persistent session outlives a SIGKILL only once saved).
+func (m *Mosquitto) Saved(since time.Time) {
+	m.t.Helper()
+	CheckFor(m.t, 10*time.Second, 100*time.Millisecond, func() error {
+		fi, err := os.Stat(filepath.Join(m.dir, "mosquitto.db"))
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().After(since) {
+			return fmt.Errorf("mosquitto.db last saved at %s", fi.ModTime())
+		}
+		return nil
+	})
+}
+
 // Addr is the broker's HOST:PORT.
 func (m *Mosquitto) Addr() string { return "127.0.0.1:" + strconv.Itoa(m.Port) }
 
