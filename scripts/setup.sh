@@ -148,12 +148,8 @@ step_kafka() {
 step_models() {
 	local dir=$CACHE/models
 	mkdir -p "$dir"
-	if sha_ok "$dir/yolox_nano.onnx" "$YOLOX_SHA256"; then
-		say "model yolox_nano.onnx: cached"
-	elif [ -f "$SHARED/models/yolox_nano.onnx" ]; then
-		need_sha "$SHARED/models/yolox_nano.onnx" "$YOLOX_SHA256"
-		cp "$SHARED/models/yolox_nano.onnx" "$dir/yolox_nano.onnx"
-		say "model yolox_nano.onnx: copied from $SHARED/models (sha256 verified)"
+	if sha_ok "$dir/yolox_nano.onnx" "$YOLOX_SHA256" || [ -f "$SHARED/models/yolox_nano.onnx" ]; then
+		shared_model yolox_nano.onnx "$YOLOX_SHA256"
 	elif [ ! -f "$dir/yolox_nano.onnx" ]; then
 		# The official release asset is the same network and export recipe, but not a
 		# byte-identical file, so it cannot be held to the sha256 above.
