@@ -49,8 +49,6 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case rollout.Upstream:
 		return http.StatusBadGateway
-	case rollout.TooLarge:
-		return http.StatusUnprocessableEntity
 	case rollout.Unavailable:
 		return http.StatusServiceUnavailable
 	}

@@ -24,7 +24,6 @@ func TestStatusOf(t *testing.T) {
 		{"not found", kind(rollout.NotFound), http.StatusNotFound},
 		{"conflict", kind(rollout.Conflict), http.StatusConflict},
 		{"upstream", kind(rollout.Upstream), http.StatusBadGateway},
-		{"too large", kind(rollout.TooLarge), http.StatusUnprocessableEntity},
 		{"unavailable", kind(rollout.Unavailable), http.StatusServiceUnavailable},
 		{"a wrapped kind", fmt.Errorf("context: %w", kind(rollout.NotFound)), http.StatusNotFound},
 		{"a bad camera", fmt.Errorf("camera x: %w", ingest.ErrBadCamera), http.StatusBadRequest},

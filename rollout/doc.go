@@ -7,7 +7,7 @@
 // is made, and what a failed step made is removed again. ShadowGauges is the loop that
 // keeps the diplip_shadow_* gauges current; its owner (package node) runs it.
 //
-// Errors are *Error values of a Kind (Invalid, NotFound, Conflict, Upstream, TooLarge,
+// Errors are *Error values of a Kind (Invalid, NotFound, Conflict, Upstream,
 // Unavailable), with messages that name what was wrong and the command that helps;
 // anything else is a failure of the control plane.
 //

@@ -21,13 +21,11 @@ const (
 	Conflict
 	// Upstream: Kafka or a function image's registry failed or refused.
 	Upstream
-	// TooLarge: the answer is too large to compute (a diff over too many results).
-	TooLarge
 	// Unavailable: a service the request needs does not answer now; try again later.
 	Unavailable
 )
 
-var kindNames = [...]string{"error", "invalid", "not found", "conflict", "upstream", "too large", "unavailable"}
+var kindNames = [...]string{"error", "invalid", "not found", "conflict", "upstream", "unavailable"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -42,7 +40,6 @@ var (
 	ErrNotFound    = &Error{Kind: NotFound}
 	ErrConflict    = &Error{Kind: Conflict}
 	ErrUpstream    = &Error{Kind: Upstream}
-	ErrTooLarge    = &Error{Kind: TooLarge}
 	ErrUnavailable = &Error{Kind: Unavailable}
 )
 

@@ -116,7 +116,7 @@ func TestErrorKinds(t *testing.T) {
 		target error
 	}{
 		{rollout.Invalid, rollout.ErrInvalid}, {rollout.NotFound, rollout.ErrNotFound}, {rollout.Conflict, rollout.ErrConflict},
-		{rollout.Upstream, rollout.ErrUpstream}, {rollout.TooLarge, rollout.ErrTooLarge}, {rollout.Unavailable, rollout.ErrUnavailable},
+		{rollout.Upstream, rollout.ErrUpstream}, {rollout.Unavailable, rollout.ErrUnavailable},
 	} {
 		t.Run(tc.kind.String(), func(t *testing.T) {
 			cause := errors.New("the cause")
@@ -125,7 +125,7 @@ func TestErrorKinds(t *testing.T) {
 			if !errors.Is(wrapped, tc.target) || !errors.Is(wrapped, cause) || rollout.KindOf(wrapped) != tc.kind || err.Error() != "the cause" {
 				t.Fatalf("%v: Is %v, cause %v, kind %v", err, errors.Is(wrapped, tc.target), errors.Is(wrapped, cause), rollout.KindOf(wrapped))
 			}
-			for _, other := range []error{rollout.ErrInvalid, rollout.ErrNotFound, rollout.ErrConflict, rollout.ErrUpstream, rollout.ErrTooLarge, rollout.ErrUnavailable} {
+			for _, other := range []error{rollout.ErrInvalid, rollout.ErrNotFound, rollout.ErrConflict, rollout.ErrUpstream, rollout.ErrUnavailable} {
 				if other != tc.target && errors.Is(err, other) {
 					t.Fatalf("%v is also %v", tc.kind, other)
 				}
