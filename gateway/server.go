@@ -30,8 +30,6 @@ type Scaler interface {
 	Deployments() []api.DeploymentStatus
 }
 
-// OpenSourceFunc opens pulled cameras; it is ingest's, named here for the CLI.
-type OpenSourceFunc = ingest.OpenSourceFunc
 
 // Config is what a gateway serves and talks to.
 type Config struct {

@@ -9,12 +9,12 @@ import (
 
 	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
-	"github.com/diplip/diplip/gateway"
+	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/ingest/video"
 )
 
 // openVideo is the gateway's camera source: OpenCV's VideoCapture with FFmpeg.
-var openVideo gateway.OpenSourceFunc = video.Open
+var openVideo ingest.OpenSourceFunc = video.Open
 
 func cameraCommand() *cli.Command {
 	return &cli.Command{
