@@ -30,7 +30,6 @@ type Scaler interface {
 	Deployments() []api.DeploymentStatus
 }
 
-
 // Config is what a gateway serves and talks to.
 type Config struct {
 	// Kafka is the process's Kafka client, which the gateway reads with: readiness,
