@@ -118,8 +118,10 @@ func TestClusterKeepsReplicatedBucketThroughAServerLoss(t *testing.T) {
 	for i := range nodes {
 		cluster := testkit.FreePort(t)
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", cluster))
+		// Start's default 10 s was not enough for the third server once, in a full suite on
+		// two cores shared with the fault tests' brokers: this test is about the loss.
 		nodes[i] = &node{cfg: natsnode.Config{StoreDir: t.TempDir(), Port: testkit.FreePort(t), ServerName: fmt.Sprintf("n%d", i),
-			Cluster: &natsnode.ClusterConfig{Name: "diplip-test", Port: cluster}}}
+			Cluster: &natsnode.ClusterConfig{Name: "diplip-test", Port: cluster}, ReadyTimeout: time.Minute}}
 	}
 	start := func(n *node) {
 		t.Helper()
