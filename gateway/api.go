@@ -141,6 +141,7 @@ func (s *Server) routes() {
 	v1.HandleFunc("DELETE /v1/deployments/{function}/{stream}", s.handler(s.undeploy))
 	v1.HandleFunc("GET /v1/resources", s.handler(s.resources))
 	v1.HandleFunc("GET /v1/streams/{stream}/frames/{partition}/{offset}", s.handler(s.frame))
+	v1.HandleFunc("GET /v1/streams/{stream}/sample", s.handler(s.sample))
 	v1.HandleFunc("GET /v1/cameras", s.handler(s.listCameras))
 	v1.HandleFunc("POST /v1/cameras", s.handler(s.addCamera))
 	v1.HandleFunc("DELETE /v1/cameras/{id}", s.handler(s.removeCamera))
