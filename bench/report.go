@@ -58,6 +58,18 @@ type Sweep struct {
 	// Ingest: HTTP push vs Kafka's ProducerPerformance at the same record size.
 	Ingest        bool `yaml:"ingest"`
 	IngestRecords int  `yaml:"ingest_records"`
+	// Chain: loads, as fractions of the limit rate, of the `chain` rows (issue #24):
+	// YOLOX-Nano, then person-reid on its people ≥ 60 px high; camera to enriched result
+	// latency, stage 2's crops per second; and one `chain-drain` row (Drain frames already
+	// in Kafka through both stages, against YOLOX-Nano alone on the same frames). Empty: off.
+	Chain []float64 `yaml:"chain"`
+	// Frames1080p: `limit-1080p` and `drain-1080p`, the limit loop and a drain over the
+	// sample frames upscaled to 1920x1080 with ffmpeg (made once into the media cache).
+	Frames1080p bool `yaml:"frames_1080p"`
+	// INT8: `limit-int8` and `drain-int8` with a static INT8 copy of the function: the
+	// function directory INT8Dir, or one the bench quantizes (see bench/int8.go).
+	INT8    bool   `yaml:"int8"`
+	INT8Dir string `yaml:"int8_dir"`
 }
 
 // Duration is a time.Duration written as "10s".
@@ -127,6 +139,17 @@ func ParseSweep(r io.Reader) (*Sweep, error) {
 	}
 	if s.SimBatch < 1 || s.SimServiceTime < 0 || s.SimPerFrame < 0 {
 		errs = append(errs, errors.New("sim_batch must be ≥ 1 and sim times ≥ 0"))
+	}
+	for _, l := range s.Chain {
+		if l <= 0 || l > 10 {
+			errs = append(errs, fmt.Errorf("chain: load %v: want a fraction of the limit rate in (0, 10]", l))
+		}
+	}
+	if (len(s.Chain) > 0 || s.Frames1080p || s.INT8) && (!s.Direct || s.Drain == 0) {
+		errs = append(errs, errors.New("chain, frames_1080p and int8 rows are measured against limit and drain, so direct: true and drain > 0 are needed"))
+	}
+	if s.INT8Dir != "" && !s.INT8 {
+		errs = append(errs, errors.New("int8_dir without int8: true"))
 	}
 	if s.IngestRecords < 1 {
 		errs = append(errs, errors.New("ingest_records: want ≥ 1"))

@@ -115,3 +115,49 @@ func TestSampleProcOfThisProcess(t *testing.T) {
 		t.Fatalf("summary %q: want this process only", sum)
 	}
 }
+
+// The rows of issues #24 and #26 (chain, 1080p, INT8) in both formats: load and offered on
+// the chain row, empty cells where a phase has no figure, notes with commas kept whole.
+func TestChainHDAndINT8RowsFormat(t *testing.T) {
+	rows := []Row{
+		{Scenario: "limit", Runners: 2, FPS: 59.02, P50: 31.77, Ratio: 1},
+		{Scenario: "limit-1080p", Runners: 2, FPS: 46.19, P50: 30.62, P95: 93.09, P99: 149.93, Ratio: 0.78, Note: "1920x1080, upscaled by ffmpeg"},
+		{Scenario: "drain-1080p", Runners: 1, FPS: 32.17, Ratio: 0.70},
+		{Scenario: "limit-int8", Runners: 2, FPS: 88.5, Ratio: 1.5, Note: "INT8 vs FP32 over 80 frames: F1 0.950"},
+		{Scenario: "drain-int8", Runners: 1, FPS: 80, Ratio: 1.36},
+		{Scenario: "chain", Load: 0.5, Runners: 2, Offered: 29.51, FPS: 29.4, P50: 75.5, P95: 120, P99: 150.25, Ratio: 0.25,
+			Note: "stage 2 38.2 crops/s, 3.95 per frame; stage 1 runner (yolox-nano) 0.52 cores"},
+		{Scenario: "chain-drain", Runners: 2, FPS: 12.67, Ratio: 0.25},
+	}
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := recs[6]
+	if want := []string{"chain", "0.50", "2", "29.51", "29.40", "75.50", "120.00", "150.25", "0.25"}; strings.Join(chain[:9], ",") != strings.Join(want, ",") ||
+		!strings.Contains(chain[9], "38.2 crops/s, 3.95 per frame") {
+		t.Fatalf("chain row in csv: %q", chain)
+	}
+	if d := recs[7]; d[0] != "chain-drain" || d[1] != "" || d[3] != "" || d[4] != "12.67" || d[5] != "" || d[8] != "0.25" {
+		t.Fatalf("chain-drain row in csv: %q", d)
+	}
+	if d := recs[3]; d[0] != "drain-1080p" || d[4] != "32.17" || d[8] != "0.70" {
+		t.Fatalf("drain-1080p row in csv: %q", d)
+	}
+	md := Markdown(rows)
+	for _, want := range []string{
+		"| limit-1080p |  | 2 |  | 46.19 | 30.62 | 93.09 | 149.93 | 0.78 | 1920x1080, upscaled by ffmpeg |",
+		"| limit-int8 |  | 2 |  | 88.50 |  |  |  | 1.50 | INT8 vs FP32 over 80 frames: F1 0.950 |",
+		"| drain-int8 |  | 1 |  | 80.00 |  |  |  | 1.36 |  |",
+		"| chain | 0.50 | 2 | 29.51 | 29.40 | 75.50 | 120.00 | 150.25 | 0.25 | stage 2 38.2 crops/s",
+		"| chain-drain |  | 2 |  | 12.67 |  |  |  | 0.25 |  |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -38,6 +38,9 @@ type Env struct {
 	FunctionDir string
 	// Frames are the sample JPEGs every scenario uses.
 	Frames [][]byte
+	// Media is the sample MJPEG file Frames came from, in the media cache: the 1080p rows
+	// make their frames from it, beside it.
+	Media string
 	// KafkaLib is the Kafka jars directory, for ProducerPerformance.
 	KafkaLib string
 	// Progress receives one line per phase.
@@ -138,6 +141,14 @@ func Run(ctx context.Context, sw *Sweep, env *Env) ([]Row, error) {
 		rows = append(rows, rs...)
 		if err != nil {
 			return rows, fmt.Errorf("models: %w", err)
+		}
+	}
+	if limit.FPS > 0 && sw.Drain > 0 {
+		// Chains, 1080p frames and INT8 (issues #24, #26): against limit and the best drain.
+		rs, err := runExtra(ctx, sw, env, limit, drain)
+		rows = append(rows, rs...)
+		if err != nil {
+			return rows, err
 		}
 	}
 	if sw.ScaleUp && limit.FPS > 0 {
@@ -251,6 +262,7 @@ type resultTap struct {
 	at     []time.Time      // when each ok result was seen
 	queue  []float64        // ingest to batch start, ms
 	work   []float64        // decode + preprocess + inference per frame, ms
+	crops  int              // detections with an embedding (a second stage's crops)
 	other  map[string]int64 // results that were not ok, by status
 	n      atomic.Int64
 	from   time.Time // count only results seen at or after this
@@ -261,12 +273,17 @@ type resultTap struct {
 }
 
 func tapResults(env *Env, stream string) (*resultTap, error) {
+	return tapSubject(env, wire.ResultSubject(stream, "*"))
+}
+
+// tapSubject taps the results published on subject (a wildcard over cameras).
+func tapSubject(env *Env, subject string) (*resultTap, error) {
 	nc, err := env.Node.ConnectNATS("diplip-bench")
 	if err != nil {
 		return nil, err
 	}
 	t := &resultTap{nc: nc, first: make(chan struct{}), other: map[string]int64{}}
-	t.sub, err = nc.Subscribe(wire.ResultSubject(stream, "*"), func(m *nats.Msg) {
+	t.sub, err = nc.Subscribe(subject, func(m *nats.Msg) {
 		now := time.Now()
 		var r wire.Result
 		if json.Unmarshal(m.Data, &r) != nil {
@@ -288,6 +305,7 @@ func tapResults(env *Env, stream string) (*resultTap, error) {
 			t.at = append(t.at, now)
 			t.queue = append(t.queue, r.Timings.Queue)
 			t.work = append(t.work, r.Timings.Decode+r.Timings.Preprocess+r.Timings.Infer)
+			t.crops += embedded(&r)
 			t.n.Add(1)
 		}
 	})
@@ -296,7 +314,7 @@ func tapResults(env *Env, stream string) (*resultTap, error) {
 
 func (t *resultTap) window(from time.Time) {
 	t.mu.Lock()
-	t.from, t.lat, t.at, t.queue, t.work = from, nil, nil, nil, nil
+	t.from, t.lat, t.at, t.queue, t.work, t.crops = from, nil, nil, nil, nil, 0
 	t.n.Store(0)
 	t.mu.Unlock()
 }
@@ -326,32 +344,7 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit R
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var refused atomic.Int64
-	perCamera := offered / float64(sw.Cameras)
-	period := time.Duration(float64(time.Second) / perCamera)
-	for i := range sw.Cameras {
-		go func() {
-			// Real cameras are not in phase: spread their ticks over the period, or the
-			// offered load arrives in bursts of one frame per camera.
-			select {
-			case <-time.After(time.Duration(i) * period / time.Duration(sw.Cameras)):
-			case <-cctx.Done():
-				return
-			}
-			cam := fmt.Sprintf("cam-%d", i)
-			if sw.Push == "mjpeg" {
-				if status, err := ingest.PushMJPEGLoop(cctx, env.Node.URL(), "", st.Name, cam, env.Frames, perCamera); err != nil || status != http.StatusOK {
-					refused.Add(1)
-				}
-				return
-			}
-			ingest.PushLoop(cctx, env.Node.URL(), "", st.Name, cam, env.Frames, perCamera,
-				func(status int, err error) {
-					if status != http.StatusCreated {
-						refused.Add(1)
-					}
-				})
-		}()
-	}
+	startCameras(cctx, sw, env, st.Name, offered, &refused)
 	select { // the runner's cold start is not part of this measurement
 	case <-tap.first:
 	case <-time.After(2 * time.Minute):
@@ -388,6 +381,37 @@ func runPipeline(ctx context.Context, sw *Sweep, env *Env, load float64, limit R
 				lanesName(lanes), modelCPU*1000)}
 	}
 	return r, pc, nil
+}
+
+// startCameras starts the sweep's cameras pushing offered frames per second in all to
+// stream until ctx ends, counting refused pushes.
+func startCameras(ctx context.Context, sw *Sweep, env *Env, stream string, offered float64, refused *atomic.Int64) {
+	perCamera := offered / float64(sw.Cameras)
+	period := time.Duration(float64(time.Second) / perCamera)
+	for i := range sw.Cameras {
+		go func() {
+			// Real cameras are not in phase: spread their ticks over the period, or the
+			// offered load arrives in bursts of one frame per camera.
+			select {
+			case <-time.After(time.Duration(i) * period / time.Duration(sw.Cameras)):
+			case <-ctx.Done():
+				return
+			}
+			cam := fmt.Sprintf("cam-%d", i)
+			if sw.Push == "mjpeg" {
+				if status, err := ingest.PushMJPEGLoop(ctx, env.Node.URL(), "", stream, cam, env.Frames, perCamera); err != nil || status != http.StatusOK {
+					refused.Add(1)
+				}
+				return
+			}
+			ingest.PushLoop(ctx, env.Node.URL(), "", stream, cam, env.Frames, perCamera,
+				func(status int, err error) {
+					if status != http.StatusCreated {
+						refused.Add(1)
+					}
+				})
+		}()
+	}
 }
 
 // scenario names a row of a phase run with delivery: the at-least-once rows keep their

@@ -132,41 +132,19 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 	if err != nil {
 		return Row{}, err
 	}
-	name := fmt.Sprintf("bench-drain-%x", time.Now().UnixNano()&0xffffff)
-	st, err := cl.CreateStream(ctx, api.StreamRequest{Name: name, Partitions: int32(partitions)})
+	stream, now, err := produceBacklog(ctx, env, "bench-drain", n, partitions)
 	if err != nil {
 		return Row{}, err
 	}
-	stream := wire.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions}
 	defer undeploy(env, stream)
-	kc := kafkaclient.New(env.Node.Brokers(), "diplip-bench-drain")
-	defer kc.Close()
-	p, err := kc.SyncProducer()
-	if err != nil {
-		return Row{}, err
-	}
-	msgs := make([]*sarama.ProducerMessage, 0, n)
-	now := time.Now()
-	for i := range n {
-		f := wire.Frame{Camera: fmt.Sprintf("cam-%d", i%partitions), Seq: uint64(i/partitions + 1), CaptureTime: now, IngestTime: now,
-			ContentType: wire.ContentJPEG, Data: env.Frames[i%len(env.Frames)]}
-		msgs = append(msgs, kafkaclient.FrameMessage(&f, st.Topic))
-	}
-	for i := 0; i < len(msgs); i += 100 {
-		if err := p.SendMessages(msgs[i:min(i+100, len(msgs))]); err != nil {
-			p.Close()
-			return Row{}, fmt.Errorf("producing the backlog: %w", err)
-		}
-	}
-	p.Close()
-	tap, err := tapResults(env, st.Name)
+	tap, err := tapResults(env, stream.Name)
 	if err != nil {
 		return Row{}, err
 	}
 	defer tap.close()
 	tap.window(now.Add(-time.Second))
 	var procs *procWatch
-	if _, err := cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: name, Max: 1, Policy: "replay", Lanes: lanes,
+	if _, err := cl.Deploy(ctx, api.DeployRequest{Ref: env.Ref, Stream: stream.Name, Max: 1, Policy: "replay", Lanes: lanes,
 		Delivery: string(delivery)}); err != nil {
 		return Row{}, err
 	}
@@ -201,6 +179,42 @@ func runDrain(ctx context.Context, env *Env, n, partitions int, lanes int, limit
 	}
 	return Row{Scenario: scenario("drain", delivery), Runners: 1, FPS: fps, Ratio: fps / limit.FPS,
 		Note: fmt.Sprintf("%d frames already in Kafka, replay policy, %s; fps from first to last ok result / limit; not ok: %s; %s", n, lanesNote, other, usage)}, nil
+}
+
+// produceBacklog creates a fresh stream of the given partitions and produces n frames
+// into its topic (env.Frames in turn, camera cam-P on partition P's key), all captured
+// now, which it returns.
+func produceBacklog(ctx context.Context, env *Env, prefix string, n, partitions int) (wire.Stream, time.Time, error) {
+	cl, err := apiclient.New(env.Node.URL(), "")
+	if err != nil {
+		return wire.Stream{}, time.Time{}, err
+	}
+	name := fmt.Sprintf("%s-%x", prefix, time.Now().UnixNano()&0xffffff)
+	st, err := cl.CreateStream(ctx, api.StreamRequest{Name: name, Partitions: int32(partitions)})
+	if err != nil {
+		return wire.Stream{}, time.Time{}, err
+	}
+	stream := wire.Stream{Name: st.Name, Topic: st.Topic, ResultsTopic: st.ResultsTopic, Partitions: st.Partitions}
+	kc := kafkaclient.New(env.Node.Brokers(), "diplip-bench-drain")
+	defer kc.Close()
+	p, err := kc.SyncProducer()
+	if err != nil {
+		return stream, time.Time{}, err
+	}
+	defer p.Close()
+	now := time.Now()
+	msgs := make([]*sarama.ProducerMessage, 0, n)
+	for i := range n {
+		f := wire.Frame{Camera: fmt.Sprintf("cam-%d", i%partitions), Seq: uint64(i/partitions + 1), CaptureTime: now, IngestTime: now,
+			ContentType: wire.ContentJPEG, Data: env.Frames[i%len(env.Frames)]}
+		msgs = append(msgs, kafkaclient.FrameMessage(&f, st.Topic))
+	}
+	for i := 0; i < len(msgs); i += 100 {
+		if err := p.SendMessages(msgs[i:min(i+100, len(msgs))]); err != nil {
+			return stream, now, fmt.Errorf("producing the backlog: %w", err)
+		}
+	}
+	return stream, now, nil
 }
 
 // freshRunnerMemory starts a runner process that registers and is never activated, and

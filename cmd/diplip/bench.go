@@ -38,6 +38,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "sweep", Usage: "a sweep file (see bench/sweeps)"},
 			&cli.StringFlag{Name: "out", Usage: "results directory (default bench-results/TIMESTAMP)"},
 			&cli.StringFlag{Name: "kafka", Usage: "an existing Kafka cluster instead of a managed broker"},
+			&cli.StringFlag{Name: "int8-dir", Usage: "an INT8 copy of the yolox-nano function directory for the limit-int8 and drain-int8 rows (sets the sweep's int8 and int8_dir)"},
 		},
 		Action: runBench,
 	}
@@ -64,6 +65,12 @@ func runBench(c *cli.Context) error {
 	}
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
+	}
+	if d := c.String("int8-dir"); d != "" {
+		if !sw.Direct || sw.Drain == 0 {
+			return cli.Exit("--int8-dir: the sweep has no limit and drain rows to measure INT8 against (direct: true, drain > 0)", exitUsage)
+		}
+		sw.INT8, sw.INT8Dir = true, d
 	}
 	out := c.String("out")
 	if out == "" {
@@ -126,7 +133,7 @@ func runBench(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		env := &bench.Env{Node: n, Ref: ref.String(), FunctionDir: dir, Frames: ingest.SplitJPEGs(raw), KafkaLib: lib, Progress: w}
+		env := &bench.Env{Node: n, Ref: ref.String(), FunctionDir: dir, Frames: ingest.SplitJPEGs(raw), Media: p, KafkaLib: lib, Progress: w}
 		rows, runErr = bench.Run(ctx, sw, env)
 		return errBenchDone // stop the node
 	})

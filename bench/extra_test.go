@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"bytes"
+	"image"
+	"image/jpeg"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diplip/diplip/functions"
+	"github.com/diplip/diplip/functions/compare"
+	"github.com/diplip/diplip/internal/wire"
+)
+
+func TestPerSecondAndRatio(t *testing.T) {
+	if got := perSecond(150, 10*time.Second); got != 15 {
+		t.Errorf("perSecond(150, 10s) = %v, want 15", got)
+	}
+	if got := perSecond(5, 0); got != 0 {
+		t.Errorf("perSecond over no time = %v, want 0", got)
+	}
+	if got := ratio(12.5, 50); got != 0.25 {
+		t.Errorf("ratio(12.5, 50) = %v, want 0.25", got)
+	}
+	if got := ratio(3, 0); got != 0 {
+		t.Errorf("ratio(3, 0) = %v, want 0 (no reference)", got)
+	}
+}
+
+func TestEmbeddedCountsCrops(t *testing.T) {
+	r := wire.Result{Detections: []wire.Detection{
+		{Label: "person", Embedding: []float32{1, 0}},
+		{Label: "person"}, // under the minimum size: no crop
+		{Label: "car"},
+		{Label: "person", Embedding: []float32{0, 1}},
+	}}
+	if got := embedded(&r); got != 2 {
+		t.Fatalf("embedded = %d, want the 2 detections with an embedding", got)
+	}
+}
+
+func TestLimitConfigFollowsTheLimitRow(t *testing.T) {
+	if c := limitConfig(Row{Runners: 2}); c != (lanesConfig{2, 1}) {
+		t.Errorf("limit with 2 lanes: %v, want 2×1", c)
+	}
+	if c := limitConfig(Row{Runners: 1}); c != (lanesConfig{1, runtime.NumCPU()}) {
+		t.Errorf("limit with 1 lane: %v, want 1×%d", c, runtime.NumCPU())
+	}
+}
+
+func TestF1NoteAndDetectionsFrame(t *testing.T) {
+	box := functions.Box{X1: 0, Y1: 0, X2: 10, Y2: 20}
+	fp32 := []compare.Frame{detectionsFrame(0, functions.FrameResult{Detections: []functions.Detection{{ClassID: 0, Label: "person", Box: box}}})}
+	// INT8 finds the person and a car FP32 did not: precision 0.5, recall 1.
+	int8 := []compare.Frame{detectionsFrame(0, functions.FrameResult{Detections: []functions.Detection{
+		{ClassID: 0, Label: "person", Box: box}, {ClassID: 2, Label: "car", Box: box}}})}
+	note := f1Note(compare.Compare(fp32, int8, compare.DefaultIoU))
+	for _, want := range []string{"over 1 frames", "IoU 0.5", "F1 0.667", "precision 0.500", "recall 1.000", "detections 2 vs 1"} {
+		if !strings.Contains(note, want) {
+			t.Errorf("%q does not say %q", note, want)
+		}
+	}
+}
+
+// jpegOf is a gray JPEG of w×h.
+func jpegOf(t *testing.T, w, h int) []byte {
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, image.NewGray(image.Rect(0, 0, w, h)), nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestReadHDChecksCountAndSize(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, frames ...[]byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, bytes.Join(frames, nil), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hd := jpegOf(t, hdWidth, hdHeight)
+	good := write("good.mjpeg", hd, hd)
+	if fs, err := readHD(good, 2); err != nil || len(fs) != 2 {
+		t.Fatalf("readHD(two 1080p frames) = %d frames, %v", len(fs), err)
+	}
+	if _, err := readHD(good, 3); err == nil || !strings.Contains(err.Error(), "2 frames, want 3") {
+		t.Errorf("a short file: %v, want it refused", err)
+	}
+	small := write("small.mjpeg", hd, jpegOf(t, 768, 576))
+	if _, err := readHD(small, 2); err == nil || !strings.Contains(err.Error(), "768x576") {
+		t.Errorf("a frame not 1080p: %v, want it refused", err)
+	}
+	if _, err := readHD(filepath.Join(dir, "missing"), 2); err == nil {
+		t.Error("a missing file read without error")
+	}
+	if a := strings.Join(hdArgs("in", "out"), " "); !strings.Contains(a, "scale=1920:1080:flags=lanczos") || !strings.HasSuffix(a, "-f mjpeg out") {
+		t.Errorf("ffmpeg arguments %q", a)
+	}
+}
+
+func TestSweepExtraRows(t *testing.T) {
+	s, err := ParseSweep(strings.NewReader("name: q\ndirect: true\ndrain: 300\nchain: [0.25, 0.5]\nframes_1080p: true\nint8: true\nint8_dir: /x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Chain) != 2 || s.Chain[1] != 0.5 || !s.Frames1080p || !s.INT8 || s.INT8Dir != "/x" {
+		t.Fatalf("%+v", s)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"name: q\nchain: [0.5]\n", "direct: true and drain > 0"},
+		{"name: q\ndirect: true\nframes_1080p: true\n", "direct: true and drain > 0"},
+		{"name: q\ndirect: true\ndrain: 10\nchain: [-1]\n", "chain: load -1"},
+		{"name: q\ndirect: true\ndrain: 10\nint8_dir: /x\n", "int8_dir without int8"},
+	} {
+		if _, err := ParseSweep(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseSweep(%q) = %v, want it to mention %q", tc.in, err, tc.want)
+		}
+	}
+}
