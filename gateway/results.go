@@ -17,11 +17,24 @@ import (
 // results serves GET /v1/streams/{stream}/results?last=N&follow=1: the last N results
 // from the durable results topic, then, with follow, every new one live from NATS until
 // the client goes away. The format is NDJSON, or server-sent events (one "data:" event
-// per result) when the client accepts text/event-stream, as the dashboard does.
+// per result) when the client accepts text/event-stream, as the dashboard does. With
+// after=FIRST[&function=FUNCTION] they are a second stage's enriched results: its own
+// results topic, then its own live subject (function may be left out when one second stage
+// runs after FIRST).
 func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	st, err := s.cfg.Rollout.Stream(r.Context(), r.PathValue("stream"))
 	if err != nil {
 		return err
+	}
+	topic, subject := st.ResultsTopic, wire.ResultSubject(st.Name, "*")
+	if first, fn := r.URL.Query().Get("after"), r.URL.Query().Get("function"); first != "" {
+		d, err := s.secondStage(r, st.Name, first, fn)
+		if err != nil {
+			return err
+		}
+		topic, subject = d.ResultsTopic(st), d.ResultSubject("*")
+	} else if fn != "" {
+		return errorf(http.StatusBadRequest, "function %s: name its first stage with after=FIRST (a stream's own results are its primaries')", fn)
 	}
 	last := 10
 	if v := r.URL.Query().Get("last"); v != "" {
@@ -34,15 +47,15 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 	var live chan *nats.Msg
 	if follow { // subscribe first, so nothing falls between history and live
 		live = make(chan *nats.Msg, 256)
-		sub, err := s.cfg.NATS.ChanSubscribe(wire.ResultSubject(st.Name, "*"), live)
+		sub, err := s.cfg.NATS.ChanSubscribe(subject, live)
 		if err != nil {
 			return err
 		}
 		defer sub.Unsubscribe()
 	}
-	history, err := s.cfg.Kafka.LastResults(r.Context(), st.ResultsTopic, last)
+	history, err := s.cfg.Kafka.LastResults(r.Context(), topic, last)
 	if err != nil {
-		return errorf(http.StatusBadGateway, "reading %s: %v", st.ResultsTopic, err)
+		return errorf(http.StatusBadGateway, "reading %s: %v", topic, err)
 	}
 	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	write := func(b []byte) error {
@@ -85,6 +98,40 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+}
+
+// secondStage is the second stage fn (any, when empty and only one does) that runs after
+// first on stream: 404 naming the second stages there when there is none.
+func (s *Server) secondStage(r *http.Request, stream, first, fn string) (wire.Deployment, error) {
+	deps, err := s.cfg.Store.Deployments(r.Context())
+	if err != nil {
+		return wire.Deployment{}, err
+	}
+	var match []wire.Deployment
+	there := []string{}
+	for _, d := range deps {
+		if d.Stream == stream && d.Role == wire.RoleAfter {
+			there = append(there, d.AfterName()+" → "+d.Function)
+			if d.AfterName() == first && (fn == "" || d.Function == fn) {
+				match = append(match, d)
+			}
+		}
+	}
+	switch {
+	case len(match) == 1:
+		return match[0], nil
+	case len(match) > 1:
+		return wire.Deployment{}, errorf(http.StatusBadRequest, "%d second stages run after %s on stream %s (%s): name one with function= (diplip results: --fn)", len(match), first, stream, strings.Join(there, ", "))
+	}
+	what := strings.Join(there, ", ")
+	if what == "" {
+		what = "none; deploy one with: diplip fn deploy REF --stream " + stream + " --after " + first
+	}
+	who := "no second stage runs"
+	if fn != "" {
+		who = fn + " does not run"
+	}
+	return wire.Deployment{}, errorf(http.StatusNotFound, "%s after %s on stream %s (second stages there: %s)", who, first, stream, what)
 }
 
 // frame serves GET /v1/streams/{stream}/frames/{partition}/{offset}[?box=x1,y1,x2,y2]: the

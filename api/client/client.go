@@ -223,7 +223,23 @@ func (c *Client) Resources(ctx context.Context) (api.Resources, error) {
 // Results calls fn with each result of stream: the last n, then, with follow, new ones
 // as they come, until ctx ends or fn returns an error.
 func (c *Client) Results(ctx context.Context, stream string, last int, follow bool, fn func(api.Result) error) error {
-	q := url.Values{"last": {strconv.Itoa(last)}}
+	return c.results(ctx, stream, url.Values{}, last, follow, fn)
+}
+
+// ResultsAfter is Results for a second stage: the enriched results of function after
+// first on stream, from its own results topic, then live. An empty function is the one
+// second stage after first (the gateway answers 400 when several are). 404 names the
+// second stages on the stream when none matches.
+func (c *Client) ResultsAfter(ctx context.Context, stream, first, function string, last int, follow bool, fn func(api.Result) error) error {
+	q := url.Values{"after": {first}}
+	if function != "" {
+		q.Set("function", function)
+	}
+	return c.results(ctx, stream, q, last, follow, fn)
+}
+
+func (c *Client) results(ctx context.Context, stream string, q url.Values, last int, follow bool, fn func(api.Result) error) error {
+	q.Set("last", strconv.Itoa(last))
 	if follow {
 		q.Set("follow", "1")
 	}

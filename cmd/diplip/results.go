@@ -19,27 +19,39 @@ import (
 func resultsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "results",
-		Usage:     "show a stream's results: the latest ones, and new ones live with --follow",
+		Usage:     "show a stream's results, or a second stage's (--after): the latest ones, and new ones live with --follow",
 		ArgsUsage: "STREAM",
-		UsageText: "diplip results STREAM [--last N] [--follow] [-o json]\n\n" +
+		UsageText: "diplip results STREAM [--after FIRST [--fn FUNCTION]] [--last N] [--follow] [-o json]\n\n" +
 			"Results come from the stream's durable results topic, then live over NATS.\n" +
+			"With --after they are the enriched results of the second stage that runs after FIRST\n" +
+			"(its own results topic, then its own live subject): --fn names it when several do.\n" +
 			"With -o json each result is one JSON line (NDJSON).\n\n" +
-			"Example:\n   diplip results lobby --follow",
+			"Examples:\n   diplip results lobby --follow\n" +
+			"   diplip results lobby --after yolox-nano --fn person-reid --last 5 -o json",
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "how many past results to show first"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep showing new results until interrupted"},
+			&cli.StringFlag{Name: "after", Usage: "a second stage's results: the function it runs after (its first stage)"},
+			&cli.StringFlag{Name: "fn", Aliases: []string{"function"}, Usage: "with --after: the second stage's function (needed when several run after FIRST)"},
 		}, globalFlags...),
 		Action: gatewayAction("stream name", func(c *cli.Context, cl *apiclient.Client, stream string) error {
+			if c.String("fn") != "" && c.String("after") == "" {
+				return cli.Exit(fmt.Sprintf("--fn %s: name its first stage with --after FIRST (see diplip fn ls); a stream's own results are its primaries'", c.String("fn")), exitUsage)
+			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			enc := json.NewEncoder(c.App.Writer)
-			return cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), func(r api.Result) error {
+			each := func(r api.Result) error {
 				if c.String("output") == "json" {
 					return enc.Encode(r)
 				}
 				_, err := fmt.Fprintln(c.App.Writer, resultLine(r))
 				return err
-			})
+			}
+			if first := c.String("after"); first != "" {
+				return cl.ResultsAfter(ctx, stream, first, c.String("fn"), c.Int("last"), c.Bool("follow"), each)
+			}
+			return cl.Results(ctx, stream, c.Int("last"), c.Bool("follow"), each)
 		}),
 	}
 }
@@ -53,6 +65,13 @@ func resultLine(r api.Result) string {
 	what := wire.Summarize(dets)
 	if r.Status != api.StatusOK {
 		what = r.Status + ": " + r.Error
+	}
+	if len(r.Stages) > 1 { // a chain's enriched result: what the second stage added
+		var embedded, classified int
+		for _, d := range r.Detections {
+			embedded, classified = embedded+min(len(d.Embedding), 1), classified+min(len(d.Labels), 1)
+		}
+		what += fmt.Sprintf(" · after %s: %d embedded, %d classified", r.Stages[0].Function, embedded, classified)
 	}
 	line := fmt.Sprintf("%s  %-10s #%-6d %-8s %6.1f ms  %s", r.CaptureTime.Local().Format("15:04:05.000"), r.Camera,
 		r.Seq%1_000_000, r.Function, r.Timings.EndToEnd, what)
