@@ -45,6 +45,11 @@ type QuantizeOptions struct {
 	// scores in [0, 1], and a single 8-bit range for both leaves the scores a few
 	// levels: on YOLOX-Nano that cost detections near the score threshold.
 	QuantizeTail bool
+	// Ops limits quantization to these op types (of those the quantizer handles: Conv,
+	// Sigmoid, LeakyRelu, Mul, Add, Concat, MaxPool, Resize, Reshape, Transpose, Slice,
+	// Flatten); nodes of other types are left FP32 and counted as unsupported. Default:
+	// all of them.
+	Ops []string
 	// Threads is the calibration session's intra-op thread count; default 1.
 	Threads int
 }

@@ -134,6 +134,10 @@ func (s *rangeStats) percentileRange(p float64) (lo, hi float64) {
 // |x| into: 128, the levels one sign of a signed 8-bit value has (TensorRT's choice).
 const entropyQuantBins = 128
 
+// entropyMaxClip is the largest share of a tensor's values an entropy threshold may
+// clip (see klThreshold).
+const entropyMaxClip = 0.01
+
 // entropyRange picks a threshold t on |x| in TensorRT's way: among the candidate
 // thresholds (bin edges of the histogram of |x|), the one whose clipped distribution
 // (values beyond t folded into the last bin) loses the least information, by
@@ -156,7 +160,13 @@ func (s *rangeStats) entropyRange() (lo, hi float64) {
 // klThreshold returns the number of leading bins of hist (a histogram of |x|) to keep,
 // minimising KL(P‖Q) where P is hist cut there with the rest folded into its last bin
 // and Q is P quantized to nq levels and expanded back over P's non-empty bins. Candidates
-// run from nq bins to all of them, in steps that keep the search to about 256 of them.
+// run from nq bins (or, if more, the fewest that leave at most entropyMaxClip of the
+// values beyond) to all of them, in steps that keep the search to about 256 of them.
+//
+// The floor on candidates guards against the way the method degenerates on a
+// distribution with no mass near 0 (a Sigmoid output in [0.16, 0.99]): a threshold below
+// every value folds them all into one bin, which quantizes without loss, so its KL is 0
+// and it would win, clipping the whole tensor to one value.
 func klThreshold(hist []float64, nq int) int {
 	n := len(hist)
 	if n <= nq {
@@ -167,10 +177,14 @@ func klThreshold(hist []float64, nq int) int {
 	for i := n - 1; i >= 0; i-- {
 		suffix[i] = suffix[i+1] + hist[i]
 	}
+	lowest := nq
+	for lowest < n && suffix[lowest] > entropyMaxClip*suffix[0] {
+		lowest++
+	}
 	best, bestKL := n, math.Inf(1)
 	p := make([]float64, n)
 	q := make([]float64, n)
-	for i := nq; i <= n; i += step {
+	for i := lowest; i <= n; i += step {
 		copy(p, hist[:i])
 		p[i-1] += suffix[i]
 		// Quantize hist[:i] (without the outliers, as TensorRT does) into nq bins.

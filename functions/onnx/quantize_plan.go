@@ -106,6 +106,9 @@ func planQuantization(m *qModel, opt QuantizeOptions) (*qPlan, error) {
 
 	supported := func(n *qNode) string {
 		k := nodeKind(n.op)
+		if len(opt.Ops) > 0 && !slices.Contains(opt.Ops, n.op) {
+			return ""
+		}
 		if k == "" || (n.domain != "" && n.domain != "ai.onnx") || len(n.ins) == 0 || len(n.outs) != 1 || !isAct(n.outs[0]) {
 			return ""
 		}
@@ -131,6 +134,11 @@ func planQuantization(m *qModel, opt QuantizeOptions) (*qPlan, error) {
 		return k
 	}
 
+	for _, op := range opt.Ops {
+		if nodeKind(op) == "" {
+			return nil, fmt.Errorf("ops: the quantizer does not handle %q", op)
+		}
+	}
 	// Keep: by node name or output name.
 	for _, k := range opt.Keep {
 		found := false
