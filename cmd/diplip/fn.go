@@ -32,6 +32,7 @@ func fnCommand() *cli.Command {
 		Usage: "build, publish and deploy functions (a model packaged as an OCI image)",
 		Subcommands: []*cli.Command{
 			fnInitCommand(),
+			fnQuantizeCommand(),
 			{
 				Name:      "build",
 				Usage:     "validate a function directory, check its model with ONNX Runtime, and pack it as an OCI image",
