@@ -176,7 +176,10 @@ func TestQuantizedYOLOXMatchesFP32(t *testing.T) {
 	if st.Primary < 100 {
 		t.Fatalf("FP32 found only %d detections on %d frames; the comparison needs more", st.Primary, len(eval))
 	}
-	const floor = 0.90 // measured F1_PLACEHOLDER
+	// Measured here (ORT 1.32, AVX-512 VNNI Xeon): F1 0.912, precision 0.982, recall
+	// 0.851; calibration and the integer kernels are deterministic, the margin is for
+	// other CPUs' kernels. What INT8 loses is weak detections near the score threshold.
+	const floor = 0.88
 	if st.F1 < floor {
 		t.Errorf("F1 %.3f against FP32, want ≥ %.2f", st.F1, floor)
 	}
