@@ -119,8 +119,13 @@ func (c *chain) close() {
 	}
 }
 
+// The names of the stages' runners in procWatch summaries.
+func stageName(stage int, function string) string {
+	return fmt.Sprintf("stage %d runner (%s)", stage, function)
+}
+
 // stageProcs names the processes a chain's phase uses: the gateway, the broker and each
-// stage's runner ("stage 1 runner" for its first stage), which both must have by now.
+// stage's runner that the gateway lists as working it now.
 func (c *chain) stageProcs(env *Env) map[string]int {
 	procs := map[string]int{"gateway": env.processes()["gateway"]}
 	if pid := env.Node.KafkaPID(); pid != 0 {
@@ -128,8 +133,8 @@ func (c *chain) stageProcs(env *Env) map[string]int {
 	}
 	pids := env.Node.RunnerPIDs()
 	stage := map[string]string{
-		wire.DeploymentKey(c.first, c.stream.Name):      "stage 1 runner (" + c.first + ")",
-		wire.AfterKey(c.second, c.stream.Name, c.first): "stage 2 runner (" + c.second + ")",
+		wire.DeploymentKey(c.first, c.stream.Name):      stageName(1, c.first),
+		wire.AfterKey(c.second, c.stream.Name, c.first): stageName(2, c.second),
 	}
 	for _, r := range env.resources().Runners {
 		if name, ok := stage[r.Deployment]; ok && pids[r.ID] != 0 {
@@ -137,6 +142,45 @@ func (c *chain) stageProcs(env *Env) map[string]int {
 		}
 	}
 	return procs
+}
+
+// only keeps the processes of procs named in names.
+func only(procs map[string]int, names ...string) map[string]int {
+	out := map[string]int{}
+	for _, n := range names {
+		if pid, ok := procs[n]; ok {
+			out[n] = pid
+		}
+	}
+	return out
+}
+
+// cpuOf is the CPU seconds the watched process name used since the watch began; 0 when
+// it is not watched.
+func (w *procWatch) cpuOf(name string) float64 {
+	for i, n := range w.names {
+		if n != name {
+			continue
+		}
+		end, err := sampleProc(w.pids[i])
+		if err != nil {
+			return 0
+		}
+		return (end.cpu - w.starts[i].cpu).Seconds()
+	}
+	return 0
+}
+
+// cpuNote is the CPU milliseconds per frame of each stage's runner, and per crop of the
+// second, as the chain rows say it; "n/a" where a runner was not seen.
+func cpuNote(cpu1, cpu2 float64, frames, crops int) string {
+	per := func(cpu float64, n int) string {
+		if cpu <= 0 || n <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f", cpu*1000/float64(n))
+	}
+	return fmt.Sprintf("CPU ms per frame: stage 1 runner %s, stage 2 runner %s (%s per crop)", per(cpu1, frames), per(cpu2, frames), per(cpu2, crops))
 }
 
 // embedded counts a result's detections that carry an embedding: the crops a second
@@ -193,7 +237,10 @@ func runChainDrain(ctx context.Context, env *Env, ref string, n, partitions int)
 	defer c.close()
 	c.firstTap.window(now.Add(-time.Second))
 	c.tap.window(now.Add(-time.Second))
-	var procs *procWatch
+	// Each stage's runner is watched from its first result: stage 1's with the broker and
+	// the gateway, stage 2's from the first enriched result, both to the end.
+	s1, s2 := stageName(1, c.first), stageName(2, c.second)
+	var w1, w2 *procWatch
 	deadline := time.Now().Add(5 * time.Minute)
 	var first, last time.Time
 	for {
@@ -203,17 +250,16 @@ func runChainDrain(ctx context.Context, env *Env, ref string, n, partitions int)
 		}
 		c.firstTap.mu.Unlock()
 		c.tap.mu.Lock()
-		done := len(c.tap.at)
-		var notOK int64
-		for _, v := range c.tap.other {
-			notOK += v
-		}
+		done, notOK := len(c.tap.at), sumCounts(c.tap.other)
 		if done > 0 {
 			last = c.tap.at[done-1]
 		}
 		c.tap.mu.Unlock()
-		if done > 0 && procs == nil { // both stages run from the first enriched result
-			procs = watchProcs(c.stageProcs(env))
+		if !first.IsZero() && w1 == nil {
+			w1 = watchProcs(only(c.stageProcs(env), s1, "kafka", "gateway"))
+		}
+		if done > 0 && w2 == nil {
+			w2 = watchProcs(only(c.stageProcs(env), s2))
 		}
 		if int64(done)+notOK >= int64(n) && !first.IsZero() {
 			break
@@ -227,7 +273,8 @@ func runChainDrain(ctx context.Context, env *Env, ref string, n, partitions int)
 	defer c.tap.mu.Unlock()
 	span := last.Sub(first)
 	return chainDrain{fps: perSecond(len(c.tap.at)-1, span), crops: perSecond(c.tap.crops, span),
-		perFrame: ratio(float64(c.tap.crops), float64(len(c.tap.at))), usage: procs.summary(), notOK: fmt.Sprint(c.tap.other)}, nil
+		perFrame: ratio(float64(c.tap.crops), float64(len(c.tap.at))), notOK: fmt.Sprint(c.tap.other),
+		usage: w1.summary() + "; " + w2.summary() + "; " + cpuNote(w1.cpuOf(s1), w2.cpuOf(s2), n, c.tap.crops)}, nil
 }
 
 // runChain measures the chain: YOLOX-Nano alone draining the sweep's backlog, then the
@@ -314,10 +361,12 @@ func runChainLoad(ctx context.Context, sw *Sweep, env *Env, ref string, load flo
 	procs := watchProcs(c.stageProcs(env))
 	time.Sleep(time.Duration(sw.Duration))
 	usage := procs.summary()
+	cpu1, cpu2 := procs.cpuOf(stageName(1, c.first)), procs.cpuOf(stageName(2, c.second))
 	el := time.Since(from)
 	stop()
 	c.firstTap.mu.Lock()
 	p50a, p99a := Percentile(c.firstTap.lat, 0.5), Percentile(c.firstTap.lat, 0.99)
+	firstN := len(c.firstTap.lat) + int(sumCounts(c.firstTap.other))
 	c.firstTap.mu.Unlock()
 	c.tap.mu.Lock()
 	defer c.tap.mu.Unlock()
@@ -330,6 +379,19 @@ func runChainLoad(ctx context.Context, sw *Sweep, env *Env, ref string, load flo
 	if n := refused.Load(); n > 0 {
 		r.Note += fmt.Sprintf("; %d pushes refused", n)
 	}
-	r.Note += "; " + usage
+	perFrame := cpuNote(cpu1, cpu2, len(lat), c.tap.crops)
+	if firstN > 0 && cpu1 > 0 { // stage 1 answers frames stage 2 has not reached yet
+		perFrame = cpuNote(cpu1*float64(len(lat))/float64(firstN), cpu2, len(lat), c.tap.crops)
+	}
+	r.Note += "; " + usage + "; " + perFrame
 	return r, nil
+}
+
+// sumCounts adds up a tap's counts of results that were not ok.
+func sumCounts(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

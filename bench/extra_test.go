@@ -43,6 +43,23 @@ func TestEmbeddedCountsCrops(t *testing.T) {
 	}
 }
 
+func TestCPUNoteAndOnly(t *testing.T) {
+	// 600 frames, 2,400 crops: stage 1 used 12 s of CPU, stage 2 36 s.
+	if got, want := cpuNote(12, 36, 600, 2400), "CPU ms per frame: stage 1 runner 20.0, stage 2 runner 60.0 (15.0 per crop)"; got != want {
+		t.Errorf("cpuNote = %q, want %q", got, want)
+	}
+	if got := cpuNote(0, 36, 600, 0); !strings.Contains(got, "stage 1 runner n/a") || !strings.Contains(got, "(n/a per crop)") {
+		t.Errorf("cpuNote without stage 1 or crops = %q", got)
+	}
+	procs := map[string]int{"gateway": 1, "kafka": 2, stageName(1, "a"): 3, stageName(2, "b"): 4}
+	if got := only(procs, stageName(2, "b"), "missing"); len(got) != 1 || got["stage 2 runner (b)"] != 4 {
+		t.Errorf("only = %v", got)
+	}
+	if sumCounts(map[string]int64{"skipped": 3, "error": 2}) != 5 {
+		t.Error("sumCounts")
+	}
+}
+
 func TestLimitConfigFollowsTheLimitRow(t *testing.T) {
 	if c := limitConfig(Row{Runners: 2}); c != (lanesConfig{2, 1}) {
 		t.Errorf("limit with 2 lanes: %v, want 2×1", c)

@@ -102,16 +102,22 @@ func limitConfig(limit Row) lanesConfig {
 // loopRow runs the standalone loop in limit's configuration over env's frames and model
 // and returns it as a row named scenario, its ratio fps / limit.
 func loopRow(ctx context.Context, sw *Sweep, env *Env, scenario string, limit Row) (Row, error) {
+	r, _, err := loopRowResult(ctx, sw, env, scenario, limit)
+	return r, err
+}
+
+// loopRowResult is loopRow with the loop's own result.
+func loopRowResult(ctx context.Context, sw *Sweep, env *Env, scenario string, limit Row) (Row, loopResult, error) {
 	cfg := limitConfig(limit)
 	env.say("%s: standalone loop %s (lanes × intra-op threads, as limit's) for %v", scenario, cfg, time.Duration(sw.Duration))
 	lr, err := runLoop(ctx, time.Duration(sw.Duration), env, cfg)
 	if err != nil {
-		return Row{}, err
+		return Row{}, lr, err
 	}
 	return Row{Scenario: scenario, Runners: cfg.lanes, FPS: lr.fps, P50: Percentile(lr.lat, 0.5), P95: Percentile(lr.lat, 0.95),
 		P99: Percentile(lr.lat, 0.99), Ratio: ratio(lr.fps, limit.FPS),
-		Note: fmt.Sprintf("standalone loop, lanes × threads %s (limit's); ratio: fps / limit (%.1f fps); CPU %.1f ms per frame",
-			cfg, limit.FPS, lr.cpuPerFrame*1000)}, nil
+		Note: fmt.Sprintf("standalone loop, lanes × threads %s (limit's); ratio: fps / limit (%.1f fps); CPU %.1f ms per frame; %s",
+			cfg, limit.FPS, lr.cpuPerFrame*1000, lr.stagesNote())}, lr, nil
 }
 
 // run1080p measures `limit-1080p` (the limit loop over the 1080p frames; ratio: fps /

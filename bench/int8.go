@@ -51,7 +51,7 @@ func runINT8(ctx context.Context, sw *Sweep, env *Env, limit Row) ([]Row, error)
 	}
 	// The machine's speed drifts over a run (other work on it): the FP32 loop again right
 	// before the INT8 one, in the same configuration, is a side-by-side check of the ratio.
-	again, err := loopRow(ctx, sw, env, "limit (FP32, again)", limit)
+	_, again, err := loopRowResult(ctx, sw, env, "limit (FP32, again)", limit)
 	if err != nil {
 		return nil, err
 	}
@@ -61,8 +61,8 @@ func runINT8(ctx context.Context, sw *Sweep, env *Env, limit Row) ([]Row, error)
 	if err != nil {
 		return nil, err
 	}
-	lr.Note = fmt.Sprintf("%s; %s; %s; target ≥ 1.4; the FP32 loop again just before: %.1f fps (INT8 / that: %.2f)",
-		made, score, lr.Note, again.FPS, ratio(lr.FPS, again.FPS))
+	lr.Note = fmt.Sprintf("%s; %s; %s; target ≥ 1.4; the FP32 loop again just before: %.1f fps (INT8 / that: %.2f), CPU %.1f ms per frame, %s",
+		made, score, lr.Note, again.fps, ratio(lr.FPS, again.fps), again.cpuPerFrame*1000, again.stagesNote())
 	rows := []Row{lr}
 	env.say("drain-int8: %d frames already in Kafka, one runner", sw.Drain)
 	dr, err := runDrain(ctx, &m, sw.Drain, sw.Cameras, 0, limit, wire.AtLeastOnce)
