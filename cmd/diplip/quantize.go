@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
@@ -34,7 +36,7 @@ func fnQuantizeCommand() *cli.Command {
 		Usage:     "make a static INT8 copy of a function, calibrated on frames a stream recorded, and measure what it costs",
 		ArgsUsage: "REF",
 		UsageText: "diplip fn quantize REF --calibrate STREAM -t NEWREF [--frames 200] [--from TIME] [--to TIME]\n" +
-			"                   [--method minmax|percentile|entropy] [--keep-head] [--keep NODE,...] [--check] [--push]\n\n" +
+			"                   [--method entropy|minmax|percentile] [--keep-head] [--keep NODE,...] [--check] [--push]\n\n" +
 			"Reads --frames frames the stream recorded (read committed, spread evenly over the window), runs\n" +
 			"the FP32 model of REF on them to learn each activation's range, and writes a static INT8 model\n" +
 			"(QDQ: uint8 activations, int8 weights per output channel) into a new function image NEWREF with\n" +
@@ -51,7 +53,7 @@ func fnQuantizeCommand() *cli.Command {
 			&cli.IntFlag{Name: "frames", Value: 200, Usage: "frames to calibrate on (at least 10; a window with fewer gives what it has)"},
 			&cli.StringFlag{Name: "from", Usage: "the window's start (RFC 3339; default the earliest retained frame)"},
 			&cli.StringFlag{Name: "to", Usage: "the window's end (RFC 3339; default the latest frame)"},
-			&cli.StringFlag{Name: "method", Value: string(onnx.MinMax), Usage: "how a range is chosen from what calibration saw: minmax, percentile or entropy"},
+			&cli.StringFlag{Name: "method", Value: string(onnx.Entropy), Usage: "how a range is chosen from what calibration saw: entropy (the KL-divergence threshold, TensorRT style; measured best here), minmax or percentile"},
 			&cli.Float64Flag{Name: "percentile", Value: 99.99, Usage: "--method percentile: the share of values each range covers"},
 			&cli.BoolFlag{Name: "keep-head", Usage: "leave the model's last convolutions (the prediction head) in FP32"},
 			&cli.StringSliceFlag{Name: "keep", Usage: "leave these nodes (node or output tensor names) in FP32"},
@@ -125,6 +127,10 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 
 	// The FP32 function, pinned to its digest.
 	pinned, err := registry.Resolve(ctx, ref)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return cli.Exit(fmt.Sprintf("function image %s not found in its registry; push it first with: diplip fn push %s", ref, ref), exitNotFound)
+	}
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("%s: %v", ref, err), exitFailed)
 	}

@@ -82,7 +82,7 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 	if q.Check == nil || q.Check.Frames != 40 || q.Check.Overall.Primary == 0 {
 		t.Fatalf("check: %+v", q.Check)
 	}
-	// The floor is what this model and window give with min/max ranges (F1 ≈ 0.9; the
+	// The floor is what this model and window give with entropy ranges (F1 ≈ 0.9; the
 	// closing note of issue #26 has the measurements), not a target.
 	if f1 := q.Check.Overall.F1; f1 < 0.8 {
 		t.Fatalf("INT8 against FP32 on 40 frames not calibrated on: F1 %.3f (%+v)", f1, q.Check.Overall)
@@ -105,7 +105,7 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	if labels[registry.LabelQuantizedFrom] != pinned.String() || labels[registry.LabelQuantizedStream] != stream ||
-		!strings.HasPrefix(labels[registry.LabelQuantizedMethod], "minmax frames=30") {
+		!strings.HasPrefix(labels[registry.LabelQuantizedMethod], "entropy frames=30") {
 		t.Fatalf("labels of %s: %v", int8, labels)
 	}
 	if msg := quantize(2, int8); !strings.Contains(msg, "already quantized") {
