@@ -23,7 +23,7 @@ const calibFrames = 20
 
 // runINT8 measures the INT8 rows with the function directory sw.INT8Dir, or one it
 // quantizes from env's function on the first calibFrames frames (quantizeFunction).
-func runINT8(ctx context.Context, sw *Sweep, env *Env, limit Row) ([]Row, error) {
+func runINT8(ctx context.Context, sw *Sweep, env *Env, limit, drain Row) ([]Row, error) {
 	dir, made := sw.INT8Dir, ""
 	held := env.Frames // the frames F1 is measured on
 	if dir == "" {
@@ -70,7 +70,7 @@ func runINT8(ctx context.Context, sw *Sweep, env *Env, limit Row) ([]Row, error)
 		return rows, fmt.Errorf("drain: %w", err)
 	}
 	dr.Scenario = "drain-int8"
-	dr.Note = "ratio: fps / limit (FP32), target ≥ 1.3; " + dr.Note
+	dr.Note = fmt.Sprintf("ratio: fps / limit (FP32), target ≥ 1.3; fps / this run's FP32 drain: %.2f; ", ratio(dr.FPS, drain.FPS)) + dr.Note
 	return append(rows, dr), nil
 }
 
