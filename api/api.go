@@ -137,11 +137,16 @@ type Deployment struct {
 }
 
 // Key is the deployment's key, as /v1/resources and lag maps use it: FUNCTION.STREAM for
-// a primary, FUNCTION.STREAM.shadow, FUNCTION.STREAM.replay.NAME.
+// a primary, FUNCTION.STREAM.shadow, FUNCTION.STREAM.replay.NAME,
+// FUNCTION.STREAM.after.FIRST for a second stage and FUNCTION.STREAM.after.FIRST.shadow
+// for its shadow.
 func (d Deployment) Key() string {
 	key := d.Function + "." + d.Stream
 	switch d.Role {
 	case "shadow":
+		if d.After != "" {
+			return key + ".after." + d.After + ".shadow"
+		}
 		return key + ".shadow"
 	case "replay":
 		return key + ".replay." + d.Replay
@@ -169,6 +174,14 @@ type ReplayRequest struct {
 	Batch   int      `json:"batch,omitempty"`
 	Lanes   int      `json:"lanes,omitempty"`
 	Device  string   `json:"device,omitempty"`
+	// After replays the image as a second stage over the stored results of the function
+	// After deployed on the stream (the stream's results topic, whose records From and To
+	// then bound), not over the frames. Classes, MinSize and MaxPerFrame select the
+	// detections as for a deploy; none given: the live second stage's, if one runs.
+	After       string   `json:"after,omitempty"`
+	Classes     []string `json:"classes,omitempty"`
+	MinSize     int      `json:"min_size,omitempty"`
+	MaxPerFrame int      `json:"max_per_frame,omitempty"`
 }
 
 // Replay is a replay and its progress.
@@ -216,6 +229,33 @@ type Diff struct {
 	// Classes holds the scores per class; Overall over every class.
 	Classes []DiffClass `json:"classes"`
 	Overall DiffClass   `json:"overall"`
+	// Chain, for a second stage's shadow or replay (compared with the live second stage,
+	// side kind "after"), compares the second stage's outputs on the detections both have.
+	Chain *DiffChain `json:"chain,omitempty"`
+}
+
+// DiffChain compares a second stage's output on the detections of the frames both sides
+// have: embeddings (an embed function) by cosine similarity, labels (a classify function)
+// by their best label.
+type DiffChain struct {
+	First string `json:"first"` // the first stage
+	// Detections is how many detections were paired (the same first-stage detection).
+	Detections int `json:"detections"`
+	// PrimaryEmbedded and CandidateEmbedded count the detections with an embedding on
+	// each side; Embedded the pairs with one on both, whose cosine similarity has mean
+	// CosineMean and 10th percentile CosineP10.
+	PrimaryEmbedded   int     `json:"primary_embedded"`
+	CandidateEmbedded int     `json:"candidate_embedded"`
+	Embedded          int     `json:"embedded"`
+	CosineMean        float64 `json:"cosine_mean"`
+	CosineP10         float64 `json:"cosine_p10"`
+	// PrimaryLabeled and CandidateLabeled count the detections with labels on each side;
+	// Labeled the pairs with labels on both, Top1Agreement the share of them with the
+	// same best label (0 without pairs).
+	PrimaryLabeled   int     `json:"primary_labeled"`
+	CandidateLabeled int     `json:"candidate_labeled"`
+	Labeled          int     `json:"labeled"`
+	Top1Agreement    float64 `json:"top1_agreement"`
 }
 
 // DiffSide is one side of a diff.

@@ -19,7 +19,8 @@ func (s *Server) startReplay(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d, err := s.cfg.Rollout.StartReplay(r.Context(), rollout.ReplayRequest{Stream: req.Stream, Ref: req.Ref, Insecure: req.Insecure,
-		Name: req.Name, From: req.From, To: req.To, Cameras: req.Cameras, Max: req.Max, Batch: req.Batch, Lanes: req.Lanes, Device: req.Device})
+		Name: req.Name, From: req.From, To: req.To, Cameras: req.Cameras, Max: req.Max, Batch: req.Batch, Lanes: req.Lanes, Device: req.Device,
+		After: req.After, Classes: req.Classes, MinSize: req.MinSize, MaxPerFrame: req.MaxPerFrame})
 	if err != nil {
 		return err
 	}
@@ -102,6 +103,8 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apiDiff(d))
+	out := apiDiff(d)
+	out.Chain = (*api.DiffChain)(d.Chain) // a second stage's (rollout.ChainStats has api.DiffChain's fields)
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -33,30 +33,17 @@ func (s *Service) deployAfter(ctx context.Context, req Request, st wire.Stream, 
 	if err != nil {
 		return wire.Deployment{}, err
 	}
-	var first *wire.Deployment
-	var there []string
 	for _, x := range deps {
-		switch {
-		case x.Stream != st.Name:
-		case x.Role == wire.RoleAfter && x.Function == req.After && x.AfterName() == fn.Name:
+		if x.Stream == st.Name && x.Role == wire.RoleAfter && x.Function == req.After && x.AfterName() == fn.Name {
 			return wire.Deployment{}, errorf(Conflict, "after %s: a cycle: %s already runs after %s on stream %q", req.After, req.After, fn.Name, st.Name)
-		case x.Role == wire.RolePrimary:
-			there = append(there, x.Function)
-			if x.Function == req.After {
-				first = &x
-			}
 		}
 	}
 	if fn.Name == req.After {
 		return wire.Deployment{}, errorf(Conflict, "after %s: a cycle: a function cannot run after itself", req.After)
 	}
-	if first == nil {
-		what := "nothing"
-		if len(there) > 0 {
-			slices.Sort(there)
-			what = strings.Join(there, ", ")
-		}
-		return wire.Deployment{}, errorf(NotFound, "after %s: function %q is not deployed on stream %q (deployed there: %s)", req.After, req.After, st.Name, what)
+	first, err := firstStage(deps, st.Name, req.After)
+	if err != nil {
+		return wire.Deployment{}, err
 	}
 	if req.Delivery == "" {
 		req.Delivery = string(first.Delivery)
@@ -65,7 +52,7 @@ func (s *Service) deployAfter(ctx context.Context, req Request, st wire.Stream, 
 	if err != nil {
 		return d, err
 	}
-	if err := s.checkClasses(ctx, *first, req.Classes); err != nil {
+	if err := s.checkClasses(ctx, first, req.Classes); err != nil {
 		return d, err
 	}
 	if err := s.checkDelivery(d); err != nil {
@@ -82,6 +69,27 @@ func (s *Service) deployAfter(ctx context.Context, req Request, st wire.Stream, 
 		return d, err
 	}
 	return s.cfg.Store.PutDeployment(ctx, d)
+}
+
+// firstStage is the primary deployment of function first on stream, among deps; NotFound
+// names the functions that are deployed there.
+func firstStage(deps []wire.Deployment, stream, first string) (wire.Deployment, error) {
+	var there []string
+	for _, x := range deps {
+		if x.Stream != stream || x.Role != wire.RolePrimary {
+			continue
+		}
+		if x.Function == first {
+			return x, nil
+		}
+		there = append(there, x.Function)
+	}
+	what := "nothing"
+	if len(there) > 0 {
+		slices.Sort(there)
+		what = strings.Join(there, ", ")
+	}
+	return wire.Deployment{}, errorf(NotFound, "after %s: function %q is not deployed on stream %q (deployed there: %s)", first, first, stream, what)
 }
 
 // startAfter makes a new second stage's results topic (when missing) and starts its
@@ -174,48 +182,4 @@ func (s *Service) labelsOf(ctx context.Context, digest, file string) ([]string, 
 		}
 	}
 	return nil, fmt.Errorf("the image has no %s", file)
-}
-
-// Undeploying is what an undeploy removes besides the primary: After names a second stage
-// (remove only it, the deployment of function after After); Cascade removes the second
-// stages that run after the function along with it.
-type Undeploying struct {
-	After   string
-	Cascade bool
-}
-
-// UndeployChain removes the second stage function after u.After on stream, or (no After)
-// the primary deployment of function, which is refused (Conflict) while second stages
-// run after it, unless u.Cascade, which removes them first.
-func (s *Service) UndeployChain(ctx context.Context, function, stream string, u Undeploying) error {
-	if u.After != "" {
-		err := s.cfg.Store.DeleteDeploymentKey(ctx, wire.AfterKey(function, stream, u.After))
-		if errors.Is(err, controlplane.ErrNotFound) {
-			return errorf(NotFound, "function %q does not run after %s on stream %q (see: diplip fn ls)", function, u.After, stream)
-		}
-		return err
-	}
-	deps, err := s.cfg.Store.Deployments(ctx)
-	if err != nil {
-		return err
-	}
-	var seconds []wire.Deployment
-	for _, d := range deps {
-		if d.Role == wire.RoleAfter && d.Stream == stream && d.AfterName() == function {
-			seconds = append(seconds, d)
-		}
-	}
-	if len(seconds) > 0 && !u.Cascade {
-		return errorf(Conflict, "%s runs after %s on stream %q; remove it first (diplip fn undeploy %s --stream %s --after %s) or add --cascade",
-			seconds[0].Function, function, stream, seconds[0].Function, stream, function)
-	}
-	if _, err := s.cfg.Store.Deployment(ctx, function, stream); err != nil {
-		return s.Undeploy(ctx, function, stream) // its own answer: not found, or the store's error
-	}
-	for _, d := range seconds {
-		if err := s.cfg.Store.DeleteDeploymentKey(ctx, d.Key()); err != nil && !errors.Is(err, controlplane.ErrNotFound) {
-			return err
-		}
-	}
-	return s.Undeploy(ctx, function, stream)
 }

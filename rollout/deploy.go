@@ -30,6 +30,9 @@ func (s *Service) Deploy(ctx context.Context, req Request) (wire.Deployment, err
 	if err != nil {
 		return wire.Deployment{}, err
 	}
+	if req.Role == wire.RoleShadow && req.After != "" {
+		return s.deployAfterShadow(ctx, req, st, fn)
+	}
 	if req.Role == wire.RoleShadow {
 		return s.deployShadow(ctx, req, st, fn)
 	}
@@ -96,9 +99,14 @@ func (s *Service) Undeploy(ctx context.Context, function, stream string) error {
 	return err
 }
 
-// UndeployShadow removes the shadow of function on stream. Its results topic stays (until
-// the stream goes), and its group is reset when a shadow is deployed again.
+// UndeployShadow removes the shadow of function on stream. A stream's shadow's results
+// topic stays (until the stream goes), and its group is reset when a shadow is deployed
+// again. The shadow of a second stage (the stream has one shadow at a time, so function
+// and stream name it) goes with its results topic, as a second stage does.
 func (s *Service) UndeployShadow(ctx context.Context, function, stream string) error {
+	if sh, err := s.cfg.Store.Shadow(ctx, stream); err == nil && sh.Function == function && sh.SecondStage() {
+		return s.removeSecondStage(ctx, sh)
+	}
 	err := s.cfg.Store.DeleteDeploymentKey(ctx, wire.ShadowKey(function, stream))
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return errorf(NotFound, "function %q has no shadow on stream %q (see: diplip fn ls)", function, stream)
@@ -117,15 +125,15 @@ func (s *Service) UndeployShadow(ctx context.Context, function, stream string) e
 func (s *Service) deployShadow(ctx context.Context, req Request, st wire.Stream, fn wire.Function) (wire.Deployment, error) {
 	primary, err := s.cfg.Store.Deployment(ctx, fn.Name, st.Name)
 	if errors.Is(err, controlplane.ErrNotFound) {
-		return wire.Deployment{}, errorf(Invalid, "stream %q has no primary deployment of %s to shadow; deploy one first with: diplip fn deploy REF --stream %s",
-			st.Name, fn.Name, st.Name)
+		return wire.Deployment{}, errorf(Invalid, "stream %q has no primary deployment of %s to shadow; deploy one first with: diplip fn deploy REF --stream %s%s",
+			st.Name, fn.Name, st.Name, s.secondStageHint(ctx, fn.Name, st.Name))
 	}
 	if err != nil {
 		return primary, err
 	}
-	if other, err := s.cfg.Store.Shadow(ctx, st.Name); err == nil && other.Function != fn.Name {
-		return wire.Deployment{}, errorf(Conflict, "stream %q already has a shadow of %s; remove it first with: diplip fn undeploy %s --stream %s --shadow",
-			st.Name, other.Function, other.Function, st.Name)
+	if other, err := s.cfg.Store.Shadow(ctx, st.Name); err == nil && other.Key() != wire.ShadowKey(fn.Name, st.Name) {
+		return wire.Deployment{}, errorf(Conflict, "stream %q already has a shadow of %s (%s); remove it first with: diplip fn undeploy %s --stream %s --shadow",
+			st.Name, other.Function, other.Key(), other.Function, st.Name)
 	}
 	if req.From != "" {
 		return wire.Deployment{}, errorf(Invalid, "from: a shadow runs next to the live primary; to run over recorded frames use: diplip replay %s --fn REF --from TIME", st.Name)
@@ -187,7 +195,8 @@ func (s *Service) startShadow(st wire.Stream, d wire.Deployment) (map[int32]int6
 
 // Promote makes the stream's shadow its primary (a rolling update of the primary to the
 // shadow's digest) and removes the shadow deployment. The old digest's results stay on
-// the stream's results topic; the shadow's stay on its own.
+// the stream's results topic; the shadow's stay on its own. The shadow of a second stage
+// becomes the live second stage the same way (promoteAfter).
 func (s *Service) Promote(ctx context.Context, stream string) (wire.Deployment, error) {
 	st, err := s.Stream(ctx, stream)
 	if err != nil {
@@ -200,6 +209,9 @@ func (s *Service) Promote(ctx context.Context, stream string) (wire.Deployment, 
 	if err != nil {
 		return sh, err
 	}
+	if sh.SecondStage() {
+		return s.promoteAfter(ctx, st, sh)
+	}
 	primary, err := s.cfg.Store.Deployment(ctx, sh.Function, st.Name)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return wire.Deployment{}, errorf(Invalid, "stream %q has no primary deployment of %s any more; deploy the shadow's image as the primary with: diplip fn deploy %s --stream %s",
@@ -209,19 +221,26 @@ func (s *Service) Promote(ctx context.Context, stream string) (wire.Deployment, 
 		return primary, err
 	}
 	primary.Digest, primary.Batch, primary.Lanes, primary.Updated = sh.Digest, sh.Batch, sh.Lanes, time.Now().UTC()
-	// The function record follows the primary: read the shadow's image again by digest (its
-	// spec and size), or at least move the digest when the registry does not answer.
+	return s.promoted(ctx, st, sh, primary)
+}
+
+// promoted stores target, the deployment the shadow sh is promoted to, after moving the
+// function record to sh's image, then removes sh's record.
+func (s *Service) promoted(ctx context.Context, st wire.Stream, sh, target wire.Deployment) (wire.Deployment, error) {
+	// The function record follows the promoted deployment: read the shadow's image again
+	// by digest (its spec and size), or at least move the digest when the registry does
+	// not answer.
 	fn, err := s.resolve(ctx, sh.Digest, false)
 	if err != nil {
 		if fn, err = s.cfg.Store.Function(ctx, sh.Function); err != nil && !errors.Is(err, controlplane.ErrNotFound) {
-			return primary, err
+			return target, err
 		}
 		fn.Name, fn.Digest, fn.Ref = sh.Function, sh.Digest, sh.Digest
 	}
 	if err := s.cfg.Store.PutFunction(ctx, fn); err != nil {
-		return primary, err
+		return target, err
 	}
-	stored, err := s.cfg.Store.PutDeployment(ctx, primary)
+	stored, err := s.cfg.Store.PutDeployment(ctx, target)
 	if err != nil {
 		return stored, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/diplip/diplip/functions/compare"
@@ -29,11 +31,15 @@ type Diff struct {
 	// Pending counts the frames one side has that wait for the other (in flight, not in
 	// Report).
 	Pending int
+	// Chain, for a second stage's shadow or replay (compared with the live second stage),
+	// compares the second stage's outputs on the detections both sides have.
+	Chain *ChainStats
 }
 
 // DiffSide is where one side's results come from.
 type DiffSide struct {
-	// Kind is primary, shadow or replay; Name a replay's name.
+	// Kind is primary, shadow or replay (after: the live second stage a second stage's
+	// shadow or replay is compared with); Name a replay's name.
 	Kind, Name, Function string
 	// Digests are the function digests its results came from.
 	Digests []string
@@ -44,6 +50,7 @@ type DiffSide struct {
 
 // DiffShadow compares the stream's shadow with its primary over the last 5 minutes, and
 // publishes the outcome as the diplip_shadow_* gauges. iou 0 means compare.DefaultIoU.
+// The shadow of a second stage is compared with the live second stage (Diff.Chain).
 //
 // While the ShadowGauges loop runs, it answers from the loop's incremental diff of the
 // shadow, after reading what is new since its last pass (cheap: each result is read
@@ -100,9 +107,33 @@ func (s *Service) DiffReplay(ctx context.Context, stream, name string, iou float
 	if iou == 0 {
 		iou = compare.DefaultIoU
 	}
-	j := newJoin(joinConfig{topics: [2]string{st.ResultsTopic, cand.ResultsTopic(st)}, function: cand.Function, digest: cand.Digest,
-		startAt: cand.StartAt, stopAt: cand.StopAt, iou: iou, replay: true, maxPending: maxPending}, "")
-	return s.passDiff(ctx, st, cand, j)
+	cfg, err := s.joinConfigOf(st, cand, iou)
+	if err != nil {
+		return Diff{}, err
+	}
+	cfg.replay = true
+	if cand.SecondStage() { // StartAt and StopAt are offsets of its input, not frames
+		if cfg.startAt, cfg.stopAt, err = s.chainReplayWindow(ctx, st, cand); err != nil {
+			return Diff{}, err
+		}
+	}
+	return s.passDiff(ctx, st, cand, newJoin(cfg, ""))
+}
+
+// joinConfigOf is what a diff of candidate cand compares: the stream's results (a second
+// stage's shadow or replay: the live second stage's) with cand's, on the frames from its
+// StartAt to its StopAt.
+func (s *Service) joinConfigOf(st wire.Stream, cand wire.Deployment, iou float64) (joinConfig, error) {
+	cfg := joinConfig{topics: [2]string{st.ResultsTopic, cand.ResultsTopic(st)}, function: cand.Function, digest: cand.Digest,
+		startAt: cand.StartAt, stopAt: cand.StopAt, iou: iou, maxPending: maxPending}
+	if cand.SecondStage() {
+		live, err := s.liveSecondStage(st, cand)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.topics[primarySide], cfg.chain, cfg.maxPending = live, cand.AfterName(), maxChainPending
+	}
+	return cfg, nil
 }
 
 // shadowID tells a shadow deployment from the one it replaced.
@@ -120,9 +151,12 @@ func (s *Service) shadowJoin(st wire.Stream, cand wire.Deployment) (*join, error
 // newShadowJoin is a join of a shadow with its primary that starts at the results written
 // in the last shadowWindow + pendingAge.
 func (s *Service) newShadowJoin(st wire.Stream, cand wire.Deployment, iou float64) (*join, error) {
-	j := newJoin(joinConfig{topics: [2]string{st.ResultsTopic, cand.ResultsTopic(st)}, function: cand.Function, digest: cand.Digest,
-		startAt: cand.StartAt, stopAt: cand.StopAt, iou: iou, window: shadowWindow, bucket: shadowBucket,
-		maxPending: maxPending, maxAge: pendingAge}, shadowID(cand))
+	cfg, err := s.joinConfigOf(st, cand, iou)
+	if err != nil {
+		return nil, err
+	}
+	cfg.window, cfg.bucket, cfg.maxAge = shadowWindow, shadowBucket, pendingAge
+	j := newJoin(cfg, shadowID(cand))
 	since := time.Now().Add(-shadowWindow - pendingAge)
 	for side, topic := range j.cfg.topics {
 		offs, err := s.cfg.Kafka.OffsetsAt(topic, since)
@@ -149,8 +183,12 @@ func (s *Service) passDiff(ctx context.Context, st wire.Stream, cand wire.Deploy
 	for i := range rep.Classes {
 		rep.Classes[i].Label = label(rep.Classes[i])
 	}
-	return Diff{Stream: st.Name, IoU: j.cfg.iou, Report: rep, From: from, To: to, Pending: len(j.pending),
-		Primary: DiffSide{Kind: "primary", Function: cand.Function, Digests: digests, Topic: j.cfg.topics[primarySide],
+	base := "primary"
+	if cand.SecondStage() {
+		base = string(wire.RoleAfter)
+	}
+	return Diff{Stream: st.Name, IoU: j.cfg.iou, Report: rep, From: from, To: to, Pending: len(j.pending), Chain: j.chainReport(),
+		Primary: DiffSide{Kind: base, Function: cand.Function, Digests: digests, Topic: j.cfg.topics[primarySide],
 			Results: rep.Frames + rep.OnlyPrimary},
 		Candidate: DiffSide{Kind: string(cand.Role), Name: cand.ReplayName(), Function: cand.Function, Digests: []string{cand.Digest},
 			Topic: j.cfg.topics[candidateSide], Results: rep.Frames + rep.OnlyCandidate},
@@ -286,4 +324,44 @@ func (g *ShadowGauges) Pass(ctx context.Context) (map[string]bool, error) {
 		}
 	}
 	return now, nil
+}
+
+// shadowDiffs are the incremental diffs of the streams' shadows, which the shadow-gauge
+// loop keeps (its zero value is ready).
+type shadowDiffs struct {
+	mu      sync.Mutex
+	running int              // ShadowGauges loops running
+	joins   map[string]*join // by stream
+}
+
+// loop reports whether a ShadowGauges loop runs, so the joins are kept current.
+func (d *shadowDiffs) loop() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running > 0
+}
+
+// get returns the stream's join if it compares the deployment id, or a new one made.
+func (d *shadowDiffs) get(stream, id string, create func() (*join, error)) (*join, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if j, ok := d.joins[stream]; ok && j.id == id {
+		return j, nil
+	}
+	j, err := create()
+	if err != nil {
+		return nil, err
+	}
+	if d.joins == nil {
+		d.joins = map[string]*join{}
+	}
+	d.joins[stream] = j
+	return j, nil
+}
+
+// keep drops the joins of streams not in keep.
+func (d *shadowDiffs) keep(keep map[string]bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	maps.DeleteFunc(d.joins, func(stream string, _ *join) bool { return !keep[stream] })
 }

@@ -56,6 +56,9 @@ type joinConfig struct {
 	window, bucket time.Duration
 	maxPending     int
 	maxAge         time.Duration // 0: none
+	// chain, when set, is the first stage of a second stage's diff: the results' outputs
+	// on their detections are compared too (diffchain.go).
+	chain string
 }
 
 // frameKey is a frame: its record in the stream's frames topic.
@@ -69,6 +72,7 @@ type waiting struct {
 	key   frameKey
 	at    time.Time
 	sides [2]*compare.Frame
+	chain [2]chainFrame // a chain diff's
 }
 
 // cursor is a join's position on one partition of one side's topic.
@@ -103,13 +107,14 @@ type join struct {
 	seen    [2]map[int32]int64
 	newest  [2]time.Time // the time of each side's newest result read
 	buckets map[int64]*compare.Tally
-	digests map[string]time.Time // the primary's digests, when last seen
+	chains  map[int64]*chainTally // a chain diff's, by the same buckets
+	digests map[string]time.Time  // the primary's digests, when last seen
 	stats   JoinStats
 }
 
 func newJoin(cfg joinConfig, id string) *join {
 	j := &join{cfg: cfg, id: id, pending: map[frameKey]*list.Element{}, order: list.New(),
-		buckets: map[int64]*compare.Tally{}, digests: map[string]time.Time{}}
+		buckets: map[int64]*compare.Tally{}, chains: map[int64]*chainTally{}, digests: map[string]time.Time{}}
 	for s := range 2 {
 		j.cursors[s], j.seen[s] = map[int32]*cursor{}, map[int32]int64{}
 	}
@@ -215,16 +220,16 @@ func (j *join) take(side int, c *cursor, m *sarama.ConsumerMessage) {
 	if side == primarySide && at.After(j.digests[r.Digest]) {
 		j.digests[r.Digest] = at
 	}
-	f := j.frame(&r)
+	f, cf := j.frame(&r), j.chainFrameOf(&r)
 	if el, ok := j.pending[key]; ok {
 		w := el.Value.(*waiting)
 		if w.sides[side] != nil { // a result again (at least once): the last one counts
-			w.sides[side] = f
+			w.sides[side], w.chain[side] = f, cf
 			return
 		}
 		j.remove(el)
-		w.sides[side] = f
-		j.tally(w.at).Match(*w.sides[primarySide], *w.sides[candidateSide])
+		w.sides[side], w.chain[side] = f, cf
+		j.match(w)
 		return
 	}
 	other, otherOK := j.seen[1-side][key.partition]
@@ -239,7 +244,7 @@ func (j *join) take(side int, c *cursor, m *sarama.ConsumerMessage) {
 		j.expire(j.order.Front())
 	}
 	w := &waiting{key: key, at: at}
-	w.sides[side] = f
+	w.sides[side], w.chain[side] = f, cf
 	j.pending[key] = j.order.PushBack(w)
 	j.stats.MaxPending = max(j.stats.MaxPending, len(j.pending))
 }
@@ -321,6 +326,7 @@ func (j *join) resolve(mode int) {
 	if mode >= resolvePass && j.cfg.window > 0 {
 		from := j.bucketOf(j.end().Add(-j.cfg.window))
 		maps.DeleteFunc(j.buckets, func(b int64, _ *compare.Tally) bool { return b < from })
+		maps.DeleteFunc(j.chains, func(b int64, _ *chainTally) bool { return b < from })
 	}
 }
 
@@ -371,44 +377,4 @@ func (j *join) report() (rep compare.Report, digests []string, from, to time.Tim
 	}
 	slices.SortFunc(digests, cmp.Compare)
 	return rep, digests, from, to
-}
-
-// shadowDiffs are the incremental diffs of the streams' shadows, which the shadow-gauge
-// loop keeps (its zero value is ready).
-type shadowDiffs struct {
-	mu      sync.Mutex
-	running int              // ShadowGauges loops running
-	joins   map[string]*join // by stream
-}
-
-// loop reports whether a ShadowGauges loop runs, so the joins are kept current.
-func (d *shadowDiffs) loop() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.running > 0
-}
-
-// get returns the stream's join if it compares the deployment id, or a new one made.
-func (d *shadowDiffs) get(stream, id string, create func() (*join, error)) (*join, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if j, ok := d.joins[stream]; ok && j.id == id {
-		return j, nil
-	}
-	j, err := create()
-	if err != nil {
-		return nil, err
-	}
-	if d.joins == nil {
-		d.joins = map[string]*join{}
-	}
-	d.joins[stream] = j
-	return j, nil
-}
-
-// keep drops the joins of streams not in keep.
-func (d *shadowDiffs) keep(keep map[string]bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	maps.DeleteFunc(d.joins, func(stream string, _ *join) bool { return !keep[stream] })
 }

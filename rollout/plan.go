@@ -43,9 +43,10 @@ type Request struct {
 	// Track turns on the tracker stage with the default parameters; a spec with `track:`
 	// tracks without it, with its own. A replay never tracks.
 	Track bool
-	// After makes the deployment a second stage (role after) on the results of the
-	// primary deployment of function After on the stream; Classes, MinSize (box height in
-	// pixels) and MaxPerFrame select the detections it runs on (zero: all).
+	// After makes the deployment a second stage on the results of the primary deployment
+	// of function After on the stream: role after (the live one) for a primary, or the
+	// shadow or replay of a second stage; Classes, MinSize (box height in pixels) and
+	// MaxPerFrame select the detections it runs on (zero: all).
 	After       string
 	Classes     []string
 	MinSize     int
@@ -75,20 +76,19 @@ func Plan(req Request, fn wire.Function, spec functions.Spec) (d wire.Deployment
 		d.Policy, d.Replay = wire.PolicyReplay, &wire.ReplayInfo{Name: req.Replay}
 	}
 	if req.After != "" {
-		if d.Role != wire.RolePrimary {
-			return d, from, errorf(Invalid, "after: a second stage is its own deployment; it cannot be a %s too", d.Role)
-		}
 		if spec.Output.Decoder == "raw" {
 			return d, from, errorf(Invalid, "after: function %s's decoder is raw: its tensors mean nothing per crop (use a detector, classify or embed function)", fn.Name)
 		}
-		d.Role = wire.RoleAfter
+		if d.Role == wire.RolePrimary { // the live second stage; a shadow or a replay of one keeps its role
+			d.Role = wire.RoleAfter
+		}
 		d.After = &wire.AfterInfo{Function: req.After, Classes: req.Classes, MinSize: req.MinSize, MaxPerFrame: req.MaxPerFrame}
 	} else if len(req.Classes) > 0 || req.MinSize != 0 || req.MaxPerFrame != 0 {
 		return d, from, errorf(Invalid, "classes, min_size, max_per_frame: they select a first stage's detections; add after FUNCTION")
 	}
 	switch t := spec.Track; {
 	case d.Role == wire.RoleReplay: // a window of the past, compared frame by frame: no tracks
-	case d.Role == wire.RoleAfter: // the first stage's track ids are carried through
+	case d.SecondStage(): // the first stage's track ids are carried through
 	case t != nil:
 		d.Track = &wire.TrackParams{HighThresh: t.HighThresh, LowThresh: t.LowThresh, MatchIoU: t.MatchIoU,
 			MaxLost: t.MaxLost, ClassAgnostic: t.ClassAgnostic, IdleTimeout: wire.Duration(t.IdleTimeout)}

@@ -69,6 +69,15 @@ func TestPlan(t *testing.T) {
 			spec(tracks), want(func(d *wire.Deployment) {
 				d.Role, d.After = wire.RoleAfter, &wire.AfterInfo{Function: "yolox", Classes: []string{"person"}, MinSize: 60, MaxPerFrame: 4}
 			}), time.Time{}},
+		{"a second stage's shadow: a shadow with its selection", rollout.Request{After: "yolox", Role: wire.RoleShadow, Classes: []string{"person"}, Track: true},
+			spec(tracks), want(func(d *wire.Deployment) {
+				d.Role, d.After = wire.RoleShadow, &wire.AfterInfo{Function: "yolox", Classes: []string{"person"}}
+			}), time.Time{}},
+		{"a second stage's replay: a replay with its selection", rollout.Request{After: "yolox", Role: wire.RoleReplay, Replay: "r1", MinSize: 60},
+			spec(nil), want(func(d *wire.Deployment) {
+				d.Role, d.Policy, d.MaxAge, d.Replay = wire.RoleReplay, wire.PolicyReplay, 0, &wire.ReplayInfo{Name: "r1"}
+				d.After = &wire.AfterInfo{Function: "yolox", MinSize: 60}
+			}), time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.req.Stream = "lobby"
@@ -105,7 +114,7 @@ func TestPlan(t *testing.T) {
 		{"a bad replay name", rollout.Request{Role: wire.RoleReplay, Replay: "Bad.Name"}, spec(nil), `replay name "Bad.Name"`},
 		{"a selection without after", rollout.Request{Classes: []string{"person"}}, spec(nil), "classes, min_size, max_per_frame: they select a first stage's detections; add after"},
 		{"a raw function on crops", rollout.Request{After: "yolox"}, spec(func(s *functions.Spec) { s.Output.Decoder = "raw" }), "decoder is raw"},
-		{"a shadow second stage", rollout.Request{After: "yolox", Role: wire.RoleShadow}, spec(nil), "after: a second stage is its own deployment"},
+		{"a replay after itself", rollout.Request{After: "det", Role: wire.RoleReplay, Replay: "r1"}, spec(nil), "cannot run after itself"},
 		{"a negative min size", rollout.Request{After: "yolox", MinSize: -1}, spec(nil), "min_size -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

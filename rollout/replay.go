@@ -34,12 +34,22 @@ type ReplayRequest struct {
 	// Max is the most runners (default 1); Batch, Lanes and Device as in Request.
 	Max, Batch, Lanes int
 	Device            string
+	// After replays the function as a second stage over the stored results of function
+	// After's primary deployment on the stream (the stream's results topic; the window
+	// is that topic's): see chainreplay.go. Classes, MinSize and MaxPerFrame select the
+	// detections as for a deploy; none given: the live second stage's of the same
+	// function after After, if there is one, else all.
+	After       string
+	Classes     []string
+	MinSize     int
+	MaxPerFrame int
 }
 
 // StartReplay starts a replay of the function image req.Ref over a window of the frames
-// its stream retains. Everything that can be refused is checked before anything is
-// created (the image is resolved first), and a failure while creating removes what was
-// made: no topic, group or record is left behind.
+// its stream retains (with req.After, as a second stage over a window of the first
+// stage's stored results: chainreplay.go). Everything that can be refused is checked
+// before anything is created (the image is resolved first), and a failure while creating
+// removes what was made: no topic, group or record is left behind.
 func (s *Service) StartReplay(ctx context.Context, req ReplayRequest) (wire.Deployment, error) {
 	var none wire.Deployment
 	if req.Ref == "" {
@@ -85,12 +95,21 @@ func (s *Service) StartReplay(ctx context.Context, req ReplayRequest) (wire.Depl
 	} else if !errors.Is(err, controlplane.ErrNotFound) {
 		return none, err
 	}
-	start, stop, total, err := s.window(ctx, st, req, from, to)
+	planned := Request{Stream: st.Name, Role: wire.RoleReplay, Replay: name, Max: req.Max, Batch: req.Batch, Lanes: req.Lanes, Device: req.Device}
+	input := inputOf(st, "frames", "frame", st.Topic)
+	if req.After != "" {
+		if planned, err = s.replayAfter(ctx, st, fn, req, planned); err != nil {
+			return none, err
+		}
+		input = inputOf(st, "first-stage results", "result", st.ResultsTopic)
+	} else if len(req.Classes) > 0 || req.MinSize != 0 || req.MaxPerFrame != 0 {
+		return none, errorf(Invalid, "classes, min_size, max_per_frame: they select a first stage's detections; add after FUNCTION")
+	}
+	d, _, err := plan(planned, fn)
 	if err != nil {
 		return none, err
 	}
-	d, _, err := plan(Request{Stream: st.Name, Role: wire.RoleReplay, Replay: name, Max: req.Max, Batch: req.Batch,
-		Lanes: req.Lanes, Device: req.Device}, fn)
+	start, stop, total, err := s.window(ctx, input, req, from, to)
 	if err != nil {
 		return none, err
 	}
@@ -109,7 +128,7 @@ func (s *Service) StartReplay(ctx context.Context, req ReplayRequest) (wire.Depl
 			s.log.Warn("could not remove a failed replay's topic", "topic", topic, "err", err)
 		}
 	}
-	if err := s.cfg.Kafka.CommitGroupAt(d.Group(), st.Topic, start); err != nil {
+	if err := s.cfg.Kafka.CommitGroupAt(d.Group(), d.InputTopic(st), start); err != nil {
 		undo()
 		return none, errorf(Upstream, "kafka: setting where replay %s starts: %w", name, err)
 	}
@@ -121,35 +140,53 @@ func (s *Service) StartReplay(ctx context.Context, req ReplayRequest) (wire.Depl
 	return stored, nil
 }
 
-// window turns a replay's times into offsets of st's frames topic: where it starts and
-// stops on each partition, and how many frames lie between.
-func (s *Service) window(ctx context.Context, st wire.Stream, req ReplayRequest, from, to time.Time) (start, stop map[int32]int64, total int64, err error) {
-	win, err := s.cfg.Kafka.RetentionWindow(ctx, st.Topic)
+// replayInput is what a replay runs over: a topic of the stream and what its records are.
+type replayInput struct {
+	stream, topic string
+	what, one     string // its records: frames (one: frame), or first-stage results (result)
+}
+
+func inputOf(st wire.Stream, what, one, topic string) replayInput {
+	return replayInput{stream: st.Name, topic: topic, what: what, one: one}
+}
+
+// window turns a replay's times into offsets of its input topic (the stream's frames, or
+// for a second stage its first stage's results): where it starts and stops on each
+// partition, and how many records lie between.
+func (s *Service) window(ctx context.Context, in replayInput, req ReplayRequest, from, to time.Time) (start, stop map[int32]int64, total int64, err error) {
+	retained := s.cfg.Kafka.RetentionWindow
+	if in.one != "frame" { // a results topic may end with a transaction marker
+		retained = s.retentionWindow
+	}
+	win, err := retained(ctx, in.topic)
 	if err != nil {
-		return nil, nil, 0, errorf(Upstream, "kafka: reading what stream %s holds: %w", st.Name, err)
+		return nil, nil, 0, errorf(Upstream, "kafka: reading what stream %s holds: %w", in.stream, err)
 	}
 	if win.Empty() {
-		return nil, nil, 0, errorf(Invalid, "stream %q holds no frames to replay", st.Name)
+		return nil, nil, 0, errorf(Invalid, "stream %q holds no %s to replay", in.stream, in.what)
 	}
-	window := fmt.Sprintf("stream %q holds frames from %s to %s", st.Name, win.First.UTC().Format(time.RFC3339Nano), win.Last.UTC().Format(time.RFC3339Nano))
+	window := fmt.Sprintf("stream %q holds %s from %s to %s", in.stream, in.what, win.First.UTC().Format(time.RFC3339Nano), win.Last.UTC().Format(time.RFC3339Nano))
+	if in.one != "frame" {
+		window += " (" + in.topic + ")"
+	}
 	// RFC 3339 times here have whole seconds: compare with the window's to the second.
 	first, last := win.First.Truncate(time.Second), win.Last
 	switch {
 	case !from.IsZero() && from.Before(first):
-		return nil, nil, 0, errorf(Invalid, "from %s is before the earliest retained frame: %s", req.From, window)
+		return nil, nil, 0, errorf(Invalid, "from %s is before the earliest retained %s: %s", req.From, in.one, window)
 	case !from.IsZero() && from.After(last):
-		return nil, nil, 0, errorf(Invalid, "from %s is after the latest frame: %s", req.From, window)
+		return nil, nil, 0, errorf(Invalid, "from %s is after the latest %s: %s", req.From, in.one, window)
 	case !to.IsZero() && !to.After(first):
-		return nil, nil, 0, errorf(Invalid, "to %s is not after the earliest retained frame: %s", req.To, window)
+		return nil, nil, 0, errorf(Invalid, "to %s is not after the earliest retained %s: %s", req.To, in.one, window)
 	}
 	start, stop = win.Start, win.End
 	if !from.IsZero() {
-		if start, err = s.cfg.Kafka.OffsetsAt(st.Topic, from); err != nil {
+		if start, err = s.cfg.Kafka.OffsetsAt(in.topic, from); err != nil {
 			return nil, nil, 0, errorf(Upstream, "kafka: offsets at %s: %w", req.From, err)
 		}
 	}
 	if !to.IsZero() {
-		if stop, err = s.cfg.Kafka.OffsetsAt(st.Topic, to); err != nil {
+		if stop, err = s.cfg.Kafka.OffsetsAt(in.topic, to); err != nil {
 			return nil, nil, 0, errorf(Upstream, "kafka: offsets at %s: %w", req.To, err)
 		}
 	}
@@ -160,8 +197,9 @@ func (s *Service) window(ctx context.Context, st wire.Stream, req ReplayRequest,
 	return start, stop, total, nil
 }
 
-// ReplayProgress is how many of replay d's frames its group has committed (0 once it is
-// done: its record has the Total). An error says why the count is missing.
+// ReplayProgress is how many of replay d's frames (a second stage's: records of its
+// input) its group has committed (0 once it is done: its record has the Total). An error
+// says why the count is missing.
 func (s *Service) ReplayProgress(ctx context.Context, d wire.Deployment) (processed int64, err error) {
 	st, err := s.cfg.Store.Stream(ctx, d.Stream)
 	if err != nil {
@@ -170,7 +208,7 @@ func (s *Service) ReplayProgress(ctx context.Context, d wire.Deployment) (proces
 	if d.Finished() {
 		return 0, nil
 	}
-	next, err := s.cfg.Kafka.Committed(d.Group(), st.Topic)
+	next, err := s.cfg.Kafka.Committed(d.Group(), d.InputTopic(st))
 	if err != nil {
 		return 0, fmt.Errorf("kafka: %w", err)
 	}

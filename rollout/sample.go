@@ -71,7 +71,7 @@ func (s *Service) SampleFrames(ctx context.Context, req SampleRequest) (Sample, 
 	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
 		return none, errorf(Invalid, "from %s is not before to %s", req.From, req.To)
 	}
-	start, stop, total, err := s.window(ctx, st, ReplayRequest{From: req.From, To: req.To}, from, to)
+	start, stop, total, err := s.window(ctx, inputOf(st, "frames", "frame", st.Topic), ReplayRequest{From: req.From, To: req.To}, from, to)
 	if err != nil {
 		return none, err
 	}

@@ -15,7 +15,8 @@ import (
 	"github.com/diplip/diplip/runner/flow"
 )
 
-// A second stage (wire.RoleAfter) is a worker like any other: its group consumes the
+// A second stage (wire.Deployment.SecondStage: role after, or a shadow or replay of one)
+// is a worker like any other: its group consumes the
 // first stage's results topic (the activation's Stream.Topic, partitioned like the frames,
 // key = camera), and its pipeline reads each result's frame by the offset the result names
 // from Stream.FramesTopic (frameReader), read committed.
@@ -92,7 +93,7 @@ func (r *frameReader) cached(at wire.Source) *sarama.ConsumerMessage {
 
 // afterStage checks a second stage's config and sets its pipeline's frame reader.
 func afterStage(cfg WorkerConfig, fc *flow.Config) error {
-	if cfg.Deployment.Role != wire.RoleAfter {
+	if !cfg.Deployment.SecondStage() {
 		return nil
 	}
 	if cfg.Deployment.After == nil || cfg.Stream.FramesTopic == "" {

@@ -28,7 +28,7 @@
 //     is skipped, and the cameras' seqs move with the partition.
 //   - tracking.go: object tracking, the tracker stage (track ids, zone counts) and its
 //     checkpoints, which move with their partition. "Track" means this only.
-//   - chain.go: a second stage (wire.RoleAfter) reads the frames its first stage's
+//   - chain.go: a second stage (wire.Deployment.SecondStage) reads the frames its first stage's
 //     results name, by offset, with a read-ahead window per partition; the pipeline's
 //     flow/chain.go crops and enriches.
 //   - agent.go: the runner process: heartbeats, activation (pull, load, run a Worker)

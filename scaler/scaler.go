@@ -320,7 +320,8 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 	var lag map[int32]int64
 	if d.Role == wire.RoleReplay && d.StopAt != nil {
 		// A replay's work ends at StopAt, not at the stream's end: its lag is what is left
-		// of its window, and once none is left it is done.
+		// of its window, and once none is left it is done (a second stage's replay: in
+		// its input, the first stage's results).
 		if lag, err = s.replayLag(ctx, &d, st, now); err != nil {
 			return err
 		}
@@ -397,7 +398,7 @@ func (s *Scaler) scale(ctx context.Context, requests *sync.WaitGroup, d wire.Dep
 // replayLag measures what is left of a replay's window on each partition and, when
 // nothing is, records the replay as done (in the store and in d).
 func (s *Scaler) replayLag(ctx context.Context, d *wire.Deployment, st wire.Stream, now time.Time) (map[int32]int64, error) {
-	next, err := s.cfg.Kafka.Committed(d.Group(), st.Topic)
+	next, err := s.cfg.Kafka.Committed(d.Group(), d.InputTopic(st))
 	if err != nil {
 		return nil, fmt.Errorf("offsets of %s: %w", d.Group(), err)
 	}

@@ -82,18 +82,23 @@ func fnCommand() *cli.Command {
 				Usage:     "run a function image on a stream (deploying again updates it in place)",
 				ArgsUsage: "REF",
 				UsageText: "diplip fn deploy REF --stream S [--min 0] [--max N] [--batch B] [--device cpu|cuda:0|any] [--policy live|replay] [--shadow]\n" +
-					"       diplip fn deploy REF --stream S --after FUNCTION [--classes person,car] [--min-size PX] [--max-per-frame N]\n\n" +
+					"       diplip fn deploy REF --stream S --after FUNCTION [--classes person,car] [--min-size PX] [--max-per-frame N] [--shadow]\n\n" +
 					"The tag is resolved to a digest now; runners pull exactly that digest. With --shadow the image runs\n" +
 					"next to the stream's primary deployment of the same function, in its own consumer group, with its\n" +
 					"results on diplip.results.S.shadow; the primary is not touched (compare: diplip fn diff S --shadow).\n" +
 					"With --after the image is a second stage: it reads FUNCTION's results on the stream, crops each selected\n" +
 					"detection from its frame (read back by the offset the result names) and runs on the crops, writing one\n" +
 					"enriched result per frame (FUNCTION's detections, the selected ones with an embedding or labels) to\n" +
-					"diplip.results.S.after.FUNCTION.NAME; it scales on that input's lag like any deployment.\n\n" +
+					"diplip.results.S.after.FUNCTION.NAME; it scales on that input's lag like any deployment.\n" +
+					"With --after and --shadow the image runs next to the live second stage NAME after FUNCTION (its selection,\n" +
+					"policy and delivery unless given), in its own group on the same input, writing to\n" +
+					"diplip.results.S.after.FUNCTION.NAME.shadow (compare: diplip fn diff S --shadow; promote: diplip fn promote S).\n" +
+					"A stream has one shadow at a time, of a primary or of a second stage.\n\n" +
 					"Example:\n   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --max 2\n" +
 					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v2 --stream lobby --shadow\n" +
 					"   diplip fn deploy 127.0.0.1:8080/fn/yolox-nano:v1 --stream lobby --delivery exactly-once\n" +
-					"   diplip fn deploy 127.0.0.1:8080/fn/person-reid:v1 --stream lobby --after yolox-nano --classes person --min-size 60",
+					"   diplip fn deploy 127.0.0.1:8080/fn/person-reid:v1 --stream lobby --after yolox-nano --classes person --min-size 60\n" +
+					"   diplip fn deploy 127.0.0.1:8080/fn/person-reid:v2 --stream lobby --after yolox-nano --shadow",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "stream", Required: true, Usage: "the stream to process"},
 					&cli.IntFlag{Name: "min", Value: 0, Usage: "runners kept when the stream is idle (0: scale to zero)"},
@@ -105,7 +110,7 @@ func fnCommand() *cli.Command {
 					&cli.StringFlag{Name: "policy", Value: "live", Usage: "live (skip frames older than --max-age) or replay (process all)"},
 					&cli.DurationFlag{Name: "max-age", Usage: "live policy: oldest frame worth processing (default 5s)"},
 					&cli.TimestampFlag{Name: "from", Layout: time.RFC3339, Usage: "replay policy: start at the first frame stored at or after this time (RFC 3339); default: the earliest retained"},
-					&cli.BoolFlag{Name: "shadow", Usage: "run next to the stream's primary deployment of the same function, without touching it"},
+					&cli.BoolFlag{Name: "shadow", Usage: "run next to the stream's primary deployment of the same function (with --after: its live second stage), without touching it"},
 					&cli.StringFlag{Name: "after", Usage: "run as a second stage on the crops of the detections of this function, deployed on the stream"},
 					&cli.StringSliceFlag{Name: "classes", Usage: "--after: only detections with these labels of the first stage's labels file (comma-separated; default all)"},
 					&cli.IntFlag{Name: "min-size", Usage: "--after: skip detections whose box is less than this many pixels high"},
@@ -123,7 +128,8 @@ func fnCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				UsageText: "diplip fn undeploy NAME --stream S [--shadow | --after FUNCTION | --cascade]\n\nWith --shadow only the shadow goes; the primary stays.\n" +
 					"With --after only the second stage NAME that runs after FUNCTION goes. A function that second stages run\n" +
-					"after is not undeployed (409) unless --cascade, which removes them too.\n\n" +
+					"after is not undeployed (409) unless --cascade, which removes them too. A second stage (or a second stage's\n" +
+					"shadow) goes with its results topic, diplip.results.S.after.FUNCTION.NAME[.shadow]: its results are deleted.\n\n" +
 					"Example:\n   diplip fn undeploy yolox-nano --stream lobby",
 				Flags: append([]cli.Flag{&cli.StringFlag{Name: "stream", Required: true},
 					&cli.BoolFlag{Name: "shadow", Usage: "remove only the function's shadow on the stream"},
@@ -138,7 +144,10 @@ func fnCommand() *cli.Command {
 				UsageText: "diplip fn diff STREAM (--shadow | --replay NAME) [--iou 0.5] [-o json]\n\n" +
 					"Frames are matched by camera and sequence; detections by class and IoU ≥ --iou. Per class:\n" +
 					"precision, recall and F1 of the candidate against the primary, mean IoU of matches, count deltas;\n" +
-					"frames only one side has; p50/p99 latency of each side.\n\n" +
+					"frames only one side has; p50/p99 latency of each side.\n" +
+					"A second stage's shadow or replay (--after) is compared with the live second stage: on the detections\n" +
+					"both sides have, the mean and p10 cosine similarity of their embeddings and how many got one on each\n" +
+					"side (an embed function), or the top-1 label agreement (a classify function).\n\n" +
 					"Example:\n   diplip fn diff demo --replay v2-morning",
 				Flags: append([]cli.Flag{
 					&cli.BoolFlag{Name: "shadow", Usage: "compare the stream's shadow deployment"},
@@ -150,7 +159,8 @@ func fnCommand() *cli.Command {
 				Name:      "promote",
 				Usage:     "make a stream's shadow its primary (a rolling update to the shadow's digest)",
 				ArgsUsage: "STREAM",
-				UsageText: "diplip fn promote STREAM\n\nThe old digest's results stay on the stream's results topic.\n\n" +
+				UsageText: "diplip fn promote STREAM\n\nThe old digest's results stay on the stream's results topic. The shadow of a second stage becomes\n" +
+					"the live second stage (a rolling update to its digest, batch, lanes and selection); its results topic goes.\n\n" +
 					"Example:\n   diplip fn promote lobby",
 				Flags:  globalFlags,
 				Action: gatewayAction("stream name", fnPromote),
@@ -397,6 +407,9 @@ func fnDeploy(c *cli.Context, cl *apiclient.Client, arg string) error {
 		if d.Role == "after" {
 			verb = "deployed as a second stage after " + d.After + ":"
 		}
+		if d.Role == "shadow" && d.After != "" {
+			verb = "deployed as the shadow of the second stage after " + d.After + ":"
+		}
 		if d.Generation > 1 {
 			verb = fmt.Sprintf("updated (generation %d)", d.Generation)
 		}
@@ -438,15 +451,30 @@ func fnDiff(c *cli.Context, cl *apiclient.Client, stream string) error {
 		return err
 	}
 	return render(c, d, func(w *tabwriter.Writer) {
-		cand := d.Candidate.Kind
+		cand, base := d.Candidate.Kind, "primary"
 		if d.Candidate.Name != "" {
 			cand += " " + d.Candidate.Name
 		}
-		fmt.Fprintf(w, "%s on %s: %s vs primary %s (IoU ≥ %.2f)\n", cand, d.Stream, shortDigest(d.Candidate.Digests[0]),
+		if d.Chain != nil {
+			base = "live second stage " + d.Chain.First + " →"
+		}
+		fmt.Fprintf(w, "%s on %s: %s vs %s %s (IoU ≥ %.2f)\n", cand, d.Stream, shortDigest(d.Candidate.Digests[0]), base,
 			strings.Join(mapSlice(d.Primary.Digests, shortDigest), ","), d.IoU)
 		fmt.Fprintf(w, "frames\t%d compared, %d only primary, %d only %s\n", d.Frames, d.OnlyPrimary, d.OnlyCandidate, d.Candidate.Kind)
-		fmt.Fprintf(w, "latency\tprimary p50 %.1f ms p99 %.1f ms; %s p50 %.1f ms p99 %.1f ms\n\n", d.Primary.LatencyP50Ms, d.Primary.LatencyP99Ms,
+		fmt.Fprintf(w, "latency\tprimary p50 %.1f ms p99 %.1f ms; %s p50 %.1f ms p99 %.1f ms\n", d.Primary.LatencyP50Ms, d.Primary.LatencyP99Ms,
 			d.Candidate.Kind, d.Candidate.LatencyP50Ms, d.Candidate.LatencyP99Ms)
+		if ch := d.Chain; ch != nil {
+			fmt.Fprintf(w, "detections\t%d paired\n", ch.Detections)
+			if ch.PrimaryEmbedded+ch.CandidateEmbedded > 0 {
+				fmt.Fprintf(w, "embeddings\t%d primary, %d %s; %d pairs: cosine mean %.4f, p10 %.4f\n", ch.PrimaryEmbedded, ch.CandidateEmbedded,
+					d.Candidate.Kind, ch.Embedded, ch.CosineMean, ch.CosineP10)
+			}
+			if ch.PrimaryLabeled+ch.CandidateLabeled > 0 {
+				fmt.Fprintf(w, "labels\t%d primary, %d %s; %d pairs: top-1 agreement %.3f\n", ch.PrimaryLabeled, ch.CandidateLabeled,
+					d.Candidate.Kind, ch.Labeled, ch.Top1Agreement)
+			}
+		}
+		fmt.Fprintln(w)
 		fmt.Fprintln(w, "CLASS\tPRIMARY\tCANDIDATE\tDELTA\tMATCHED\tPRECISION\tRECALL\tF1\tMEAN IOU")
 		for _, cl := range append(d.Classes, d.Overall) {
 			fmt.Fprintf(w, "%s\t%d\t%d\t%+d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\n", cl.Label, cl.Primary, cl.Candidate, cl.CountDelta,
@@ -518,7 +546,11 @@ func fnList(c *cli.Context, cl *apiclient.Client, _ string) error {
 			for _, d := range r.Deployments {
 				switch d.Role {
 				case "shadow":
-					on = append(on, fmt.Sprintf("%s (shadow %s, %d..%d)", d.Stream, shortDigest(d.Digest), d.Min, d.Max))
+					what := "shadow"
+					if d.After != "" {
+						what = d.After + " → shadow"
+					}
+					on = append(on, fmt.Sprintf("%s (%s %s, %d..%d)", d.Stream, what, shortDigest(d.Digest), d.Min, d.Max))
 				case "replay":
 					on = append(on, fmt.Sprintf("%s (replay %s)", d.Stream, d.Replay))
 				case "after":

@@ -20,12 +20,19 @@ func replayCommand() *cli.Command {
 		Usage:     "run a function image over the frames a stream still holds, next to nothing live",
 		ArgsUsage: "STREAM",
 		UsageText: "diplip replay STREAM --fn REF [--from TIME] [--to TIME] [--camera ID ...] [--max N] [--name NAME] [--detach]\n" +
+			"diplip replay STREAM --fn REF --after FIRST [--classes C,...] [--min-size PX] [--max-per-frame N] [--from TIME] [--to TIME] ...\n" +
 			"diplip replay ls | rm NAME\n\n" +
 			"The replay has its own consumer group, starting at --from (offset for time; default the earliest\n" +
 			"retained frame) and ending at --to (default: the stream's end now), and its own results topic,\n" +
 			"diplip.results.STREAM.replay.NAME, each result tagged with the image digest. It runs as fast as\n" +
 			"its runners allow and scales to zero when done. Compare it with: diplip fn diff STREAM --replay NAME\n\n" +
-			"Example:\n   diplip replay demo --fn 127.0.0.1:8080/fn/yolox-nano:v2 --from 2026-11-26T10:00:00Z --name v2-morning",
+			"With --after the image is replayed as a second stage over FIRST's stored results (the stream's results\n" +
+			"topic, whose records --from and --to then bound), not over the frames: FIRST is not run again, and the\n" +
+			"second stage sees the detections (and track ids) the live one saw. Its selection is --classes/--min-size/\n" +
+			"--max-per-frame, or else the live second stage's. To replay FIRST itself, replay it without --after.\n" +
+			"fn diff compares it with the live second stage: cosine similarity of embeddings, or top-1 label agreement.\n\n" +
+			"Example:\n   diplip replay demo --fn 127.0.0.1:8080/fn/yolox-nano:v2 --from 2026-11-26T10:00:00Z --name v2-morning\n" +
+			"   diplip replay demo --fn 127.0.0.1:8080/fn/person-reid:v2 --after yolox-nano --name reid-v2",
 		Flags: append([]cli.Flag{
 			// Not Required: urfave/cli would then demand it of `replay ls` and `replay rm` too.
 			&cli.StringFlag{Name: "fn", Usage: "the function image to replay (required)"},
@@ -36,6 +43,10 @@ func replayCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "the replay's name (default FUNCTION-MMDD-HHMMSS)"},
 			&cli.BoolFlag{Name: "detach", Usage: "start it and return; follow with: diplip replay ls"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to a registry that is not on loopback"},
+			&cli.StringFlag{Name: "after", Usage: "replay the image as a second stage over the stored results of this function (deployed on the stream)"},
+			&cli.StringSliceFlag{Name: "classes", Usage: "--after: only detections with these labels (default: the live second stage's selection, else all)"},
+			&cli.IntFlag{Name: "min-size", Usage: "--after: skip detections whose box is less than this many pixels high"},
+			&cli.IntFlag{Name: "max-per-frame", Usage: "--after: at most this many detections per frame, the highest scoring first"},
 		}, globalFlags...),
 		Action: gatewayAction("stream name", replayStart),
 		Subcommands: []*cli.Command{
@@ -82,7 +93,8 @@ func replayStart(c *cli.Context, cl *apiclient.Client, stream string) error {
 		return cli.Exit("--fn REF: required (the function image to replay, e.g. 127.0.0.1:8080/fn/yolox-nano:v2)", exitUsage)
 	}
 	req := api.ReplayRequest{Stream: stream, Ref: c.String("fn"), Insecure: c.Bool("insecure"), Name: c.String("name"),
-		Cameras: c.StringSlice("camera"), Max: c.Int("max")}
+		Cameras: c.StringSlice("camera"), Max: c.Int("max"), After: c.String("after"), Classes: c.StringSlice("classes"),
+		MinSize: c.Int("min-size"), MaxPerFrame: c.Int("max-per-frame")}
 	if t := c.Timestamp("from"); t != nil {
 		req.From = t.UTC().Format(time.RFC3339)
 	}

@@ -10,6 +10,11 @@ import (
 // another function (the first stage) on the same stream, reads each result's frame by the
 // offset the result names, runs its model on the crops of the selected detections and
 // writes an enriched result per frame to a results topic of its own.
+//
+// A shadow (RoleShadow) or a replay (RoleReplay) with After set is a second stage too:
+// the shadow of a live second stage, or a second stage replayed over the first stage's
+// stored results. What makes a deployment a second stage is After (SecondStage); the role
+// says only whether it is the live one, a shadow or a replay.
 const RoleAfter Role = "after"
 
 // AfterInfo is what a second stage carries besides the deployment fields.
@@ -32,13 +37,29 @@ func AfterKey(function, stream, first string) string {
 	return DeploymentKey(function, stream) + ".after." + first
 }
 
+// AfterShadowKey is the key of the shadow of the second stage function after first on
+// stream: FUNCTION.STREAM.after.FIRST.shadow.
+func AfterShadowKey(function, stream, first string) string {
+	return AfterKey(function, stream, first) + ".shadow"
+}
+
 // AfterResultsTopic is the results topic of the second stage function after first on
 // stream (partitioned like the stream, key = camera).
 func AfterResultsTopic(stream, first, function string) string {
 	return "diplip.results." + stream + ".after." + first + "." + function
 }
 
-// AfterName is a second stage's first stage; empty for other roles.
+// AfterShadowResultsTopic is the results topic of the shadow of the second stage function
+// after first on stream.
+func AfterShadowResultsTopic(stream, first, function string) string {
+	return AfterResultsTopic(stream, first, function) + ".shadow"
+}
+
+// SecondStage reports whether the deployment runs on a first stage's results (After is
+// set): a live second stage (role after), its shadow, or a replay of one.
+func (d Deployment) SecondStage() bool { return d.After != nil }
+
+// AfterName is a second stage's first stage; empty for other deployments.
 func (d Deployment) AfterName() string {
 	if d.After == nil {
 		return ""
@@ -47,10 +68,10 @@ func (d Deployment) AfterName() string {
 }
 
 // InputTopic is the topic the deployment's group consumes: the stream's frames, or for a
-// second stage the first stage's results (the stream's results topic, which a primary
-// writes to).
+// second stage (live, shadow or replay) the first stage's results (the stream's results
+// topic, which a primary writes to).
 func (d Deployment) InputTopic(st Stream) string {
-	if d.Role == RoleAfter {
+	if d.SecondStage() {
 		if st.FramesTopic != "" { // already as a runner sees it (ForRunner)
 			return st.Topic
 		}

@@ -76,16 +76,19 @@ type Deployment struct {
 	// Track, when set, runs the tracker stage after the model (track ids, zone events).
 	Track *TrackParams `json:"track,omitempty"`
 	// Role is what the deployment is to its stream: the primary (empty), a shadow next to
-	// the primary, or a replay over retained frames. It picks the key, the consumer group
-	// and the results topic (see Key, Group, ResultsTopic).
+	// the primary, a replay over retained frames, or a live second stage (after). It picks
+	// the key, the consumer group and the results topic (see Key, Group, ResultsTopic).
 	Role Role `json:"role,omitempty"`
 	// Replay describes a replay deployment (Role replay): its name, window and state.
 	Replay *ReplayInfo `json:"replay,omitempty"`
-	// After describes a second stage (Role after): the first stage it runs after and
-	// which of its detections it runs on (chain.go).
+	// After describes a second stage: the first stage it runs after and which of its
+	// detections it runs on (chain.go). Set for role after (the live second stage), and
+	// for a shadow or a replay of a second stage; nil for every other deployment.
 	After *AfterInfo `json:"after,omitempty"`
 	// StartAt is where a shadow's or replay's group started on each partition: a diff
-	// compares only frames from there on.
+	// compares only frames from there on. A second stage's replay counts it (and StopAt)
+	// in its input's offsets, the stream's results topic; a second stage's shadow, whose
+	// group starts at that topic's end, records the frames topic's end then.
 	StartAt map[int32]int64 `json:"start_at,omitempty"`
 	Updated time.Time       `json:"updated"`
 	// Generation counts updates of this deployment (1 when created).
@@ -93,12 +96,16 @@ type Deployment struct {
 }
 
 // Key is the deployment's key in its bucket: FUNCTION.STREAM for a primary,
-// FUNCTION.STREAM.shadow for a shadow, FUNCTION.STREAM.replay.NAME for a replay,
-// FUNCTION.STREAM.after.FIRST for a second stage after function FIRST. Names
-// hold no '.', so the keys of different roles never collide.
+// FUNCTION.STREAM.shadow for a shadow, FUNCTION.STREAM.replay.NAME for a replay (of a
+// second stage too), FUNCTION.STREAM.after.FIRST for a second stage after function FIRST
+// and FUNCTION.STREAM.after.FIRST.shadow for its shadow. Names hold no '.', so the keys
+// of different roles never collide.
 func (d Deployment) Key() string {
 	switch d.Role {
 	case RoleShadow:
+		if d.SecondStage() {
+			return AfterShadowKey(d.Function, d.Stream, d.AfterName())
+		}
 		return ShadowKey(d.Function, d.Stream)
 	case RoleReplay:
 		return ReplayKey(d.Function, d.Stream, d.ReplayName())
@@ -173,7 +180,11 @@ func (d *Deployment) Validate() error {
 		errs = append(errs, "max_age must not be negative")
 	}
 	switch d.Role {
-	case RolePrimary, RoleShadow:
+	case RolePrimary:
+		if d.After != nil {
+			errs = append(errs, "a primary deployment has no after record (a second stage's role is after)")
+		}
+	case RoleShadow:
 	case RoleReplay:
 		if d.Replay == nil {
 			errs = append(errs, "a replay deployment needs its replay record")
@@ -181,11 +192,16 @@ func (d *Deployment) Validate() error {
 			errs = append(errs, err.Error())
 		}
 	case RoleAfter:
-		if err := d.After.validate(d.Function); err != nil {
-			errs = append(errs, err.Error())
+		if d.After == nil {
+			errs = append(errs, "a second stage needs its after record")
 		}
 	default:
 		errs = append(errs, fmt.Sprintf("role %q: want primary (empty), shadow, replay or after", d.Role))
+	}
+	if d.After != nil {
+		if err := d.After.validate(d.Function); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

@@ -67,10 +67,14 @@ func ReplayResultsTopic(stream, name string) string {
 }
 
 // ResultsTopic is where the deployment's results go: the stream's results topic for a
-// primary, its own topic for a shadow or a replay.
+// primary, its own topic for a shadow, a replay or a second stage (a second stage's
+// shadow has its own too; a second stage's replay writes to the replay's like any).
 func (d Deployment) ResultsTopic(st Stream) string {
 	switch d.Role {
 	case RoleShadow:
+		if d.SecondStage() {
+			return AfterShadowResultsTopic(d.Stream, d.AfterName(), d.Function)
+		}
 		return ShadowResultsTopic(d.Stream)
 	case RoleReplay:
 		return ReplayResultsTopic(d.Stream, d.ReplayName())
@@ -86,6 +90,9 @@ func (d Deployment) ResultsTopic(st Stream) string {
 func (d Deployment) ResultSubject(camera string) string {
 	switch d.Role {
 	case RoleShadow:
+		if d.SecondStage() { // more tokens than a stream's shadow: "diplip.shadow.S.*" never matches it
+			return "diplip.shadow." + d.Stream + ".after." + d.AfterName() + "." + d.Function + "." + camera
+		}
 		return "diplip.shadow." + d.Stream + "." + camera
 	case RoleReplay:
 		return "diplip.replay." + d.Stream + "." + d.ReplayName() + "." + camera
@@ -96,10 +103,10 @@ func (d Deployment) ResultSubject(camera string) string {
 }
 
 // ForRunner is the stream as a runner of d sees it in its activation: results go to d's
-// results topic; a second stage consumes its input topic (Topic) and reads frames from
-// FramesTopic.
+// results topic; a second stage (live, shadow or replay) consumes its input topic (Topic)
+// and reads frames from FramesTopic.
 func (d Deployment) ForRunner(st Stream) Stream {
-	if d.Role == RoleAfter {
+	if d.SecondStage() {
 		st.FramesTopic, st.Topic = st.Topic, d.InputTopic(st)
 	}
 	st.ResultsTopic = d.ResultsTopic(st)

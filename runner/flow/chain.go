@@ -45,13 +45,21 @@ type cropJob struct {
 	start time.Time
 }
 
-// processAfter is process for a second stage: each item is a first stage's result record.
-// The frames with selected detections are read, then their crops run in as few model runs
-// as MaxCropsPerRun allows.
-func (p *Pipeline) processAfter(ctx context.Context, items []*Item) {
+// processAfter is process for a second stage (live, a shadow or a replay of one): each
+// item is a first stage's result record. The frames with selected detections are read,
+// then their crops run in as few model runs as MaxCropsPerRun allows. A replay's StopAt
+// is in its input's offsets (the first stage's results), like the items'. A live
+// deployment's max age counts from the frame's capture time, which the first stage's
+// result carries: a frame older than that when its batch starts gets a skipped result
+// (the first stage's detections, no crops run), as a first stage skips it.
+func (p *Pipeline) processAfter(ctx context.Context, items []*Item, start time.Time) {
 	d := p.cfg.Deployment
 	var jobs []cropJob
 	for _, it := range items {
+		if end, ok := d.StopAt[it.Partition]; ok && it.Offset >= end {
+			it.Skip = true // past the window's end
+			continue
+		}
 		var first wire.Result
 		if err := json.Unmarshal(it.Value, &first); err != nil || first.Function != d.After.Function {
 			it.Skip = true // another function's result on the stream's results topic (or not a result)
@@ -64,6 +72,10 @@ func (p *Pipeline) processAfter(ctx context.Context, items []*Item) {
 		it.Result = enriched(d, first)
 		if first.Status != wire.StatusOK {
 			continue // nothing to crop: the first stage's status stands
+		}
+		if !first.CaptureTime.IsZero() && stale(d, first.CaptureTime, start) {
+			it.Result.Status, it.Result.Error = wire.StatusSkipped, staleError(d)
+			continue
 		}
 		if job, ok := p.readAfter(ctx, it, &first); ok {
 			jobs = append(jobs, job)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/internal/wire"
@@ -106,5 +108,55 @@ func TestSecondStageEnrichesTheFirstStagesResults(t *testing.T) {
 	// Only the frames with selected detections are read, and their crops run as one batch.
 	if fr.reads.Load() != 2 || m.frames.Load() != 2 || m.runs.Load() != 1 {
 		t.Errorf("%d frame reads, %d frames in %d model runs; want 2 frames read, in 1 run", fr.reads.Load(), m.frames.Load(), m.runs.Load())
+	}
+}
+
+// A second stage in the role of a replay (After set, role replay) is a second stage: it
+// crops and enriches, and its window's end (StopAt, in its input's offsets) is skipped
+// without a result. A live second stage applies its max age to the frame's capture time,
+// which the first stage's result carries: a stale frame is not read, and its result says
+// skipped as a first stage's does, with the first stage's detections and no output.
+func TestSecondStageReplayWindowAndMaxAge(t *testing.T) {
+	fr := &frames{byOffset: map[int64]wire.Frame{10: frame("cam", 1, 7), 11: frame("cam", 2, 8)}}
+	person := wire.Detection{Label: "person", Score: 0.9, Box: wire.Box{X2: 10, Y2: 100}}
+	result := func(seq uint64, src int64, captured time.Time) []byte {
+		b, _ := json.Marshal(wire.Result{Function: "det", Camera: "cam", Seq: seq, Status: wire.StatusOK, CaptureTime: captured,
+			Source: wire.Source{Offset: src}, Detections: []wire.Detection{person}})
+		return b
+	}
+	now := time.Now()
+	items := func() []*flow.Item {
+		return []*flow.Item{
+			{Partition: 0, Offset: 5, Key: "cam", Value: result(1, 10, now.Add(-time.Minute))},
+			{Partition: 0, Offset: 6, Key: "cam", Value: result(2, 11, now)},
+		}
+	}
+
+	d := deployment(4)
+	d.Function, d.Role, d.Replay = "reid", wire.RoleReplay, &wire.ReplayInfo{Name: "r1"}
+	d.After = &wire.AfterInfo{Function: "det"}
+	d.StopAt = map[int32]int64{0: 6}
+	got := runAll(t, flow.Config{Deployment: d, Model: &cropModel{}, Frames: fr}, items())
+	if r := got[0].Result; got[0].Skip || r.Status != wire.StatusOK || len(r.Detections[0].Embedding) != 2 || r.Stages[1].Function != "reid" {
+		t.Errorf("in the replay's window: skip %v, %+v", got[0].Skip, r)
+	}
+	if !got[1].Skip {
+		t.Errorf("at the replay's StopAt: not skipped: %+v", got[1].Result)
+	}
+
+	d = deployment(4)
+	d.Function, d.Role, d.Policy, d.MaxAge = "reid", wire.RoleAfter, wire.PolicyLive, wire.Duration(5*time.Second)
+	d.After = &wire.AfterInfo{Function: "det"}
+	reads := fr.reads.Load()
+	got = runAll(t, flow.Config{Deployment: d, Model: &cropModel{}, Frames: fr}, items())
+	if r := got[0].Result; got[0].Skip || r.Status != wire.StatusSkipped || !strings.Contains(r.Error, "max age 5s") ||
+		len(r.Detections) != 1 || r.Detections[0].Embedding != nil || r.Source.Offset != 10 {
+		t.Errorf("a frame captured a minute ago: skip %v, %+v", got[0].Skip, r)
+	}
+	if r := got[1].Result; r.Status != wire.StatusOK || len(r.Detections[0].Embedding) != 2 {
+		t.Errorf("a fresh frame: %+v", r)
+	}
+	if n := fr.reads.Load() - reads; n != 1 {
+		t.Errorf("%d frames read, want only the fresh one", n)
 	}
 }

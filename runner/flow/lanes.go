@@ -26,8 +26,8 @@ func (p *Pipeline) lane(ctx context.Context, work <-chan batch, done chan<- batc
 func (p *Pipeline) process(ctx context.Context, items []*Item) {
 	start := time.Now()
 	d := p.cfg.Deployment
-	if d.Role == wire.RoleAfter {
-		p.processAfter(ctx, items)
+	if d.SecondStage() { // live, a shadow or a replay of one
+		p.processAfter(ctx, items, start)
 		return
 	}
 	var frames [][]byte
@@ -57,9 +57,8 @@ func (p *Pipeline) process(ctx context.Context, items []*Item) {
 		case err != nil:
 			r.Status, r.Error = wire.StatusError, err.Error()
 			r.ID = wire.ResultIDAt(d.Stream, it.Partition, it.Offset, d.Digest)
-		case d.Policy == wire.PolicyLive && d.MaxAge > 0 && start.Sub(f.CaptureTime) > time.Duration(d.MaxAge):
-			r.Status = wire.StatusSkipped
-			r.Error = fmt.Sprintf("older than the deployment's max age %v", time.Duration(d.MaxAge))
+		case stale(d, f.CaptureTime, start):
+			r.Status, r.Error = wire.StatusSkipped, staleError(d)
 		default:
 			frames = append(frames, f.Data)
 			inferIdx = append(inferIdx, i)
@@ -97,6 +96,17 @@ func (p *Pipeline) process(ctx context.Context, items []*Item) {
 		metrics.BatchSize.WithLabelValues(d.Key()).Observe(n)
 		metrics.Inference.WithLabelValues(d.Key()).Observe(tm.Infer.Seconds())
 	}
+}
+
+// stale reports whether a frame captured at captured is older than a live deployment's
+// max age at now: it gets a skipped result instead of an inference.
+func stale(d wire.Deployment, captured, now time.Time) bool {
+	return d.Policy == wire.PolicyLive && d.MaxAge > 0 && now.Sub(captured) > time.Duration(d.MaxAge)
+}
+
+// staleError is a skipped frame's result error.
+func staleError(d wire.Deployment) string {
+	return fmt.Sprintf("older than the deployment's max age %v", time.Duration(d.MaxAge))
 }
 
 // run calls the model, retrying a failed run with backoff (RetryBackoff doubling to 30 s) until it
