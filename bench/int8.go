@@ -117,7 +117,7 @@ func detectionsFrame(seq uint64, r functions.FrameResult) compare.Frame {
 // f1Note is a compare report as the INT8 rows' note says it.
 func f1Note(rep compare.Report) string {
 	o := rep.Overall
-	return fmt.Sprintf("INT8 vs FP32 over %d frames (class-aware IoU %.1f): F1 %.3f, precision %.3f, recall %.3f, mean IoU %.3f, detections %d vs %d",
+	return fmt.Sprintf("INT8 vs FP32 over %d frames (class-aware IoU %.1f): F1 %.3f (target ≥ 0.95), precision %.3f, recall %.3f, mean IoU %.3f, detections %d vs %d",
 		rep.Frames, compare.DefaultIoU, o.F1, o.Precision, o.Recall, o.MeanIoU, o.Candidate, o.Primary)
 }
 
