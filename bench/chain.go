@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -307,8 +308,12 @@ func runChain(ctx context.Context, sw *Sweep, env *Env, limit Row) ([]Row, error
 	}
 	aloneFPS := (alone[0].FPS + alone[1].FPS) / 2
 	r := ratio(cd.fps, aloneFPS)
+	unsteady := ""
+	if d := spread(alone[0].FPS, alone[1].FPS); d > 0.25 {
+		unsteady = fmt.Sprintf("UNSTEADY: %s alone drained %.0f %% apart before and after, so the machine's speed moved under the ratio; read the CPU per frame below; ", chainFirst, d*100)
+	}
 	drainRow := Row{Scenario: "chain-drain", Runners: 2, FPS: cd.fps, Ratio: r,
-		Note: fmt.Sprintf("%d frames already in Kafka through %s → %s (%s ≥ %d px high), replay policy, one runner per stage, the runner's default lanes; "+
+		Note: unsteady + fmt.Sprintf("%d frames already in Kafka through %s → %s (%s ≥ %d px high), replay policy, one runner per stage, the runner's default lanes; "+
 			"ratio: enriched results/s (first stage-1 result to last enriched) / %s alone draining the same number of frames, the mean of just before and just after (%.1f and %.1f fps); "+
 			"stage 2 %.1f crops/s (%.2f per frame); not ok: %s; %s",
 			n, chainFirst, chainSecond, chainClass, chainMinSize, chainFirst, alone[0].FPS, alone[1].FPS, cd.crops, cd.perFrame, cd.notOK, cd.usage)}
@@ -394,6 +399,11 @@ func runChainLoad(ctx context.Context, sw *Sweep, env *Env, ref string, load flo
 	}
 	r.Note += "; " + usage + "; " + perFrame
 	return r, nil
+}
+
+// spread is how far apart a and b are, as a fraction of their mean; 0 when both are 0.
+func spread(a, b float64) float64 {
+	return ratio(math.Abs(a-b), (a+b)/2)
 }
 
 // sumCounts adds up a tap's counts of results that were not ok.

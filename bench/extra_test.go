@@ -29,6 +29,17 @@ func TestPerSecondAndRatio(t *testing.T) {
 	if got := ratio(3, 0); got != 0 {
 		t.Errorf("ratio(3, 0) = %v, want 0 (no reference)", got)
 	}
+	// The two drains of the first stage alone bracketing the chain's: 13.8 and 39.0 fps
+	// are 96 % apart (flagged), 44.0 and 45.7 under 4 % (not).
+	if got := spread(13.8, 39.0); got < 0.95 || got > 0.96 {
+		t.Errorf("spread(13.8, 39.0) = %v, want about 0.955", got)
+	}
+	if got := spread(44.0, 45.7); got > 0.04 {
+		t.Errorf("spread(44.0, 45.7) = %v, want under 0.04", got)
+	}
+	if got := spread(0, 0); got != 0 {
+		t.Errorf("spread(0, 0) = %v, want 0", got)
+	}
 }
 
 func TestEmbeddedCountsCrops(t *testing.T) {
