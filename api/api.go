@@ -186,9 +186,12 @@ type ReplayRequest struct {
 
 // Replay is a replay and its progress.
 type Replay struct {
-	Name         string    `json:"name"`
-	Stream       string    `json:"stream"`
-	Function     string    `json:"function"`
+	Name     string `json:"name"`
+	Stream   string `json:"stream"`
+	Function string `json:"function"`
+	// After is the first stage of a chain's replay: the function whose stored results the
+	// replay's second stage runs on (empty for a plain replay).
+	After        string    `json:"after,omitempty"`
 	Digest       string    `json:"digest"`
 	ResultsTopic string    `json:"results_topic"`
 	Group        string    `json:"group"`

@@ -43,7 +43,7 @@ func apiDeployment(d wire.Deployment) api.Deployment {
 // apiReplay converts a replay deployment; processed is how many of its frames its group
 // has committed.
 func apiReplay(d wire.Deployment, processed int64) api.Replay {
-	r := api.Replay{Name: d.ReplayName(), Stream: d.Stream, Function: d.Function, Digest: d.Digest,
+	r := api.Replay{Name: d.ReplayName(), Stream: d.Stream, Function: d.Function, After: d.AfterName(), Digest: d.Digest,
 		ResultsTopic: d.ResultsTopic(wire.Stream{Name: d.Stream}), Group: d.Group(), Cameras: d.Cameras, Max: d.Max,
 		Processed: processed, State: api.ReplayRunning}
 	if info := d.Replay; info != nil {

@@ -77,7 +77,8 @@ func TestChainReplayShadowAndUndeploy(t *testing.T) {
 		FPS float64 `json:"fps"`
 	}
 	out := run(t, 0, "replay", stream, "--fn", reid, "--after", "yolox-nano", "--from", from.UTC().Format(time.RFC3339), "--name", "reid-r1", "-o", "json", gw)
-	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.State != api.ReplayDone || sum.ResultsTopic != "diplip.results."+stream+".replay.reid-r1" {
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.State != api.ReplayDone || sum.After != "yolox-nano" ||
+		sum.ResultsTopic != "diplip.results."+stream+".replay.reid-r1" {
 		t.Fatalf("replay --after: %v\n%s", err, out)
 	}
 	replayed := waitChainResults(t, kc, stream, sum.ResultsTopic, batch)

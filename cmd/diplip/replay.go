@@ -58,7 +58,11 @@ func replayCommand() *cli.Command {
 				Action: show((*apiclient.Client).Replays, func(w *tabwriter.Writer, rs []api.Replay) {
 					fmt.Fprintln(w, "NAME\tSTREAM\tFUNCTION\tDIGEST\tSTATE\tFRAMES\tRESULTS TOPIC")
 					for _, r := range rs {
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Name, r.Stream, r.Function, shortDigest(r.Digest),
+						fn := r.Function
+						if r.After != "" {
+							fn = r.After + " → " + fn
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Name, r.Stream, fn, shortDigest(r.Digest),
 							r.State, r.Processed, r.Total, r.ResultsTopic)
 					}
 				}),
