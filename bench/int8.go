@@ -32,7 +32,7 @@ func runINT8(ctx context.Context, sw *Sweep, env *Env, limit, drain Row) ([]Row,
 			return nil, err
 		}
 		defer os.RemoveAll(tmp)
-		env.say("int8: quantizing %s (static, MinMax) on the first %d frames", filepath.Base(env.FunctionDir), calibFrames)
+		env.say("int8: quantizing %s (static, entropy ranges) on the first %d frames", filepath.Base(env.FunctionDir), calibFrames)
 		if made, err = quantizeFunction(env.FunctionDir, tmp, env.Frames[:calibFrames]); err != nil {
 			return nil, err
 		}

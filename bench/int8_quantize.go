@@ -12,7 +12,7 @@ import (
 )
 
 // quantizeFunction writes into dst a copy of the function directory src whose model is a
-// static INT8 copy (functions/onnx's quantizer, MinMax, its default options) calibrated on
+// static INT8 copy (functions/onnx's quantizer with entropy ranges, fn quantize's default) calibrated on
 // calib, preprocessed as the runner does (decode, then the spec's input layout, batch 1),
 // and says how it was made.
 func quantizeFunction(src, dst string, calib [][]byte) (string, error) {
@@ -24,7 +24,7 @@ func quantizeFunction(src, dst string, calib [][]byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c, err := onnx.NewCalibrator(model, onnx.QuantizeOptions{Method: onnx.MinMax, Threads: runtime.NumCPU()})
+	c, err := onnx.NewCalibrator(model, onnx.QuantizeOptions{Method: onnx.Entropy, Threads: runtime.NumCPU()})
 	if err != nil {
 		return "", err
 	}
