@@ -440,6 +440,9 @@ type Detection struct {
 	// chain's enriched result: an embedder's unit vector, a classifier's top classes.
 	Embedding []float32    `json:"embedding,omitempty"`
 	Labels    []ClassScore `json:"labels,omitempty"`
+	// Detections are a detector second stage's detections inside this detection's crop,
+	// in the frame's pixels.
+	Detections []Detection `json:"detections,omitempty"`
 }
 
 // ClassScore is one class a classifier gave a frame, with its score.

@@ -63,6 +63,9 @@ type Detection struct {
 	// embedder's unit vector, a classifier's top classes), on an enriched result.
 	Embedding []float32    `json:"embedding,omitempty"`
 	Labels    []ClassScore `json:"labels,omitempty"`
+	// Detections are a detector second stage's detections inside this detection's crop,
+	// in the frame's pixels (a plate inside a car), on an enriched result.
+	Detections []Detection `json:"detections,omitempty"`
 }
 
 // ClassScore is one class a classifier gave a frame, with its score (a probability,

@@ -204,6 +204,9 @@ func (p *Pipeline) runAfter(ctx context.Context, jobs []cropJob, crops int) {
 				x.Embedding = o.Embedding
 			}
 			x.Labels = labelsToWire(o.Labels)
+			if len(o.Detections) > 0 { // a detector's, already in the frame's pixels
+				x.Detections = toWire(o.Detections)
+			}
 		}
 		r.Timings.Decode, r.Timings.Preprocess, r.Timings.Infer = ms(tm.Decode)/n, ms(tm.Preprocess)/n, ms(tm.Infer)/n
 		r.Timings.Batch = crops

@@ -160,3 +160,43 @@ func TestSecondStageReplayWindowAndMaxAge(t *testing.T) {
 		t.Errorf("%d frames read, want only the fresh one", n)
 	}
 }
+
+// detectorOnCrops is a detector second stage: one detection in the middle of each crop,
+// in the frame's pixels as pipeline.RunCropsOf gives them.
+type detectorOnCrops struct{ cropModel }
+
+func (m *detectorOnCrops) RunCropsOf(frames [][]byte, boxes [][]functions.Box) ([][]functions.FrameResult, []error, functions.BatchTimings, error) {
+	out, errs := make([][]functions.FrameResult, len(frames)), make([]error, len(frames))
+	for j := range frames {
+		out[j] = make([]functions.FrameResult, len(boxes[j]))
+		for i, b := range boxes[j] {
+			cx, cy := (b.X1+b.X2)/2, (b.Y1+b.Y2)/2
+			out[j][i].Detections = []functions.Detection{{ClassID: 1, Label: "plate", Score: 0.8, Box: functions.Box{X1: cx - 1, Y1: cy - 1, X2: cx + 1, Y2: cy + 1}}}
+		}
+	}
+	return out, errs, functions.BatchTimings{}, nil
+}
+
+// A detector after a detector: each selected detection carries the second stage's
+// detections inside its crop (nested, in the frame's pixels); the others carry none.
+func TestSecondStageDetectorNestsItsDetections(t *testing.T) {
+	d := deployment(4)
+	d.Function, d.Role = "plates", wire.RoleAfter
+	d.After = &wire.AfterInfo{Function: "det", Classes: []string{"car"}}
+	fr := &frames{byOffset: map[int64]wire.Frame{10: frame("cam", 1, 7)}}
+	first := wire.Result{Function: "det", Camera: "cam", Seq: 1, Status: wire.StatusOK, Source: wire.Source{Offset: 10},
+		Detections: []wire.Detection{
+			{Label: "car", Score: 0.9, Box: wire.Box{X1: 100, Y1: 50, X2: 300, Y2: 150}},
+			{Label: "person", Score: 0.8, Box: wire.Box{X1: 0, Y1: 0, X2: 10, Y2: 100}},
+		}}
+	b, _ := json.Marshal(first)
+	got := runAll(t, flow.Config{Deployment: d, Model: &detectorOnCrops{}, Frames: fr}, []*flow.Item{{Partition: 0, Offset: 0, Key: "cam", Value: b}})
+	r := got[0].Result
+	car, person := r.Detections[0], r.Detections[1]
+	if len(car.Detections) != 1 || car.Detections[0].Label != "plate" || car.Detections[0].Box != (wire.Box{X1: 199, Y1: 99, X2: 201, Y2: 101}) {
+		t.Fatalf("the car's nested detections: %+v", car.Detections)
+	}
+	if person.Detections != nil || car.Embedding != nil {
+		t.Fatalf("a detection not selected got %+v; the car an embedding %v", person.Detections, car.Embedding)
+	}
+}
