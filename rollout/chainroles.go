@@ -53,35 +53,7 @@ func (s *Service) deployAfterShadow(ctx context.Context, req Request, st wire.St
 			return wire.Deployment{}, err
 		}
 	}
-	if req.Policy == "" {
-		req.Policy = string(live.Policy)
-		if req.MaxAge == "" && live.MaxAge > 0 {
-			req.MaxAge = time.Duration(live.MaxAge).String()
-		}
-	}
-	if req.Delivery == "" {
-		req.Delivery = string(live.Delivery)
-	}
-	d, _, err := plan(req, fn)
-	if err != nil {
-		return d, err
-	}
-	if err := s.checkDelivery(d); err != nil {
-		return d, err
-	}
-	old, err := s.cfg.Store.DeploymentByKey(ctx, d.Key())
-	fresh := errors.Is(err, controlplane.ErrNotFound)
-	switch {
-	case err != nil && !fresh:
-		return d, err
-	case fresh:
-		if d.StartAt, err = s.startAfterShadow(st, d); err != nil {
-			return d, err
-		}
-	default:
-		d.StartAt = old.StartAt // an update of the shadow compares from where it began
-	}
-	return s.cfg.Store.PutDeployment(ctx, d)
+	return s.putShadow(ctx, req, live, fn, func(d wire.Deployment) (map[int32]int64, error) { return s.startAfterShadow(st, d) })
 }
 
 // secondStageHint is what a shadow request without after is told when function runs on

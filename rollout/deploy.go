@@ -138,15 +138,23 @@ func (s *Service) deployShadow(ctx context.Context, req Request, st wire.Stream,
 	if req.From != "" {
 		return wire.Deployment{}, errorf(Invalid, "from: a shadow runs next to the live primary; to run over recorded frames use: diplip replay %s --fn REF --from TIME", st.Name)
 	}
-	// The primary's policy unless the request names one: the two should see the same frames.
+	return s.putShadow(ctx, req, primary, fn, func(d wire.Deployment) (map[int32]int64, error) { return s.startShadow(st, d) })
+}
+
+// putShadow plans and records a shadow of live (a primary, or a live second stage):
+// live's policy, max age and delivery unless the request names them, since the two should
+// see the same frames; a new shadow's group starts where start puts it, and an update of
+// the shadow keeps comparing from where it began.
+func (s *Service) putShadow(ctx context.Context, req Request, live wire.Deployment, fn wire.Function,
+	start func(wire.Deployment) (map[int32]int64, error)) (wire.Deployment, error) {
 	if req.Policy == "" {
-		req.Policy = string(primary.Policy)
-		if req.MaxAge == "" && primary.MaxAge > 0 {
-			req.MaxAge = time.Duration(primary.MaxAge).String()
+		req.Policy = string(live.Policy)
+		if req.MaxAge == "" && live.MaxAge > 0 {
+			req.MaxAge = time.Duration(live.MaxAge).String()
 		}
 	}
 	if req.Delivery == "" {
-		req.Delivery = string(primary.Delivery)
+		req.Delivery = string(live.Delivery)
 	}
 	d, _, err := plan(req, fn)
 	if err != nil {
@@ -161,11 +169,11 @@ func (s *Service) deployShadow(ctx context.Context, req Request, st wire.Stream,
 	case err != nil && !fresh:
 		return d, err
 	case fresh:
-		if d.StartAt, err = s.startShadow(st, d); err != nil {
+		if d.StartAt, err = start(d); err != nil {
 			return d, err
 		}
 	default:
-		d.StartAt = old.StartAt // an update of the shadow compares from where it began
+		d.StartAt = old.StartAt
 	}
 	return s.cfg.Store.PutDeployment(ctx, d)
 }
