@@ -59,19 +59,9 @@ func (s *Service) StartReplay(ctx context.Context, req ReplayRequest) (wire.Depl
 	if err != nil {
 		return none, err
 	}
-	var from, to time.Time
-	if req.From != "" {
-		if from, err = time.Parse(time.RFC3339, req.From); err != nil {
-			return none, errorf(Invalid, "from %q: want an RFC 3339 time like 2026-11-26T10:00:00Z", req.From)
-		}
-	}
-	if req.To != "" {
-		if to, err = time.Parse(time.RFC3339, req.To); err != nil {
-			return none, errorf(Invalid, "to %q: want an RFC 3339 time like 2026-11-26T10:05:00Z", req.To)
-		}
-	}
-	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
-		return none, errorf(Invalid, "from %s is not before to %s", req.From, req.To)
+	from, to, err := parseWindow(req.From, req.To)
+	if err != nil {
+		return none, err
 	}
 	for _, c := range req.Cameras {
 		if c == "" {

@@ -57,19 +57,9 @@ func (s *Service) SampleFrames(ctx context.Context, req SampleRequest) (Sample, 
 	if err != nil {
 		return none, err
 	}
-	var from, to time.Time
-	if req.From != "" {
-		if from, err = time.Parse(time.RFC3339, req.From); err != nil {
-			return none, errorf(Invalid, "from %q: want an RFC 3339 time like 2026-11-26T10:00:00Z", req.From)
-		}
-	}
-	if req.To != "" {
-		if to, err = time.Parse(time.RFC3339, req.To); err != nil {
-			return none, errorf(Invalid, "to %q: want an RFC 3339 time like 2026-11-26T10:05:00Z", req.To)
-		}
-	}
-	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
-		return none, errorf(Invalid, "from %s is not before to %s", req.From, req.To)
+	from, to, err := parseWindow(req.From, req.To)
+	if err != nil {
+		return none, err
 	}
 	start, stop, total, err := s.window(ctx, inputOf(st, "frames", "frame", st.Topic), ReplayRequest{From: req.From, To: req.To}, from, to)
 	if err != nil {
@@ -124,4 +114,22 @@ func (s *Service) firstCommitted(ctx context.Context, topic string, p int32, fro
 		return f, false, errorf(Upstream, "kafka: reading partition %d of %s: %w", p, topic, err)
 	}
 	return f, false, nil
+}
+
+// parseWindow reads a window's bounds (RFC 3339; empty: open at that end).
+func parseWindow(fromS, toS string) (from, to time.Time, err error) {
+	if fromS != "" {
+		if from, err = time.Parse(time.RFC3339, fromS); err != nil {
+			return from, to, errorf(Invalid, "from %q: want an RFC 3339 time like 2026-11-26T10:00:00Z", fromS)
+		}
+	}
+	if toS != "" {
+		if to, err = time.Parse(time.RFC3339, toS); err != nil {
+			return from, to, errorf(Invalid, "to %q: want an RFC 3339 time like 2026-11-26T10:05:00Z", toS)
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return from, to, errorf(Invalid, "from %s is not before to %s", fromS, toS)
+	}
+	return from, to, nil
 }
