@@ -21,6 +21,22 @@ import (
 	"github.com/diplip/diplip/internal/wire"
 )
 
+// chainUp starts diplip up, creates a stream of two partitions named after prefix and
+// builds and pushes the chain's two functions: YOLOX-Nano and the person re-id embedder.
+func chainUp(t *testing.T, prefix string) (addr, gw, stream, det, reid string) {
+	t.Helper()
+	addr = freeAddr(t)
+	gw = "--gateway=http://" + addr
+	startUp(t, t.TempDir(), addr)
+	stream = testkit.Name(prefix)
+	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
+	det, reid = addr+"/fn/yolox-nano:v1", addr+"/fn/person-reid:v1"
+	for ref, dir := range map[string]string{det: "yolox-nano", reid: "person-reid"} {
+		run(t, 0, "fn", "build", "../../functions/examples/"+dir, "-t", ref, "--push", "--store", t.TempDir())
+	}
+	return addr, gw, stream, det, reid
+}
+
 // A chain through the binary (issue #24): YOLOX-Nano with tracking as the first stage, the
 // person re-id embedder after it on people at least 60 px high. Frames of the sample video
 // pushed as one camera each get one enriched result on the second stage's own results
@@ -30,17 +46,7 @@ import (
 // class are refused first.
 func TestChainYOLOXThenPersonReID(t *testing.T) {
 	const frames = 30
-	addr := freeAddr(t)
-	gw := "--gateway=http://" + addr
-	startUp(t, t.TempDir(), addr)
-	stream := testkit.Name("chain")
-	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
-	store := t.TempDir()
-	det, reid := addr+"/fn/yolox-nano:v1", addr+"/fn/person-reid:v1"
-	for ref, dir := range map[string]string{det: "yolox-nano", reid: "person-reid"} {
-		run(t, 0, "fn", "build", "../../functions/examples/"+dir, "-t", ref, "--store", store)
-		run(t, 0, "fn", "push", ref, "--store", store)
-	}
+	addr, gw, stream, det, reid := chainUp(t, "chain")
 	cl := gatewayClient(t, addr)
 	refused := func(req api.DeployRequest, status int, says ...string) {
 		t.Helper()
@@ -250,15 +256,7 @@ func TestChainYOLOXThenPersonReID(t *testing.T) {
 // every frame has exactly one enriched result on the second stage's topic (read committed).
 func TestChainExactlyOnceSurvivesAKilledSecondStage(t *testing.T) {
 	const frames = 60
-	addr := freeAddr(t)
-	gw := "--gateway=http://" + addr
-	startUp(t, t.TempDir(), addr)
-	stream := testkit.Name("chain-eo")
-	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
-	det, reid := addr+"/fn/yolox-nano:v1", addr+"/fn/person-reid:v1"
-	for ref, dir := range map[string]string{det: "yolox-nano", reid: "person-reid"} {
-		run(t, 0, "fn", "build", "../../functions/examples/"+dir, "-t", ref, "--push", "--store", t.TempDir())
-	}
+	addr, gw, stream, det, reid := chainUp(t, "chain-eo")
 	run(t, 0, "fn", "deploy", det, "--stream", stream, "--min", "1", "--max", "1", "--policy", "replay", "--delivery", "exactly-once", gw)
 	if out := run(t, 0, "fn", "deploy", reid, "--stream", stream, "--after", "yolox-nano", "--classes", "person", "--min-size", "60",
 		"--min", "1", "--max", "1", "--policy", "replay", gw); !strings.Contains(out, "delivery exactly-once") {

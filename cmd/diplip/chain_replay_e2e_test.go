@@ -29,15 +29,7 @@ import (
 //   - undeploying the second stage removes its results topic from the broker.
 func TestChainReplayShadowAndUndeploy(t *testing.T) {
 	const batch = 10
-	addr := freeAddr(t)
-	gw := "--gateway=http://" + addr
-	startUp(t, t.TempDir(), addr)
-	stream := testkit.Name("chain-rp")
-	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
-	det, reid := addr+"/fn/yolox-nano:v1", addr+"/fn/person-reid:v1"
-	for ref, dir := range map[string]string{det: "yolox-nano", reid: "person-reid"} {
-		run(t, 0, "fn", "build", "../../functions/examples/"+dir, "-t", ref, "--push", "--store", t.TempDir())
-	}
+	addr, gw, stream, det, reid := chainUp(t, "chain-rp")
 	run(t, 0, "fn", "deploy", det, "--stream", stream, "--min", "0", "--max", "1", "--policy", "replay", "--track", gw)
 	run(t, 0, "fn", "deploy", reid, "--stream", stream, "--after", "yolox-nano", "--classes", "person", "--min-size", "60",
 		"--min", "0", "--max", "1", "--policy", "replay", gw)

@@ -25,15 +25,7 @@ import (
 // the durable history through the binary holds the same results.
 func TestChainResultsOfASecondStage(t *testing.T) {
 	const frames = 20
-	addr := freeAddr(t)
-	gw := "--gateway=http://" + addr
-	startUp(t, t.TempDir(), addr)
-	stream := testkit.Name("chain-res")
-	run(t, 0, "stream", "create", stream, "--partitions", "2", gw)
-	det, reid := addr+"/fn/yolox-nano:v1", addr+"/fn/person-reid:v1"
-	for ref, dir := range map[string]string{det: "yolox-nano", reid: "person-reid"} {
-		run(t, 0, "fn", "build", "../../functions/examples/"+dir, "-t", ref, "--push", "--store", t.TempDir())
-	}
+	addr, gw, stream, det, reid := chainUp(t, "chain-res")
 	run(t, 0, "fn", "deploy", det, "--stream", stream, "--min", "0", "--max", "1", "--policy", "replay", gw)
 
 	if out := run(t, 3, "results", stream, "--after", "yolox-nano", "--fn", "person-reid", gw); !strings.Contains(out, "second stages there: none") {
