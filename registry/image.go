@@ -160,6 +160,10 @@ type Info struct {
 	Digest name.Digest // the reference pinned to the manifest's digest
 	Spec   *functions.Spec
 	Size   int64 // config and layers, compressed
+	// Quantized holds the image's io.diplip.function.quantized.* labels (fn quantize made
+	// it: from which image, stream, window and method), by the part after the prefix;
+	// nil for an image built from a directory.
+	Quantized map[string]string
 }
 
 // Inspect reads a function image's manifest and config. A registry failure (not found,
@@ -183,6 +187,16 @@ func Inspect(ctx context.Context, ref name.Reference, extra ...remote.Option) (I
 		return Info{}, fmt.Errorf("%s: %w: %v", ref, ErrNotFunction, err)
 	}
 	info := Info{Digest: ref.Context().Digest(desc.Digest.String()), Spec: spec, Size: m.Config.Size}
+	if labels, err := LabelsOf(img); err == nil {
+		for k, v := range labels {
+			if rest, ok := strings.CutPrefix(k, labelQuantized); ok {
+				if info.Quantized == nil {
+					info.Quantized = map[string]string{}
+				}
+				info.Quantized[rest] = v
+			}
+		}
+	}
 	for _, l := range m.Layers {
 		info.Size += l.Size
 	}

@@ -11,10 +11,11 @@ import (
 // Labels a quantized function image carries (diplip fn quantize): what it was made from,
 // on which frames, and how.
 const (
-	LabelQuantizedFrom   = "io.diplip.function.quantized.from"   // the FP32 image, pinned to its digest
-	LabelQuantizedStream = "io.diplip.function.quantized.stream" // the stream calibrated on
-	LabelQuantizedWindow = "io.diplip.function.quantized.window" // FROM/TO of the frames used (RFC 3339)
-	LabelQuantizedMethod = "io.diplip.function.quantized.method" // calibration method, frames, FP32 nodes kept
+	labelQuantized       = "io.diplip.function.quantized."
+	LabelQuantizedFrom   = labelQuantized + "from"   // the FP32 image, pinned to its digest
+	LabelQuantizedStream = labelQuantized + "stream" // the stream calibrated on
+	LabelQuantizedWindow = labelQuantized + "window" // FROM/TO of the frames used (RFC 3339)
+	LabelQuantizedMethod = labelQuantized + "method" // calibration method, frames, FP32 nodes kept
 )
 
 // WithLabels returns img with labels added to its config (the others stay). The spec

@@ -330,10 +330,11 @@ func push(c *cli.Context, img v1.Image, ref name.Reference) (name.Digest, error)
 }
 
 type inspected struct {
-	Ref    string          `json:"ref"`
-	Digest string          `json:"digest"`
-	Size   int64           `json:"size"`
-	Spec   *functions.Spec `json:"spec"`
+	Ref       string            `json:"ref"`
+	Digest    string            `json:"digest"`
+	Size      int64             `json:"size"`
+	Spec      *functions.Spec   `json:"spec"`
+	Quantized map[string]string `json:"quantized,omitempty"` // from, stream, window, method (fn quantize)
 }
 
 func fnInspect(c *cli.Context) error {
@@ -346,7 +347,7 @@ func fnInspect(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("inspect %s: %v", ref, err), exitFailed)
 	}
 	spec := info.Spec
-	out := inspected{Ref: ref.String(), Digest: info.Digest.String(), Size: info.Size, Spec: spec}
+	out := inspected{Ref: ref.String(), Digest: info.Digest.String(), Size: info.Size, Spec: spec, Quantized: info.Quantized}
 	return render(c, out, func(w *tabwriter.Writer) {
 		fmt.Fprintf(w, "ref\t%s\ndigest\t%s\nsize\t%s\nfunction\t%s (%s, %s)\n", out.Ref, out.Digest, humanBytes(out.Size), spec.Name, spec.Runtime, spec.Model)
 		fmt.Fprintf(w, "input\t%s %dx%d %s %s %s\n", spec.Input.Tensor, spec.Input.Width, spec.Input.Height, spec.Input.Layout, spec.Input.Channels, spec.Input.Resize)
@@ -359,6 +360,9 @@ func fnInspect(c *cli.Context) error {
 			fmt.Fprintf(w, "output\t%s %v (score ≥ %.2f, nms %.2f)\n", o.Decoder, o.Tensors, *o.ScoreThreshold, *o.NMSThreshold)
 		}
 		fmt.Fprintf(w, "batch\tmax %d, max delay %v\nresources\t%s, %d MB\n", spec.Batch.Max, time.Duration(spec.Batch.MaxDelay), spec.Resources.Device, spec.Resources.MemoryMB)
+		if q := out.Quantized; q != nil {
+			fmt.Fprintf(w, "quantized\tINT8 from %s, calibrated on stream %s (%s), %s\n", q["from"], q["stream"], q["window"], q["method"])
+		}
 	})
 }
 

@@ -108,6 +108,13 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 		!strings.HasPrefix(labels[registry.LabelQuantizedMethod], "entropy frames=30") {
 		t.Fatalf("labels of %s: %v", int8, labels)
 	}
+	var in inspected
+	if err := json.Unmarshal([]byte(run(t, 0, "fn", "inspect", int8, "-o", "json")), &in); err != nil || in.Quantized["from"] != pinned.String() {
+		t.Fatalf("fn inspect of the INT8 image: %+v, %v", in.Quantized, err)
+	}
+	if out := run(t, 0, "fn", "inspect", int8); !strings.Contains(out, "INT8 from "+pinned.String()+", calibrated on stream "+stream) {
+		t.Fatalf("fn inspect of the INT8 image:\n%s", out)
+	}
 	if msg := quantize(2, int8); !strings.Contains(msg, "already quantized") {
 		t.Fatalf("quantizing an INT8 image: %s", msg)
 	}
