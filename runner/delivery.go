@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -71,6 +72,26 @@ func (w *Worker) records(it *flow.Item) []*sarama.ProducerMessage {
 			Value: sarama.ByteEncoder(it.State), Metadata: &outMsg{it: it, state: true}})
 	}
 	return out
+}
+
+// txnRecords are the records of one transaction: the items' (but the skipped ones'), then
+// the partition's cameras' seqs under seqsKey when they moved (not nil).
+func (w *Worker) txnRecords(items []*flow.Item, seqsKey string, seqs cameraSeqs) ([]*sarama.ProducerMessage, error) {
+	var msgs []*sarama.ProducerMessage
+	for _, it := range items {
+		if !it.Skip {
+			msgs = append(msgs, w.records(it)...)
+		}
+	}
+	if seqs != nil {
+		b, err := json.Marshal(seqs)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: wire.StateTopic(w.cfg.Deployment),
+			Key: sarama.StringEncoder(seqsKey), Value: sarama.ByteEncoder(b), Metadata: &outMsg{it: items[len(items)-1], state: true}})
+	}
+	return msgs, nil
 }
 
 // delivered counts a result that is durable in Kafka and publishes it live.

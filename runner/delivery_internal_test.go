@@ -294,3 +294,41 @@ func TestAtLeastOnceCheckpointFollowsItsResult(t *testing.T) {
 	}
 	within(t, 5*time.Second, "closing", a.close)
 }
+
+// While a claim has frames in the pipeline, its results wait for them (up to the linger)
+// and go in one transaction; a claim with none ahead commits at once, whatever the linger.
+func TestTransactionalLingersForFramesInThePipeline(t *testing.T) {
+	w := testWorker(0)
+	p := &fakeTxn{name: "only"}
+	tx := txnWith(w, func(int) (sarama.SyncProducer, error) { return p, nil }, func() int64 { return 0 })
+	tx.linger = time.Hour
+	c, err := tx.claim(context.Background(), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []*flow.Item
+	for i := range 4 {
+		items = append(items, encoded(int64(i)))
+		c.take(items[i])
+	}
+	for _, it := range items {
+		tx.submit(it)
+	}
+	within(t, 10*time.Second, "the backlog's transaction", func() {
+		for w.Stats.Frames.Load() < 4 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	last := encoded(4) // nothing ahead of it: not held for the linger
+	c.take(last)
+	tx.submit(last)
+	within(t, 10*time.Second, "the last frame's transaction", func() {
+		for w.Stats.Frames.Load() < 5 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	within(t, 5*time.Second, "the claim's release", c.release)
+	if got := p.committed(); !slices.EqualFunc(got, [][]int64{{0, 1, 2, 3}, {4}}, slices.Equal) {
+		t.Fatalf("committed %v, want [[0 1 2 3] [4]]", got)
+	}
+}

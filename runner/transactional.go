@@ -2,10 +2,10 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -39,6 +39,12 @@ const maxTxnBackoff = 2 * time.Second
 // transaction commits go into the next one, so transactions grow with the load.
 const maxTxnItems = 256
 
+// txnLinger: while a claim has frames in the pipeline (a backlog), its results wait this
+// long for them to join their transaction; with none it commits at once. A transaction
+// costs the broker the same whatever it holds, so fewer, bigger ones leave CPU to the model.
+// A replay (policy replay) has no live latency to keep: its transactions linger longer.
+const txnLinger, txnReplayLinger = 250 * time.Millisecond, time.Second
+
 // TransactionalID is the transactional id of a deployment's results for one partition of
 // its stream: every runner of the deployment uses the same one for the same partition.
 func TransactionalID(d wire.Deployment, partition int32) string {
@@ -56,16 +62,21 @@ type transactional struct {
 	// fenceWait is how long a fenced claim waits to hear that it lost its partition
 	// before it takes the transactional id back: two heartbeats of the group.
 	fenceWait time.Duration
+	linger    time.Duration // txnLinger, or txnReplayLinger for a replay
 }
 
 func newTransactional(w *Worker) *transactional {
 	kc, d := w.cfg.Kafka, w.cfg.Deployment
+	linger := txnLinger
+	if d.Policy == wire.PolicyReplay {
+		linger = txnReplayLinger
+	}
 	return &transactional{w: w,
 		producer: func(p int32) (sarama.SyncProducer, error) { return kc.TransactionalProducer(TransactionalID(d, p)) },
 		committed: func(ctx context.Context, p int32) (int64, error) {
 			return kc.StableCommit(ctx, d.Group(), w.cfg.Stream.Topic, p)
 		},
-		fenceWait: 2 * kc.Config().Consumer.Group.Heartbeat.Interval,
+		fenceWait: 2 * kc.Config().Consumer.Group.Heartbeat.Interval, linger: linger,
 	}
 }
 
@@ -88,12 +99,13 @@ type txnClaim struct {
 	// result, not its frame.
 	mu     sync.Mutex
 	queue  []*flow.Item
+	since  time.Time    // when the queue's first item was added
+	ahead  atomic.Int64 // taken and not yet handed over: in the pipeline
 	closed bool
 	wake   chan struct{} // a token when the queue gets an item or is closed
 	done   chan struct{}
-	// ctx ends when the claim does (the partition was revoked, the session ended, or the
-	// claim was released): what is in flight then gets one attempt at its transaction, no
-	// retries.
+	// ctx ends with the claim (revoked, session ended, or released): what is in flight
+	// then gets one attempt at its transaction, no retries.
 	ctx    context.Context
 	lose   context.CancelFunc
 	broken bool // a transaction was given up: nothing more is committed for this claim
@@ -138,8 +150,7 @@ func (tx *transactional) submit(it *flow.Item) {
 	t.add(it)
 }
 
-// close has nothing to do: each claim closed its producer when it was released.
-func (tx *transactional) close() {}
+func (tx *transactional) close() {} // each claim closed its producer when it was released
 
 // connect makes the producer and reads the partition's committed offset.
 func (t *txnClaim) connect() error {
@@ -171,11 +182,15 @@ func (t *txnClaim) state(states map[string][]byte) {
 
 func (t *txnClaim) take(it *flow.Item) {
 	t.items.Add(1)
+	t.ahead.Add(1)
 	it.Meta = t
 }
 
 // abandon releases an item: nothing is committed without a transaction.
-func (t *txnClaim) abandon(it *flow.Item) { t.drop(it) }
+func (t *txnClaim) abandon(it *flow.Item) {
+	t.ahead.Add(-1)
+	t.drop(it)
+}
 
 // drop ends an item without a result: the partition's next owner redoes it.
 func (t *txnClaim) drop(it *flow.Item) {
@@ -204,8 +219,12 @@ func (t *txnClaim) isLost() bool { return t.ctx.Err() != nil }
 func (t *txnClaim) add(it *flow.Item) {
 	it.Value = nil // inferred: only the result is written
 	t.mu.Lock()
+	if len(t.queue) == 0 {
+		t.since = time.Now()
+	}
 	t.queue = append(t.queue, it)
 	t.mu.Unlock()
+	t.ahead.Add(-1)
 	t.signal()
 }
 
@@ -226,15 +245,26 @@ func (t *txnClaim) finish(it *flow.Item) {
 }
 
 // run commits what is queued, as many items at once as wait (up to maxTxnItems), until
-// the queue is closed and empty.
+// the queue is closed and empty. While the claim has frames in the pipeline, the queue
+// waits for them up to the linger since its first item.
 func (t *txnClaim) run() {
 	defer close(t.done)
 	for {
 		t.mu.Lock()
 		n := min(len(t.queue), maxTxnItems)
+		closed := t.closed
+		linger := t.tx.linger - time.Since(t.since)
+		if n > 0 && n < maxTxnItems && linger > 0 && t.ahead.Load() > 0 && !closed && !t.isLost() {
+			t.mu.Unlock()
+			select {
+			case <-t.wake:
+			case <-t.ctx.Done():
+			case <-time.After(linger):
+			}
+			continue
+		}
 		items := t.queue[:n:n]
 		t.queue = t.queue[n:]
-		closed := t.closed
 		t.mu.Unlock()
 		if n > 0 {
 			t.commit(items)
@@ -314,10 +344,9 @@ func (t *txnClaim) commit(items []*flow.Item) {
 		if t.producer != nil && t.producer.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 {
 			continue
 		}
-		// A fatal error (fenced, or the transaction timed out) needs a new producer, as
-		// does a claim whose last try at making one failed. A runner that lost the
-		// partition hears it from the group within a heartbeat or two (its claim ends):
-		// wait for that before taking the transactional id back.
+		// A fatal error (fenced, or the transaction timed out) needs a new producer, as does
+		// a claim whose last try at one failed. A runner that lost the partition hears it
+		// from the group within a heartbeat or two: wait for that before taking it back.
 		if fenced(err) {
 			select {
 			case <-t.ctx.Done():
@@ -331,8 +360,7 @@ func (t *txnClaim) commit(items []*flow.Item) {
 	}
 }
 
-// errNoProducer is a transaction's error while the claim has no producer: the last try
-// at making one failed.
+// errNoProducer is a transaction's error after the claim's last try at a producer failed.
 var errNoProducer = errors.New("no transactional producer")
 
 // transact runs one transaction: the items' records, the cameras' seqs when they moved
@@ -342,25 +370,15 @@ func (t *txnClaim) transact(items []*flow.Item, seqs cameraSeqs) error {
 	if p == nil {
 		return errNoProducer
 	}
-	var msgs []*sarama.ProducerMessage
-	for _, it := range items {
-		if !it.Skip {
-			msgs = append(msgs, t.tx.w.records(it)...)
-		}
-	}
-	if seqs != nil {
-		b, err := json.Marshal(seqs)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, &sarama.ProducerMessage{Topic: wire.StateTopic(t.tx.w.cfg.Deployment),
-			Key: sarama.StringEncoder(t.seqsKey), Value: sarama.ByteEncoder(b), Metadata: &outMsg{it: items[len(items)-1], state: true}})
+	msgs, err := t.tx.w.txnRecords(items, t.seqsKey, seqs)
+	if err != nil {
+		return err
 	}
 	next := items[len(items)-1].Offset + 1
 	if err := p.BeginTxn(); err != nil {
 		return err
 	}
-	err := p.SendMessages(msgs)
+	err = p.SendMessages(msgs)
 	if err == nil {
 		err = p.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
 			t.tx.w.cfg.Stream.Topic: {{Partition: t.partition, Offset: next}}}, t.tx.w.cfg.Deployment.Group())
