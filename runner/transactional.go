@@ -39,11 +39,11 @@ const maxTxnBackoff = 2 * time.Second
 // transaction commits go into the next one, so transactions grow with the load.
 const maxTxnItems = 256
 
-// txnLinger: while a claim has frames in the pipeline (a backlog), its results wait this
-// long for them to join their transaction; with none it commits at once. A transaction
-// costs the broker the same whatever it holds, so fewer, bigger ones leave CPU to the model.
-// A replay (policy replay) has no live latency to keep: its transactions linger longer.
-const txnLinger, txnReplayLinger = 250 * time.Millisecond, time.Second
+// txnReplayLinger: in a replay (a backlog, no live latency to keep), while a claim has frames
+// in the pipeline its results wait this long for them to join their transaction: one costs
+// the broker the same whatever it holds. A live deployment commits at once: frames keep
+// arriving there, so its results would wait the whole linger, against its latency target.
+const txnReplayLinger = time.Second
 
 // TransactionalID is the transactional id of a deployment's results for one partition of
 // its stream: every runner of the deployment uses the same one for the same partition.
@@ -62,12 +62,12 @@ type transactional struct {
 	// fenceWait is how long a fenced claim waits to hear that it lost its partition
 	// before it takes the transactional id back: two heartbeats of the group.
 	fenceWait time.Duration
-	linger    time.Duration // txnLinger, or txnReplayLinger for a replay
+	linger    time.Duration // txnReplayLinger for a replay, 0 for a live deployment
 }
 
 func newTransactional(w *Worker) *transactional {
 	kc, d := w.cfg.Kafka, w.cfg.Deployment
-	linger := txnLinger
+	var linger time.Duration
 	if d.Policy == wire.PolicyReplay {
 		linger = txnReplayLinger
 	}
