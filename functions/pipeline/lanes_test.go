@@ -292,3 +292,22 @@ func exampleSpec(tb testing.TB) (*functions.Spec, string) {
 	}
 	return spec, dir
 }
+
+// BenchmarkRunBatch8 runs YOLOX-Nano (a fixed batch of 1: one Run per frame) on batches
+// of 8 frames as a runner does, reporting the bytes allocated per batch: the outputs of a
+// batch are gathered into one slice per output tensor.
+func BenchmarkRunBatch8(b *testing.B) {
+	spec, dir := exampleSpec(b)
+	frames := sampleFrames(b, 8)
+	fn, err := pipeline.Open(dir, spec, pipeline.Options{Lanes: 1, IntraOpThreads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fn.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := fn.Run(frames); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
