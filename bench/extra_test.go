@@ -151,3 +151,23 @@ func TestSweepExtraRows(t *testing.T) {
 		}
 	}
 }
+
+// A drain's rate leaves out the first delivery: a transaction that held a second of frames
+// arrives at once, and counting it from its arrival would inflate the rate.
+func TestSteadyRateLeavesOutTheFirstDelivery(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	var at []time.Time
+	for range 40 { // the first transaction: 40 results within a few ms
+		at = append(at, t0.Add(time.Duration(len(at))*100*time.Microsecond))
+	}
+	for i := 5; i < 105; i++ { // then one every 10 ms: 100 a second, from 50 ms on
+		at = append(at, t0.Add(time.Duration(i)*10*time.Millisecond))
+	}
+	fps, burst := steadyRate(at) // 100 results over 1.04 s - 4 ms
+	if burst != 40 || fps < 96 || fps > 97 {
+		t.Fatalf("steadyRate: %.1f fps after a first delivery of %d; want 96.5 after 40", fps, burst)
+	}
+	if fps, burst := steadyRate(at[:1]); fps != 0 || burst != 1 {
+		t.Fatalf("one result: %.1f fps, burst %d", fps, burst)
+	}
+}
