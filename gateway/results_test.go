@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -58,6 +60,42 @@ func TestResultsOfASecondStage(t *testing.T) {
 	for _, fn := range []string{"person-reid", ""} {
 		if err := c.ResultsAfter(ctx, stream, "yolox-nano", fn, 10, false, none); err != nil {
 			t.Fatalf("results of person-reid after yolox-nano (function %q): %v", fn, err)
+		}
+	}
+
+	// A second second stage after the same first: without function= the answer is 400
+	// naming both; with it, each one's own topic.
+	dir := t.TempDir()
+	for _, f := range []string{"function.yaml", "person-reidentification-retail-0288.onnx"} {
+		b, err := os.ReadFile(filepath.Join("../functions/examples/person-reid", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "function.yaml" {
+			b = []byte(strings.Replace(string(b), "name: person-reid", "name: person-reid-b", 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgB, _, err := registry.Build(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reidB, err := registry.ParseReference(strings.TrimPrefix(l.URL, "http://")+"/fn/person-reid-b:v1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.Push(ctx, imgB, reidB, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Deploy(ctx, api.DeployRequest{Ref: reidB.String(), Stream: stream, After: "yolox-nano"}); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError(t, c.ResultsAfter(ctx, stream, "yolox-nano", "", 1, false, none), 400, "2 second stages run after yolox-nano")
+	for _, fn := range []string{"person-reid", "person-reid-b"} {
+		if err := c.ResultsAfter(ctx, stream, "yolox-nano", fn, 10, false, none); err != nil {
+			t.Fatalf("results of %s after yolox-nano: %v", fn, err)
 		}
 	}
 }
