@@ -82,9 +82,9 @@ func TestLimitConfigFollowsTheLimitRow(t *testing.T) {
 
 func TestF1NoteAndDetectionsFrame(t *testing.T) {
 	box := functions.Box{X1: 0, Y1: 0, X2: 10, Y2: 20}
-	fp32 := []compare.Frame{detectionsFrame(0, functions.FrameResult{Detections: []functions.Detection{{ClassID: 0, Label: "person", Box: box}}})}
+	fp32 := []compare.Frame{compare.FromResult("sample", 0, functions.FrameResult{Detections: []functions.Detection{{ClassID: 0, Label: "person", Box: box}}})}
 	// INT8 finds the person and a car FP32 did not: precision 0.5, recall 1.
-	int8 := []compare.Frame{detectionsFrame(0, functions.FrameResult{Detections: []functions.Detection{
+	int8 := []compare.Frame{compare.FromResult("sample", 0, functions.FrameResult{Detections: []functions.Detection{
 		{ClassID: 0, Label: "person", Box: box}, {ClassID: 2, Label: "car", Box: box}}})}
 	note := f1Note(compare.Compare(fp32, int8, compare.DefaultIoU))
 	for _, want := range []string{"over 1 frames", "IoU 0.5", "F1 0.667", "precision 0.500", "recall 1.000", "detections 2 vs 1"} {

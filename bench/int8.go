@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -90,7 +89,7 @@ func scoreINT8(fp32, int8 string, spec *functions.Spec, frames [][]byte) (string
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, detectionsFrame(uint64(i), rs[0]))
+			out = append(out, compare.FromResult("sample", uint64(i), rs[0]))
 		}
 		return out, nil
 	}
@@ -105,48 +104,9 @@ func scoreINT8(fp32, int8 string, spec *functions.Spec, frames [][]byte) (string
 	return f1Note(compare.Compare(a, b, compare.DefaultIoU)), nil
 }
 
-// detectionsFrame is one frame's detections as functions/compare takes them.
-func detectionsFrame(seq uint64, r functions.FrameResult) compare.Frame {
-	f := compare.Frame{Camera: "sample", Seq: seq, LatencyMs: -1}
-	for _, d := range r.Detections {
-		f.Detections = append(f.Detections, compare.Detection{Class: d.ClassID, Label: d.Label, Box: d.Box})
-	}
-	return f
-}
-
 // f1Note is a compare report as the INT8 rows' note says it.
 func f1Note(rep compare.Report) string {
 	o := rep.Overall
 	return fmt.Sprintf("INT8 vs FP32 over %d frames (class-aware IoU %.1f): F1 %.3f (target ≥ 0.95), precision %.3f, recall %.3f, mean IoU %.3f, detections %d vs %d",
 		rep.Frames, compare.DefaultIoU, o.F1, o.Precision, o.Recall, o.MeanIoU, o.Candidate, o.Primary)
-}
-
-// copyFunction copies the function directory src into dst (files only, links followed),
-// leaving out the file named skip (the model, which the caller writes).
-func copyFunction(src, dst, skip string) error {
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.IsDir() || e.Name() == skip {
-			continue
-		}
-		in, err := os.Open(filepath.Join(src, e.Name()))
-		if err != nil {
-			return err
-		}
-		out, err := os.Create(filepath.Join(dst, e.Name()))
-		if err == nil {
-			_, err = io.Copy(out, in)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-		}
-		in.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

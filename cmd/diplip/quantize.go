@@ -141,11 +141,7 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailed)
 	}
-	model, err := os.ReadFile(filepath.Join(dir, spec.Model))
-	if err != nil {
-		return err
-	}
-	cal, err := onnx.NewCalibrator(model, opt)
+	cal, err := pipeline.NewCalibration(dir, spec, opt)
 	if errors.Is(err, onnx.ErrAlreadyQuantized) {
 		return cli.Exit(fmt.Sprintf("%s: %v; quantize the FP32 image it came from", ref, err), exitUsage)
 	}
@@ -162,7 +158,7 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 		return err
 	}
 	calib, check := splitSample(sample.Frames, want, checkN)
-	out := quantized{Ref: newRef.String(), From: pinned.String(), Stream: stream, FP32Bytes: int64(len(model))}
+	out := quantized{Ref: newRef.String(), From: pinned.String(), Stream: stream, FP32Bytes: int64(cal.FP32Bytes())}
 	if len(calib) < minCalibration {
 		return cli.Exit(fmt.Sprintf("stream %q holds %d frames in the window; calibration needs at least %d (record more, or widen --from/--to)",
 			stream, sample.Held, minCalibration), exitUsage)
@@ -179,17 +175,11 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 		out.Window[0], out.Window[1] = minTime(out.Window[0], f.Time), maxTime(out.Window[1], f.Time)
 	}
 
-	buf := make([]float32, onnx.FrameLen(spec.Input))
 	err = eachFrame(ctx, c, cl, stream, calib, "calibrating", func(f api.SampleFrame, jpeg []byte) error {
-		m, err := vision.Decode(jpeg)
-		if err != nil {
-			return nil // a corrupt frame: the runner gives it an error result too; skip it here
+		if err := cal.Observe(jpeg); !errors.Is(err, vision.ErrCorruptFrame) {
+			return err
 		}
-		defer m.Close()
-		if _, err := vision.Fill(m, spec.Input, buf); err != nil {
-			return nil
-		}
-		return cal.Observe(buf)
+		return nil // a corrupt frame: the runner gives it an error result too; skip it here
 	})
 	if err != nil {
 		return err
@@ -197,20 +187,14 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 	if out.Calibrated = cal.Frames(); out.Calibrated < minCalibration {
 		return cli.Exit(fmt.Sprintf("only %d of the %d frames read decoded; calibration needs at least %d", out.Calibrated, len(calib), minCalibration), exitUsage)
 	}
-	int8Model, rep, err := cal.Quantize()
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("quantize %s: %v", ref, err), exitFailed)
-	}
-	out.Report = rep
-
 	// The new function: the same files, the INT8 model in place of the FP32 one.
 	newDir, err := os.MkdirTemp("", "diplip-quantize-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(newDir)
-	if err := writeQuantizedFunction(dir, newDir, spec, int8Model); err != nil {
-		return err
+	if out.Report, err = cal.Write(newDir); err != nil {
+		return cli.Exit(fmt.Sprintf("quantize %s: %v", ref, err), exitFailed)
 	}
 	img, _, err := registry.Build(newDir, checkWithONNXRuntime)
 	if err != nil {
@@ -286,23 +270,6 @@ func eachFrame(ctx context.Context, c *cli.Context, cl *apiclient.Client, stream
 	return nil
 }
 
-func writeQuantizedFunction(from, to string, spec *functions.Spec, model []byte) error {
-	files := []string{functions.SpecFile}
-	if spec.Labels != "" {
-		files = append(files, spec.Labels)
-	}
-	for _, name := range files {
-		b, err := os.ReadFile(filepath.Join(from, name))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(to, name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return os.WriteFile(filepath.Join(to, spec.Model), model, 0o644)
-}
-
 func methodLabel(opt onnx.QuantizeOptions, frames int) string {
 	s := fmt.Sprintf("%s frames=%d", opt.Method, frames)
 	if opt.Method == onnx.Percentile {
@@ -355,7 +322,7 @@ func checkQuantized(ctx context.Context, c *cli.Context, cl *apiclient.Client, s
 			}
 			for i, r := range rs {
 				if r.Err == nil {
-					*side.out = append(*side.out, compareFrame(seqs[i], r))
+					*side.out = append(*side.out, compare.FromResult("", seqs[i], r))
 				}
 			}
 		}
@@ -382,14 +349,6 @@ func checkQuantized(ctx context.Context, c *cli.Context, cl *apiclient.Client, s
 		chk.INT8MsPerFrame = float64(tINT8.Microseconds()) / 1000 / float64(len(cand))
 	}
 	return chk, nil
-}
-
-func compareFrame(seq uint64, r functions.FrameResult) compare.Frame {
-	f := compare.Frame{Seq: seq, LatencyMs: -1, Detections: make([]compare.Detection, 0, len(r.Detections))}
-	for _, d := range r.Detections {
-		f.Detections = append(f.Detections, compare.Detection{Class: d.ClassID, Label: d.Label, Box: d.Box})
-	}
-	return f
 }
 
 func printQuantized(w *tabwriter.Writer, q quantized) {

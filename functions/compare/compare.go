@@ -379,3 +379,12 @@ func Percentile(sorted []float64, q float64) float64 {
 	i := int(math.Ceil(q/100*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
+
+// FromResult is a function's result for one frame as Compare takes it (latency unknown).
+func FromResult(camera string, seq uint64, r functions.FrameResult) Frame {
+	f := Frame{Camera: camera, Seq: seq, LatencyMs: -1, Detections: make([]Detection, 0, len(r.Detections))}
+	for _, d := range r.Detections {
+		f.Detections = append(f.Detections, Detection{Class: d.ClassID, Label: d.Label, Box: d.Box})
+	}
+	return f
+}
