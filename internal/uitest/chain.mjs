@@ -6,16 +6,10 @@
 // TestDashboardChain, which pushes the frames and checks the deployment through the API.
 //
 // usage: node chain.mjs URL STREAM FIRST REF SCREENSHOT.png
-import { chromium } from "playwright-core";
+import { fail, launch } from "./browser.mjs";
 
 const [url, stream, first, ref, shot] = process.argv.slice(2);
-const fail = (msg) => { console.error("uitest: " + msg); process.exit(1); };
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
   const errors = [];

@@ -4,16 +4,10 @@
 // screenshot. Used by cmd/diplip's TestDashboard.
 //
 // usage: node check.mjs URL SCREENSHOT.png
-import { chromium } from "playwright-core";
+import { fail, launch } from "./browser.mjs";
 
 const [url, shot] = process.argv.slice(2);
-const fail = (msg) => { console.error("uitest: " + msg); process.exit(1); };
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   const errors = [];
