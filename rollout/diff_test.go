@@ -100,14 +100,7 @@ func TestShadowDiffOfABusyStream(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	st := e.stream(t, "busy", 2)
-	primary, err := e.svc.Deploy(ctx, rollout.Request{Ref: e.ref, Stream: st.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := e.svc.Deploy(ctx, rollout.Request{Ref: e.ref, Stream: st.Name, Role: wire.RoleShadow})
-	if err != nil {
-		t.Fatal(err)
-	}
+	primary, sh := e.primaryAndShadow(t, st)
 	prod := resultsProducer(t)
 	var want bigFrames
 	bytes, base := 0, time.Now()
@@ -305,14 +298,7 @@ func TestShadowDiffWindowAndWaiting(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	st := e.stream(t, "win", 2)
-	primary, err := e.svc.Deploy(ctx, rollout.Request{Ref: e.ref, Stream: st.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := e.svc.Deploy(ctx, rollout.Request{Ref: e.ref, Stream: st.Name, Role: wire.RoleShadow})
-	if err != nil {
-		t.Fatal(err)
-	}
+	primary, sh := e.primaryAndShadow(t, st)
 	now := time.Now()
 	var batch []*sarama.ProducerMessage
 	add := func(topic, digest string, i int, at time.Time) {
@@ -423,4 +409,17 @@ func TestReplayDiffStreams(t *testing.T) {
 		d.Candidate.Kind != "replay" || d.Candidate.Name != "r1" || !d.From.IsZero() {
 		t.Fatalf("replay diff %+v", d)
 	}
+}
+
+// primaryAndShadow deploys the example function on st and a shadow of it.
+func (e *env) primaryAndShadow(t *testing.T, st wire.Stream) (primary, shadow wire.Deployment) {
+	t.Helper()
+	primary, err := e.svc.Deploy(context.Background(), rollout.Request{Ref: e.ref, Stream: st.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shadow, err = e.svc.Deploy(context.Background(), rollout.Request{Ref: e.ref, Stream: st.Name, Role: wire.RoleShadow}); err != nil {
+		t.Fatal(err)
+	}
+	return primary, shadow
 }
