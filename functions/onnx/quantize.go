@@ -203,6 +203,9 @@ func NewCalibrator(model []byte, opt QuantizeOptions) (*Calibrator, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := raiseNodes(m); err != nil {
+		return nil, err
+	}
 	if len(m.inputs) != 1 || m.inputs[0].dtype != dtFloat {
 		var desc []string
 		for _, v := range m.inputs {
@@ -280,7 +283,8 @@ func (c *Calibrator) open() error {
 	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
 		return fmt.Errorf("onnx session config: %w", err)
 	}
-	c.session, err = ort.NewDynamicAdvancedSessionWithONNXData(c.m.encode(gfs, 0, 0), []string{c.input.name}, c.names, so)
+	// At the opset the quantized model will have: raiseNodes wrote its nodes in that form.
+	c.session, err = ort.NewDynamicAdvancedSessionWithONNXData(c.m.encode(gfs, c.opsetTo, irFor(c.opsetTo)), []string{c.input.name}, c.names, so)
 	if err != nil {
 		return fmt.Errorf("calibration session: %w", err)
 	}

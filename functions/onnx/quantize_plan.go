@@ -480,8 +480,13 @@ func (p *qPlan) rewrite(m *qModel, ranges map[string][2]float64, opset int64) ([
 					continue
 				}
 			case graphInput:
+				// An initializer that is also a graph input (older exporters list them
+				// all) is one a caller may override, so ONNX Runtime does not treat it
+				// as a constant; on NanoDet-m its layout optimizer then permutes such
+				// Slice and Reshape parameters at run time and fails. The written
+				// model is a constant graph: only real inputs stay inputs.
 				name := string(first(mustFields(f.val), valueInfoName))
-				if _, replaced := weightDQ[name]; (replaced || p.isBias(m, name)) && !otherUse[name] {
+				if m.inits[name] != nil {
 					continue
 				}
 			}
@@ -499,11 +504,7 @@ func (p *qPlan) rewrite(m *qModel, ranges map[string][2]float64, opset int64) ([
 	} else {
 		gfs = slices.Insert(gfs, lastInit+1, inits...)
 	}
-	ir := uint64(0)
-	if opset >= quantOpset {
-		ir = 7 // the IR version opset 13 needs
-	}
-	out := m.encode(gfs, opset, ir)
+	out := m.encode(gfs, opset, irFor(opset))
 	rep.Bytes = len(out)
 	return out, rep, nil
 }

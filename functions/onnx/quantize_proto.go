@@ -22,6 +22,7 @@ const (
 	attrName = 1  // AttributeProto.name
 	attrI    = 3  // AttributeProto.i
 	attrT    = 5  // AttributeProto.t
+	attrInts = 8  // AttributeProto.ints
 	attrType = 20 // AttributeProto.type
 
 	attrTypeInt = 2 // AttributeProto.AttributeType INT
@@ -37,6 +38,7 @@ const (
 	dtUint8 = 2
 	dtInt8  = 3
 	dtInt32 = 6
+	dtInt64 = 7
 )
 
 // qModel is a model parsed just enough to rewrite its graph: the model's and the
