@@ -36,12 +36,15 @@ func fnQuantizeCommand() *cli.Command {
 		Usage:     "make a static INT8 copy of a function, calibrated on frames a stream recorded, and measure what it costs",
 		ArgsUsage: "REF",
 		UsageText: "diplip fn quantize REF --calibrate STREAM -t NEWREF [--frames 200] [--from TIME] [--to TIME]\n" +
-			"                   [--method entropy|minmax|percentile] [--keep-head] [--keep NODE,...] [--check] [--push]\n\n" +
+			"                   [--method auto|entropy|minmax|percentile] [--keep-head] [--keep NODE,...] [--check] [--push]\n\n" +
 			"Reads --frames frames the stream recorded (read committed, spread evenly over the window), runs\n" +
 			"the FP32 model of REF on them to learn each activation's range, and writes a static INT8 model\n" +
 			"(QDQ: uint8 activations, int8 weights per output channel) into a new function image NEWREF with\n" +
 			"the same spec. Its labels say which image, stream, window and method it came from. Nothing\n" +
 			"but this binary is needed: the quantizer is written in Go.\n\n" +
+			"--method auto (the default) writes the model with each way of choosing ranges (entropy,\n" +
+			"percentile 99.999 and 99.99, min/max: no one of them is best for every model), scores each\n" +
+			"against FP32 on --choose-frames other frames of the window, and keeps the best.\n\n" +
 			"--check runs other frames of the same window (between the calibration frames) through both\n" +
 			"models here and prints INT8's precision, recall and F1 against FP32, and both models' time per\n" +
 			"frame on this machine. For a live check on the camera, run the copy as a shadow:\n" +
@@ -53,7 +56,8 @@ func fnQuantizeCommand() *cli.Command {
 			&cli.IntFlag{Name: "frames", Value: 200, Usage: "frames to calibrate on (at least 10; a window with fewer gives what it has)"},
 			&cli.StringFlag{Name: "from", Usage: "the window's start (RFC 3339; default the earliest retained frame)"},
 			&cli.StringFlag{Name: "to", Usage: "the window's end (RFC 3339; default the latest frame)"},
-			&cli.StringFlag{Name: "method", Value: string(onnx.Entropy), Usage: "how a range is chosen from what calibration saw: entropy (the KL-divergence threshold, TensorRT style; measured best here), minmax or percentile"},
+			&cli.StringFlag{Name: "method", Value: methodAuto, Usage: "how a range is chosen from what calibration saw: auto (try each below, keep the one that agrees best with FP32), entropy (the KL-divergence threshold, TensorRT style), minmax or percentile"},
+			&cli.IntFlag{Name: "choose-frames", Value: 50, Usage: "--method auto: frames (neither calibrated nor checked on) the methods are scored on"},
 			&cli.Float64Flag{Name: "percentile", Value: 99.99, Usage: "--method percentile: the share of values each range covers"},
 			&cli.BoolFlag{Name: "keep-head", Usage: "leave the model's last convolutions (the prediction head) in FP32"},
 			&cli.StringSliceFlag{Name: "keep", Usage: "leave these nodes (node or output tensor names) in FP32"},
@@ -81,8 +85,42 @@ type quantized struct {
 	Calibrated int                  `json:"calibrated_frames"`
 	Report     *onnx.QuantizeReport `json:"report"`
 	FP32Bytes  int64                `json:"fp32_bytes"`
+	Auto       *autoChoice          `json:"auto,omitempty"`
 	Check      *quantizeCheck       `json:"check,omitempty"`
 	Warnings   []string             `json:"warnings,omitempty"`
+}
+
+// methodAuto is --method auto: try each way of choosing ranges, keep the best.
+const methodAuto = "auto"
+
+// autoChoice is what --method auto tried and kept.
+type autoChoice struct {
+	Frames     int               `json:"frames"` // scored on
+	Candidates []pipeline.Scored `json:"candidates"`
+	Chosen     int               `json:"chosen"` // index in Candidates
+}
+
+// chooseMethod reads the choose frames and writes into dir the INT8 function whose
+// method agrees best with FP32 on them.
+func chooseMethod(ctx context.Context, c *cli.Context, cl *apiclient.Client, cal *pipeline.Calibration, stream string,
+	frames []api.SampleFrame, dir string) (*autoChoice, *onnx.QuantizeReport, error) {
+	var jpegs [][]byte
+	err := eachFrame(ctx, c, cl, stream, frames, "reading frames to choose on", func(_ api.SampleFrame, jpeg []byte) error {
+		jpegs = append(jpegs, jpeg)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(jpegs) == 0 {
+		return nil, nil, errors.New("no frame left to choose a method on (expired since sampled)")
+	}
+	fmt.Fprintf(c.App.ErrWriter, "choosing among %d methods on %d frames\n", len(pipeline.AutoCandidates), len(jpegs))
+	scores, best, rep, err := cal.Choose(dir, jpegs, pipeline.AutoCandidates, pipeline.Options{Lanes: 1, IntraOpThreads: runtime.NumCPU()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &autoChoice{Frames: len(jpegs), Candidates: scores, Chosen: best}, rep, nil
 }
 
 // quantizeCheck is INT8 against FP32 on frames that were not calibrated on.
@@ -106,10 +144,17 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 	}
 	opt := onnx.QuantizeOptions{Method: onnx.CalibrationMethod(c.String("method")), Percentile: c.Float64("percentile"),
 		Keep: c.StringSlice("keep"), KeepHead: c.Bool("keep-head"), Threads: runtime.NumCPU()}
-	switch opt.Method {
-	case onnx.MinMax, onnx.Percentile, onnx.Entropy:
+	auto := opt.Method == methodAuto
+	chooseN := 0
+	switch {
+	case auto:
+		opt.Method = onnx.Entropy // keeps the histograms every candidate needs
+		if chooseN = c.Int("choose-frames"); chooseN < 1 {
+			return cli.Exit(fmt.Sprintf("--choose-frames %d: want at least 1", chooseN), exitUsage)
+		}
+	case opt.Method == onnx.MinMax, opt.Method == onnx.Percentile, opt.Method == onnx.Entropy:
 	default:
-		return cli.Exit(fmt.Sprintf("--method %q: want minmax, percentile or entropy", opt.Method), exitUsage)
+		return cli.Exit(fmt.Sprintf("--method %q: want auto, minmax, percentile or entropy", opt.Method), exitUsage)
 	}
 	if p := opt.Percentile; p <= 50 || p > 100 {
 		return cli.Exit(fmt.Sprintf("--percentile %g: want more than 50 and at most 100", p), exitUsage)
@@ -150,22 +195,27 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 	}
 	defer cal.Close()
 
-	// Calibration frames and, between them, the check's: every frame of the sample is
-	// one or the other, so the check never sees a frame the ranges came from.
+	// Calibration frames and, between them, the others (auto's, then the check's): every
+	// frame of the sample is one of them, so neither choosing nor checking sees a frame
+	// the ranges came from.
 	stream := c.String("calibrate")
-	sample, err := cl.SampleFrames(ctx, stream, want+checkN, c.String("from"), c.String("to"))
+	sample, err := cl.SampleFrames(ctx, stream, want+chooseN+checkN, c.String("from"), c.String("to"))
 	if err != nil {
 		return err
 	}
-	calib, check := splitSample(sample.Frames, want, checkN)
+	calib, held := splitSample(sample.Frames, want, chooseN+checkN)
+	choose, check := splitSample(held, chooseN, checkN)
 	out := quantized{Ref: newRef.String(), From: pinned.String(), Stream: stream, FP32Bytes: int64(cal.FP32Bytes())}
 	if len(calib) < minCalibration {
 		return cli.Exit(fmt.Sprintf("stream %q holds %d frames in the window; calibration needs at least %d (record more, or widen --from/--to)",
 			stream, sample.Held, minCalibration), exitUsage)
 	}
-	if len(calib) < want {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("stream %q holds %d frames in the window: calibrating on %d of the %d asked, checking on %d",
-			stream, sample.Held, len(calib), want, len(check)))
+	if len(calib) < want || len(choose) < chooseN || len(check) < checkN {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("stream %q holds %d frames in the window: calibrating on %d of the %d asked, choosing on %d, checking on %d",
+			stream, sample.Held, len(calib), want, len(choose), len(check)))
+	}
+	if auto && len(choose) == 0 {
+		return cli.Exit(fmt.Sprintf("stream %q holds %d frames in the window: none left to choose a method on (use --method, or record more)", stream, sample.Held), exitUsage)
 	}
 	for _, w := range out.Warnings {
 		fmt.Fprintln(c.App.ErrWriter, "warning: "+w)
@@ -193,7 +243,13 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 		return err
 	}
 	defer os.RemoveAll(newDir)
-	if out.Report, err = cal.Write(newDir); err != nil {
+	if auto {
+		if out.Auto, out.Report, err = chooseMethod(ctx, c, cl, cal, stream, choose, newDir); err != nil {
+			return cli.Exit(fmt.Sprintf("quantize %s: %v", ref, err), exitFailed)
+		}
+		chosen := out.Auto.Candidates[out.Auto.Chosen]
+		opt.Method, opt.Percentile = chosen.Method, chosen.Percentile
+	} else if out.Report, err = cal.Write(newDir); err != nil {
 		return cli.Exit(fmt.Sprintf("quantize %s: %v", ref, err), exitFailed)
 	}
 	img, _, err := registry.Build(newDir, checkWithONNXRuntime)
@@ -204,7 +260,7 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 		registry.LabelQuantizedFrom:   pinned.String(),
 		registry.LabelQuantizedStream: stream,
 		registry.LabelQuantizedWindow: out.Window[0].UTC().Format(time.RFC3339Nano) + "/" + out.Window[1].UTC().Format(time.RFC3339Nano),
-		registry.LabelQuantizedMethod: methodLabel(opt, out.Calibrated),
+		registry.LabelQuantizedMethod: methodLabel(opt, out.Calibrated, auto),
 	})
 	if err != nil {
 		return err
@@ -270,10 +326,13 @@ func eachFrame(ctx context.Context, c *cli.Context, cl *apiclient.Client, stream
 	return nil
 }
 
-func methodLabel(opt onnx.QuantizeOptions, frames int) string {
+func methodLabel(opt onnx.QuantizeOptions, frames int, auto bool) string {
 	s := fmt.Sprintf("%s frames=%d", opt.Method, frames)
 	if opt.Method == onnx.Percentile {
 		s += fmt.Sprintf(" percentile=%g", opt.Percentile)
+	}
+	if auto {
+		s += " chosen-by=auto"
 	}
 	if opt.KeepHead {
 		s += " keep-head"
@@ -362,6 +421,13 @@ func printQuantized(w *tabwriter.Writer, q quantized) {
 		q.Window[0].UTC().Format(time.RFC3339), q.Window[1].UTC().Format(time.RFC3339))
 	if r := q.Report; r != nil {
 		fmt.Fprintf(w, "model\t%s → %s (%s)\n", humanBytes(q.FP32Bytes), humanBytes(int64(r.Bytes)), strings.ReplaceAll(strings.TrimSpace(r.String()), "\n", "; "))
+	}
+	if a := q.Auto; a != nil {
+		var tried []string
+		for _, s := range a.Candidates {
+			tried = append(tried, fmt.Sprintf("%s %.3f", s.Candidate, s.Overall.F1))
+		}
+		fmt.Fprintf(w, "method\t%s, chosen on %d other frames (F1 against FP32: %s)\n", a.Candidates[a.Chosen].Candidate, a.Frames, strings.Join(tried, ", "))
 	}
 	if k := q.Check; k != nil {
 		o := k.Overall

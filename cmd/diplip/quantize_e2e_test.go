@@ -19,8 +19,9 @@ import (
 
 // fn quantize through the binary (issue #26), on frames of the sample video the stream
 // recorded: too few frames, a window outside retention and an image that is not a
-// function are refused with exit 2; 30 frames calibrate, 40 others check, the check's F1
-// of INT8 against FP32 is printed, the pushed image says where it came from, quantizing
+// function are refused with exit 2; 30 frames calibrate, --method auto scores each way of
+// choosing ranges on 20 others and keeps the best, 30 more check it: the check's F1 of
+// INT8 against FP32 is printed, the pushed image says where it came from, quantizing
 // it again is refused, and the INT8 image deploys and still finds the astronaut where
 // ../shared/models/SOURCE.md says YOLOX-Nano does (person 0.926 [11 20 369 507]).
 func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
@@ -70,7 +71,7 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 		t.Fatalf("an image that is not a function: %s", msg)
 	}
 
-	out := quantize(0, fp32, "--frames", "30", "--check", "--check-frames", "40", "--push", "-o", "json")
+	out := quantize(0, fp32, "--frames", "30", "--choose-frames", "20", "--check", "--check-frames", "30", "--push", "-o", "json")
 	var q quantized
 	if err := json.Unmarshal([]byte(out), &q); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -79,13 +80,26 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 	if q.Calibrated != 30 || q.Report == nil || q.Report.Quantized["Conv"] == 0 || !q.Pushed {
 		t.Fatalf("fn quantize: %+v", q)
 	}
-	if q.Check == nil || q.Check.Frames != 40 || q.Check.Overall.Primary == 0 {
+	if q.Check == nil || q.Check.Frames != 30 || q.Check.Overall.Primary == 0 {
 		t.Fatalf("check: %+v", q.Check)
 	}
-	// The floor is what this model and window give with entropy ranges (F1 ≈ 0.9; the
-	// closing note of issue #26 has the measurements), not a target.
+	a := q.Auto
+	if a == nil || a.Frames != 20 || len(a.Candidates) != 4 {
+		t.Fatalf("auto: %+v", a)
+	}
+	chosen := a.Candidates[a.Chosen]
+	for _, s := range a.Candidates {
+		if s.Overall.Primary == 0 || s.Overall.F1 > chosen.Overall.F1 {
+			t.Fatalf("auto kept %s (F1 %.3f) of %+v", chosen.Candidate, chosen.Overall.F1, a.Candidates)
+		}
+	}
+	if q.Report.Method != chosen.Candidate.String() {
+		t.Fatalf("the written model's method %q, auto chose %s", q.Report.Method, chosen.Candidate)
+	}
+	// The floor is what this model and window give (F1 ≈ 0.9; the closing note of issue
+	// #26 has the measurements), not a target.
 	if f1 := q.Check.Overall.F1; f1 < 0.8 {
-		t.Fatalf("INT8 against FP32 on 40 frames not calibrated on: F1 %.3f (%+v)", f1, q.Check.Overall)
+		t.Fatalf("INT8 against FP32 on 30 frames neither calibrated nor chosen on: F1 %.3f (%+v)", f1, q.Check.Overall)
 	}
 	fp32Ref, err1 := name.ParseReference(fp32)
 	int8Ref, err2 := name.ParseReference(int8)
@@ -105,7 +119,8 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	if labels[registry.LabelQuantizedFrom] != pinned.String() || labels[registry.LabelQuantizedStream] != stream ||
-		!strings.HasPrefix(labels[registry.LabelQuantizedMethod], "entropy frames=30") {
+		!strings.HasPrefix(labels[registry.LabelQuantizedMethod], string(chosen.Method)+" frames=30") ||
+		!strings.HasSuffix(labels[registry.LabelQuantizedMethod], "chosen-by=auto") {
 		t.Fatalf("labels of %s: %v", int8, labels)
 	}
 	var in inspected

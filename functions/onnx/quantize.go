@@ -334,8 +334,29 @@ func (c *Calibrator) Close() error {
 	return err
 }
 
-// Quantize writes the quantized model from the ranges observed so far.
+// Quantize writes the quantized model from the ranges observed so far, chosen by the
+// options' method.
 func (c *Calibrator) Quantize() ([]byte, *QuantizeReport, error) {
+	return c.QuantizeAs(c.opt.Method, c.opt.Percentile)
+}
+
+// QuantizeAs writes the quantized model with ranges chosen by method (and percentile, for
+// Percentile) from the ranges observed so far. Any method can be written from a
+// calibrator opened with Percentile or Entropy, which keep each tensor's histogram; one
+// opened with MinMax writes only MinMax.
+func (c *Calibrator) QuantizeAs(method CalibrationMethod, percentile float64) ([]byte, *QuantizeReport, error) {
+	switch method {
+	case MinMax:
+	case Percentile, Entropy:
+		if c.opt.Method == MinMax {
+			return nil, nil, fmt.Errorf("quantize: %s ranges need histograms, which a %s calibration does not keep", method, MinMax)
+		}
+	default:
+		return nil, nil, fmt.Errorf("calibration method %q: want %s, %s or %s", method, MinMax, Percentile, Entropy)
+	}
+	if method == Percentile && (percentile <= 50 || percentile > 100) {
+		return nil, nil, fmt.Errorf("percentile %g: want a value in (50, 100]", percentile)
+	}
 	if c.frames == 0 {
 		return nil, nil, errors.New("quantize: no calibration frames observed")
 	}
@@ -345,9 +366,9 @@ func (c *Calibrator) Quantize() ([]byte, *QuantizeReport, error) {
 			return nil, nil, fmt.Errorf("quantize: tensor %q was never observed", t)
 		}
 		var lo, hi float64
-		switch c.opt.Method {
+		switch method {
 		case Percentile:
-			lo, hi = s.percentileRange(c.opt.Percentile)
+			lo, hi = s.percentileRange(percentile)
 		case Entropy:
 			lo, hi = s.entropyRange()
 		default:
@@ -359,9 +380,9 @@ func (c *Calibrator) Quantize() ([]byte, *QuantizeReport, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rep.Method = string(c.opt.Method)
-	if c.opt.Method == Percentile {
-		rep.Method = fmt.Sprintf("%s %g", c.opt.Method, c.opt.Percentile)
+	rep.Method = string(method)
+	if method == Percentile {
+		rep.Method = fmt.Sprintf("%s %g", method, percentile)
 	}
 	rep.Frames = c.frames
 	rep.OpsetFrom = c.m.opset

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -214,6 +215,68 @@ func TestQuantizedNanoDetMatchesFP32(t *testing.T) {
 	const floor = 0.93
 	if st.F1 < floor {
 		t.Errorf("F1 %.3f against FP32, want ≥ %.2f", st.F1, floor)
+	}
+}
+
+// One calibration that kept histograms writes each method's model (what fn quantize
+// --method auto chooses among); one that kept only extremes refuses the others.
+func TestQuantizeAsEachMethodFromOneCalibration(t *testing.T) {
+	calib, _ := splitFrames(vtestFrames(t))
+	model, err := os.ReadFile(filepath.Join(exampleDir, "yolox_nano.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := functions.LoadSpec(exampleDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(m onnx.CalibrationMethod) *onnx.Calibrator {
+		c, err := onnx.NewCalibrator(model, onnx.QuantizeOptions{Method: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		buf := make([]float32, onnx.FrameLen(spec.Input))
+		for _, f := range calib[:4] {
+			img, err := vision.Decode(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = vision.Fill(img, spec.Input, buf)
+			img.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Observe(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	c := open(onnx.Entropy)
+	seen := map[string]string{}
+	for _, m := range []struct {
+		method onnx.CalibrationMethod
+		pct    float64
+		want   string
+	}{{onnx.MinMax, 0, "minmax"}, {onnx.Percentile, 99.9, "percentile 99.9"}, {onnx.Entropy, 0, "entropy"}} {
+		q, rep, err := c.QuantizeAs(m.method, m.pct)
+		if err != nil {
+			t.Fatalf("%s: %v", m.want, err)
+		}
+		if rep.Method != m.want {
+			t.Errorf("report method %q, want %q", rep.Method, m.want)
+		}
+		if prev, ok := seen[string(q)]; ok {
+			t.Errorf("%s wrote the same model as %s", m.want, prev)
+		}
+		seen[string(q)] = m.want
+	}
+	if _, _, err := c.QuantizeAs(onnx.Percentile, 20); err == nil {
+		t.Error("percentile 20: no error")
+	}
+	if _, _, err := open(onnx.MinMax).QuantizeAs(onnx.Entropy, 0); err == nil || !strings.Contains(err.Error(), "histograms") {
+		t.Errorf("entropy from a minmax calibration: %v, want an error saying it needs histograms", err)
 	}
 }
 
