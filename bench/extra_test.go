@@ -137,7 +137,7 @@ func TestSweepExtraRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Chain) != 2 || s.Chain[1] != 0.5 || !s.Frames1080p || !s.INT8 || s.INT8Dir != "/x" {
+	if len(s.Chain) != 2 || s.Chain[1] != 0.5 || !s.Frames1080p || !s.INT8 || s.INT8Dir != "/x" || s.Function != "yolox-nano" {
 		t.Fatalf("%+v", s)
 	}
 	for _, tc := range []struct{ in, want string }{
@@ -145,6 +145,8 @@ func TestSweepExtraRows(t *testing.T) {
 		{"name: q\ndirect: true\nframes_1080p: true\n", "direct: true and drain > 0"},
 		{"name: q\ndirect: true\ndrain: 10\nchain: [-1]\n", "chain: load -1"},
 		{"name: q\ndirect: true\ndrain: 10\nint8_dir: /x\n", "int8_dir without int8"},
+		{"name: q\nfunction: ../x\n", "name of an example function"},
+		{"name: q\nfunction: nanodet-m\ndirect: true\ndrain: 10\nchain: [0.5]\n", "function must be yolox-nano"},
 	} {
 		if _, err := ParseSweep(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseSweep(%q) = %v, want it to mention %q", tc.in, err, tc.want)

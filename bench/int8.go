@@ -17,7 +17,8 @@ import (
 // detections scored against FP32's on the frames it was not calibrated on.
 
 // calibFrames is how many of the sample's frames (the first) calibrate the quantizer;
-// F1 is measured on the others.
+// of the others, every other one chooses the range method (as fn quantize --method auto
+// does) and the rest measure F1.
 const calibFrames = 20
 
 // runINT8 measures the INT8 rows with the function directory sw.INT8Dir, or one it
@@ -31,11 +32,20 @@ func runINT8(ctx context.Context, sw *Sweep, env *Env, limit, drain Row) ([]Row,
 			return nil, err
 		}
 		defer os.RemoveAll(tmp)
-		env.say("int8: quantizing %s (static, entropy ranges) on the first %d frames", filepath.Base(env.FunctionDir), calibFrames)
-		if made, err = quantizeFunction(env.FunctionDir, tmp, env.Frames[:calibFrames]); err != nil {
+		var choose [][]byte
+		held = nil
+		for i, f := range env.Frames[calibFrames:] {
+			if i%2 == 0 {
+				choose = append(choose, f)
+			} else {
+				held = append(held, f)
+			}
+		}
+		env.say("int8: quantizing %s (static) on the first %d frames, choosing the range method on %d others", filepath.Base(env.FunctionDir), calibFrames, len(choose))
+		if made, err = quantizeFunction(env.FunctionDir, tmp, env.Frames[:calibFrames], choose); err != nil {
 			return nil, err
 		}
-		dir, held = tmp, env.Frames[calibFrames:]
+		dir = tmp
 	} else {
 		made = "INT8 function " + dir + " (int8_dir), F1 over all frames"
 	}

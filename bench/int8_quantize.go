@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"runtime"
+	"strings"
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
@@ -10,10 +11,11 @@ import (
 )
 
 // quantizeFunction writes into dst a copy of the function directory src whose model is a
-// static INT8 copy (functions/onnx's quantizer with entropy ranges, fn quantize's default) calibrated on
-// calib, preprocessed as the runner does (decode, then the spec's input layout, batch 1),
-// and says how it was made.
-func quantizeFunction(src, dst string, calib [][]byte) (string, error) {
+// static INT8 copy (functions/onnx's quantizer) calibrated on calib, preprocessed as the
+// runner does (decode, then the spec's input layout, batch 1), with the ranges `fn
+// quantize --method auto` would keep: each candidate method scored against FP32 on
+// choose. It says how the model was made.
+func quantizeFunction(src, dst string, calib, choose [][]byte) (string, error) {
 	spec, err := functions.LoadSpec(src)
 	if err != nil {
 		return "", err
@@ -28,12 +30,16 @@ func quantizeFunction(src, dst string, calib [][]byte) (string, error) {
 			return "", fmt.Errorf("calibration frame %d: %w", i, err)
 		}
 	}
-	rep, err := c.Write(dst)
+	scores, best, rep, err := c.Choose(dst, choose, pipeline.AutoCandidates, pipeline.Options{Lanes: 1, IntraOpThreads: runtime.NumCPU()})
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("static INT8 by functions/onnx: %s on the first %d frames, %d nodes quantized, %d left FP32 (head tail %d, unsupported %d), model %.1f → %.1f MB",
-		rep.Method, rep.Frames, sum(rep.Quantized), len(rep.KeptFP32)+len(rep.Tail)+sum(rep.Unsupported), len(rep.Tail), sum(rep.Unsupported),
+	var tried []string
+	for _, s := range scores {
+		tried = append(tried, fmt.Sprintf("%s %.3f", s.Candidate, s.Overall.F1))
+	}
+	return fmt.Sprintf("static INT8 by functions/onnx: %s on the first %d frames (auto: F1 on %d others %s), %d nodes quantized, %d left FP32 (head tail %d, unsupported %d), model %.1f → %.1f MB",
+		scores[best].Candidate, rep.Frames, len(choose), strings.Join(tried, ", "), sum(rep.Quantized), len(rep.KeptFP32)+len(rep.Tail)+sum(rep.Unsupported), len(rep.Tail), sum(rep.Unsupported),
 		float64(c.FP32Bytes())/(1<<20), float64(rep.Bytes)/(1<<20)), nil
 }
 

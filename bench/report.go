@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -19,6 +20,9 @@ import (
 // YAML file (bench/sweeps/*.yaml); unknown fields are errors.
 type Sweep struct {
 	Name string `yaml:"name"`
+	// Function is the example function (functions/examples/NAME) every row measures.
+	// Default yolox-nano; the chain rows need it (it is their first stage).
+	Function string `yaml:"function"`
 	// Duration of each measured phase.
 	Duration Duration `yaml:"duration"`
 	// Direct: the standalone loops over the same frames and model, no bus: one lane with
@@ -100,6 +104,15 @@ func ParseSweep(r io.Reader) (*Sweep, error) {
 	var errs []error
 	if s.Name == "" {
 		errs = append(errs, errors.New("name: required"))
+	}
+	if s.Function == "" {
+		s.Function = chainFirst
+	}
+	if strings.ContainsAny(s.Function, `/\`) || strings.HasPrefix(s.Function, ".") {
+		errs = append(errs, fmt.Errorf("function %q: want the name of an example function (functions/examples/NAME)", s.Function))
+	}
+	if len(s.Chain) > 0 && s.Function != chainFirst {
+		errs = append(errs, fmt.Errorf("chain: the chain rows run %s → %s, so function must be %s (is %s)", chainFirst, chainSecond, chainFirst, s.Function))
 	}
 	if s.Duration <= 0 {
 		errs = append(errs, errors.New("duration: want > 0"))

@@ -487,7 +487,11 @@ func runScaleUp(ctx context.Context, sw *Sweep, env *Env, limit Row) (Row, error
 	for i := range sw.Cameras {
 		go ingest.PushLoop(cctx, env.Node.URL(), "", st.Name, fmt.Sprintf("cam-%d", i), env.Frames, 1.5*limit.FPS/float64(sw.Cameras), nil)
 	}
-	key := wire.DeploymentKey("yolox-nano", st.Name)
+	spec, err := functions.LoadSpec(env.FunctionDir)
+	if err != nil {
+		return Row{}, err
+	}
+	key := wire.DeploymentKey(spec.Name, st.Name)
 	var one time.Duration
 	for time.Since(t0) < 2*time.Minute {
 		for _, d := range env.resources().Deployments {

@@ -38,7 +38,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "sweep", Usage: "a sweep file (see bench/sweeps)"},
 			&cli.StringFlag{Name: "out", Usage: "results directory (default bench-results/TIMESTAMP)"},
 			&cli.StringFlag{Name: "kafka", Usage: "an existing Kafka cluster instead of a managed broker"},
-			&cli.StringFlag{Name: "int8-dir", Usage: "an INT8 copy of the yolox-nano function directory for the limit-int8 and drain-int8 rows (sets the sweep's int8 and int8_dir)"},
+			&cli.StringFlag{Name: "int8-dir", Usage: "an INT8 copy of the sweep's function directory (yolox-nano unless its function says) for the limit-int8 and drain-int8 rows (sets the sweep's int8 and int8_dir)"},
 		},
 		Action: runBench,
 	}
@@ -106,15 +106,15 @@ func runBench(c *cli.Context) error {
 	t0 := time.Now()
 	err = runNode(ctx, cfg, func(ctx context.Context, n *node.Node) error {
 
-		dir, err := assets.Example("yolox-nano")
+		dir, err := assets.Example(sw.Function)
 		if err != nil {
 			return err
 		}
-		img, _, err := registry.Build(dir, checkWithONNXRuntime)
+		img, spec, err := registry.Build(dir, checkWithONNXRuntime)
 		if err != nil {
 			return err
 		}
-		ref, err := registry.ParseReference(n.Addr()+"/fn/yolox-nano:bench", false)
+		ref, err := registry.ParseReference(n.Addr()+"/fn/"+spec.Name+":bench", false)
 		if err != nil {
 			return err
 		}
