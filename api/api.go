@@ -67,6 +67,10 @@ type Function struct {
 	Spec    json.RawMessage `json:"spec"`   // the function.yaml, as JSON
 	Size    int64           `json:"size"`   // bytes of config and layers
 	Created time.Time       `json:"created"`
+	// Quantized: the image is an INT8 copy made by `diplip fn quantize`; its labels
+	// io.diplip.function.quantized.* by the part after the prefix (from, stream, window,
+	// method, agreement).
+	Quantized map[string]string `json:"quantized,omitempty"`
 }
 
 // DeployRequest is the body of POST /v1/deployments.
@@ -127,13 +131,15 @@ type Deployment struct {
 	// Replay is a replay deployment's name.
 	Replay string `json:"replay,omitempty"`
 	// After is a second stage's first stage, with what it selects of its detections.
-	After        string    `json:"after,omitempty"`
-	Classes      []string  `json:"classes,omitempty"`
-	MinSize      int       `json:"min_size,omitempty"`
-	MaxPerFrame  int       `json:"max_per_frame,omitempty"`
-	ResultsTopic string    `json:"results_topic,omitempty"` // a second stage's own results topic
-	Updated      time.Time `json:"updated"`
-	Generation   int       `json:"generation"`
+	After        string   `json:"after,omitempty"`
+	Classes      []string `json:"classes,omitempty"`
+	MinSize      int      `json:"min_size,omitempty"`
+	MaxPerFrame  int      `json:"max_per_frame,omitempty"`
+	ResultsTopic string   `json:"results_topic,omitempty"` // a second stage's own results topic
+	// Quantized: the deployment runs an INT8 copy (as Function.Quantized).
+	Quantized  map[string]string `json:"quantized,omitempty"`
+	Updated    time.Time         `json:"updated"`
+	Generation int               `json:"generation"`
 }
 
 // Key is the deployment's key, as /v1/resources and lag maps use it: FUNCTION.STREAM for

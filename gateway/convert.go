@@ -17,12 +17,13 @@ func apiStream(st wire.Stream) api.Stream {
 }
 
 func apiFunction(f wire.Function) api.Function {
-	return api.Function{Name: f.Name, Ref: f.Ref, Digest: f.Digest, Spec: f.Spec, Size: f.Size, Created: f.Created}
+	return api.Function{Name: f.Name, Ref: f.Ref, Digest: f.Digest, Spec: f.Spec, Size: f.Size, Created: f.Created, Quantized: f.Quantized}
 }
 
 func apiDeployment(d wire.Deployment) api.Deployment {
 	out := api.Deployment{Function: d.Function, Stream: d.Stream, Digest: d.Digest, Min: d.Min, Max: d.Max,
-		Batch: d.Batch, Lanes: d.Lanes, Track: d.Track != nil, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation}
+		Batch: d.Batch, Lanes: d.Lanes, Track: d.Track != nil, Device: string(d.Device), Policy: string(d.Policy), Updated: d.Updated, Generation: d.Generation,
+		Quantized: d.Quantized}
 	out.Delivery = string(wire.AtLeastOnce)
 	if d.Delivery != "" {
 		out.Delivery = string(d.Delivery)

@@ -62,6 +62,7 @@ func Plan(req Request, fn wire.Function, spec functions.Spec) (d wire.Deployment
 	d = wire.Deployment{
 		Function: fn.Name, Stream: req.Stream, Digest: fn.Digest, Min: req.Min, Max: req.Max, Batch: req.Batch,
 		Lanes: req.Lanes, Device: wire.Device(req.Device), Policy: wire.Policy(req.Policy), Role: req.Role,
+		Quantized: fn.Quantized,
 	}
 	if d.Max == 0 {
 		d.Max = max(1, d.Min)

@@ -189,7 +189,7 @@ func (s *Service) resolve(ctx context.Context, refStr string, insecure bool) (wi
 	specJSON, _ := json.Marshal(info.Spec)
 	return wire.Function{
 		Name: info.Spec.Name, Ref: ref.String(), Digest: info.Digest.String(),
-		Spec: specJSON, Size: info.Size, Created: time.Now().UTC(),
+		Spec: specJSON, Size: info.Size, Created: time.Now().UTC(), Quantized: info.Quantized,
 	}, nil
 }
 

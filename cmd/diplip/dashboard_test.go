@@ -40,10 +40,10 @@ func counter(t *testing.T, url, family string) float64 {
 	return sum
 }
 
-// The dashboard of a running `diplip up --demo`, in a real headless Chromium: the runner
-// goes from idle to active, the camera's live view draws the latest result's boxes, and a
-// screenshot is saved in .test-output/. /metrics grows while the demo runs.
-func TestDashboard(t *testing.T) {
+// browserTools returns node for the dashboard's browser checks (internal/uitest), failing
+// with what to install when node, playwright-core or Chromium is missing.
+func browserTools(t *testing.T) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node not found: install Node.js 20")
@@ -54,11 +54,12 @@ func TestDashboard(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatal("chromium not installed: run go tool task setup (Debian package chromium)")
 	}
-	addr := freeAddr(t)
-	url := "http://" + addr
-	startUp(t, t.TempDir(), addr, "--demo")
+	return node
+}
 
-	before := counter(t, url, "diplip_ingest_frames_total")
+// screenshotPath is where a browser check saves its screenshot: .test-output/ui/name.
+func screenshotPath(t *testing.T, name string) string {
+	t.Helper()
 	out, err := filepath.Abs("../../.test-output/ui")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,20 @@ func TestDashboard(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shot := filepath.Join(out, "dashboard.png")
+	return filepath.Join(out, name)
+}
+
+// The dashboard of a running `diplip up --demo`, in a real headless Chromium: the runner
+// goes from idle to active, the camera's live view draws the latest result's boxes, and a
+// screenshot is saved in .test-output/. /metrics grows while the demo runs.
+func TestDashboard(t *testing.T) {
+	node := browserTools(t)
+	addr := freeAddr(t)
+	url := "http://" + addr
+	startUp(t, t.TempDir(), addr, "--demo")
+
+	before := counter(t, url, "diplip_ingest_frames_total")
+	shot := screenshotPath(t, "dashboard.png")
 	cmd := exec.Command(node, "../../internal/uitest/check.mjs", url+"/", shot)
 	b, err := cmd.CombinedOutput()
 	t.Logf("%s", b)
@@ -96,13 +110,7 @@ func TestDashboard(t *testing.T) {
 // counts crops per second and per frame from its enriched results, with its lag, while
 // this test pushes the sample video's frames.
 func TestDashboardChain(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node not found: install Node.js 20")
-	}
-	if _, err := os.Stat("../../internal/uitest/node_modules/playwright-core"); err != nil {
-		t.Fatal("playwright-core not installed: run go tool task setup (step ui)")
-	}
+	node := browserTools(t)
 	addr := freeAddr(t)
 	gw := "--gateway=http://" + addr
 	startUp(t, t.TempDir(), addr)
@@ -114,14 +122,7 @@ func TestDashboardChain(t *testing.T) {
 	}
 	run(t, 0, "fn", "deploy", det, "--stream", stream, "--min", "0", "--max", "1", gw)
 
-	out, err := filepath.Abs("../../.test-output/ui")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shot := filepath.Join(out, "dashboard-chain.png")
+	shot := screenshotPath(t, "dashboard-chain.png")
 	var browserOut strings.Builder
 	cmd := exec.Command(node, "../../internal/uitest/chain.mjs", "http://"+addr+"/", stream, "yolox-nano", reid, shot)
 	cmd.Stdout, cmd.Stderr = &browserOut, &browserOut

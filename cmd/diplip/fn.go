@@ -334,7 +334,7 @@ type inspected struct {
 	Digest    string            `json:"digest"`
 	Size      int64             `json:"size"`
 	Spec      *functions.Spec   `json:"spec"`
-	Quantized map[string]string `json:"quantized,omitempty"` // from, stream, window, method (fn quantize)
+	Quantized map[string]string `json:"quantized,omitempty"` // from, stream, window, method, agreement (fn quantize)
 }
 
 func fnInspect(c *cli.Context) error {
@@ -362,6 +362,9 @@ func fnInspect(c *cli.Context) error {
 		fmt.Fprintf(w, "batch\tmax %d, max delay %v\nresources\t%s, %d MB\n", spec.Batch.Max, time.Duration(spec.Batch.MaxDelay), spec.Resources.Device, spec.Resources.MemoryMB)
 		if q := out.Quantized; q != nil {
 			fmt.Fprintf(w, "quantized\tINT8 from %s, calibrated on stream %s (%s), %s\n", q["from"], q["stream"], q["window"], q["method"])
+			if a := q["agreement"]; a != "" {
+				fmt.Fprintf(w, "agreement\twith FP32: %s\n", a)
+			}
 		}
 	})
 }

@@ -256,13 +256,21 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("the INT8 model does not load: %v", err), exitFailed)
 	}
-	img, err = registry.WithLabels(img, map[string]string{
+	if len(check) > 0 {
+		if out.Check, err = checkQuantized(ctx, c, cl, stream, check, dir, newDir, spec); err != nil {
+			return err
+		}
+	}
+	labels := map[string]string{
 		registry.LabelQuantizedFrom:   pinned.String(),
 		registry.LabelQuantizedStream: stream,
 		registry.LabelQuantizedWindow: out.Window[0].UTC().Format(time.RFC3339Nano) + "/" + out.Window[1].UTC().Format(time.RFC3339Nano),
 		registry.LabelQuantizedMethod: methodLabel(opt, out.Calibrated, auto),
-	})
-	if err != nil {
+	}
+	if a := agreementLabel(out); a != "" {
+		labels[registry.LabelQuantizedAgreement] = a
+	}
+	if img, err = registry.WithLabels(img, labels); err != nil {
 		return err
 	}
 	if err := (&registry.Store{Dir: c.String("store")}).Put(newRef, img); err != nil {
@@ -270,12 +278,6 @@ func fnQuantize(c *cli.Context, cl *apiclient.Client, arg string) error {
 	}
 	d, _ := img.Digest()
 	out.Digest = newRef.Context().Digest(d.String()).String()
-
-	if len(check) > 0 {
-		if out.Check, err = checkQuantized(ctx, c, cl, stream, check, dir, newDir, spec); err != nil {
-			return err
-		}
-	}
 	if c.Bool("push") {
 		if _, err := push(c, img, newRef); err != nil {
 			return err
@@ -324,6 +326,18 @@ func eachFrame(ctx context.Context, c *cli.Context, cl *apiclient.Client, stream
 		}
 	}
 	return nil
+}
+
+// agreementLabel is the image's measured agreement with FP32: the check's when there
+// was one (frames neither calibrated nor chosen on), else auto's choice's; "" if neither.
+func agreementLabel(q quantized) string {
+	switch {
+	case q.Check != nil && q.Check.Frames > 0:
+		return fmt.Sprintf("f1=%.3f frames=%d on=check", q.Check.Overall.F1, q.Check.Frames)
+	case q.Auto != nil:
+		return fmt.Sprintf("f1=%.3f frames=%d on=auto", q.Auto.Candidates[q.Auto.Chosen].Overall.F1, q.Auto.Frames)
+	}
+	return ""
 }
 
 func methodLabel(opt onnx.QuantizeOptions, frames int, auto bool) string {

@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/diplip/diplip/api"
 	apiclient "github.com/diplip/diplip/api/client"
 	"github.com/diplip/diplip/ingest"
 	"github.com/diplip/diplip/internal/testkit"
@@ -120,7 +124,8 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 	}
 	if labels[registry.LabelQuantizedFrom] != pinned.String() || labels[registry.LabelQuantizedStream] != stream ||
 		!strings.HasPrefix(labels[registry.LabelQuantizedMethod], string(chosen.Method)+" frames=30") ||
-		!strings.HasSuffix(labels[registry.LabelQuantizedMethod], "chosen-by=auto") {
+		!strings.HasSuffix(labels[registry.LabelQuantizedMethod], "chosen-by=auto") ||
+		labels[registry.LabelQuantizedAgreement] != fmt.Sprintf("f1=%.3f frames=30 on=check", q.Check.Overall.F1) {
 		t.Fatalf("labels of %s: %v", int8, labels)
 	}
 	var in inspected
@@ -138,6 +143,22 @@ func TestFnQuantizeOnTheStreamsOwnFrames(t *testing.T) {
 	photos := testkit.Name("quant-photo")
 	run(t, 0, "stream", "create", photos, "--partitions", "1", gw)
 	run(t, 0, "fn", "deploy", int8, "--stream", photos, "--min", "0", "--max", "1", "--policy", "replay", gw)
+	// The deployment says it runs an INT8 copy, and how well it agreed (the dashboard's
+	// INT8 badge reads this).
+	deps, err := cl.Deployments(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(deps, func(d api.Deployment) bool { return d.Stream == photos })
+	if i < 0 || deps[i].Quantized["from"] != pinned.String() || !strings.HasPrefix(deps[i].Quantized["agreement"], "f1=") {
+		t.Fatalf("deployment of the INT8 image on %s: %+v", photos, deps)
+	}
+	shot := screenshotPath(t, "dashboard-int8.png")
+	b, err := exec.Command(browserTools(t), "../../internal/uitest/int8.mjs", "http://"+addr+"/", photos, pinned.String(), shot).CombinedOutput()
+	t.Logf("%s", b)
+	if err != nil {
+		t.Fatalf("browser check of the INT8 badge: %v", err)
+	}
 	pushFrame(t, addr, photos, "space", "image/png", "astronaut.png")
 	rs := waitResults(t, gw, photos, 1)
 	want := wire.Box{X1: 11, Y1: 20, X2: 369, Y2: 507}

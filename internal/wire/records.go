@@ -37,6 +37,10 @@ type Function struct {
 	Spec    json.RawMessage `json:"spec"`
 	Size    int64           `json:"size"` // bytes of config and layers
 	Created time.Time       `json:"created"`
+	// Quantized holds the image's io.diplip.function.quantized.* labels by the part after
+	// the prefix (from, stream, window, method, agreement) when `diplip fn quantize` made
+	// it; nil otherwise.
+	Quantized map[string]string `json:"quantized,omitempty"`
 }
 
 // Camera is a pulled camera: the gateway reads URL and writes its frames to Stream.
@@ -90,7 +94,10 @@ type Deployment struct {
 	// in its input's offsets, the stream's results topic; a second stage's shadow, whose
 	// group starts at that topic's end, records the frames topic's end then.
 	StartAt map[int32]int64 `json:"start_at,omitempty"`
-	Updated time.Time       `json:"updated"`
+	// Quantized is the function image's Quantized at deploy time: the deployment runs an
+	// INT8 copy, made from which image and how well it agreed with it.
+	Quantized map[string]string `json:"quantized,omitempty"`
+	Updated   time.Time         `json:"updated"`
 	// Generation counts updates of this deployment (1 when created).
 	Generation int `json:"generation"`
 }
