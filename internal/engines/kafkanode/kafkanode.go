@@ -355,11 +355,14 @@ func (c *Cluster) jvmArgs(i, heapMB int) []string {
 		"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
 		"-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
 		// C1 only. The broker shares a small machine with the model, and C2 took it: on
-		// 2 cores at 150 frames/s, half the broker's CPU in its first minute of traffic
-		// was C2 compiling (0.18–0.23 cores; still 0.1 after 40 s) while its request
-		// handlers ran interpreted or profiled code. Side by side (issue #26): broker CPU
-		// per offered frame 2.0–2.2 → 0.9–1.2 ms at 1.5× load and 6.0–6.3 → 2.6–3.7 ms at
-		// 0.5×; the request threads' own CPU per frame went down too, not up.
+		// 2 cores at 150 frames/s, C2 compiled through minutes of traffic (0.18–0.23 cores
+		// in the first 10 s, 0.1 after 40 s, 0.03 after 100 s) while the request threads
+		// ran interpreted or profiled code. Side by side (issue #26): broker CPU per
+		// offered frame 2.0–2.2 → 0.9–1.2 ms in the first 10 s at 1.5× load, 1.15 → 0.83
+		// ms over the first 100 s, 6.0–6.3 → 2.6–3.7 ms at 0.5×. The price: C2's finished
+		// code is cheaper per request (after 100 s at 1.5×: request threads 0.095 cores
+		// with C2, 0.123 with C1, the totals equal while C2 still compiled), so a broker
+		// under steady load for many minutes would spend less with C2.
 		"-XX:TieredStopAtLevel=1",
 		"-Dlog4j2.configurationFile=" + filepath.Join(c.nodeDir(i), "log4j2.properties"),
 		"-D" + Marker + "=" + c.nodeDir(i),
