@@ -78,6 +78,17 @@ func splitFrames(frames [][]byte) (calib, eval [][]byte) {
 // runner does, and returns the quantized model and its report.
 func quantizeExample(tb testing.TB, dir string, opt onnx.QuantizeOptions, frames [][]byte) ([]byte, *onnx.QuantizeReport) {
 	tb.Helper()
+	q, rep, err := calibrate(tb, dir, opt, frames).Quantize()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return q, rep
+}
+
+// calibrate opens a calibrator on the model of the example function in dir (closed when
+// tb ends) and observes frames, preprocessed as the runner does.
+func calibrate(tb testing.TB, dir string, opt onnx.QuantizeOptions, frames [][]byte) *onnx.Calibrator {
+	tb.Helper()
 	spec, err := functions.LoadSpec(dir)
 	if err != nil {
 		tb.Fatal(err)
@@ -90,7 +101,7 @@ func quantizeExample(tb testing.TB, dir string, opt onnx.QuantizeOptions, frames
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer c.Close()
+	tb.Cleanup(func() { c.Close() })
 	buf := make([]float32, onnx.FrameLen(spec.Input))
 	for i, f := range frames {
 		m, err := vision.Decode(f)
@@ -106,11 +117,7 @@ func quantizeExample(tb testing.TB, dir string, opt onnx.QuantizeOptions, frames
 			tb.Fatal(err)
 		}
 	}
-	q, rep, err := c.Quantize()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return q, rep
+	return c
 }
 
 // exampleWith writes the example function in src (spec and labels) into a temporary
@@ -175,23 +182,13 @@ func agreement(tb testing.TB, dir string, model []byte, frames [][]byte) compare
 // The quantized YOLOX-Nano, calibrated on 20 frames, finds what the FP32 model finds on
 // 50 other frames of the same street: class-aware matches at IoU 0.5.
 func TestQuantizedYOLOXMatchesFP32(t *testing.T) {
-	calib, eval := splitFrames(vtestFrames(t))
-	model, rep := quantizeExample(t, exampleDir, onnx.QuantizeOptions{}, calib)
-	t.Logf("report:\n%s", rep)
+	rep := matchesFP32(t, exampleDir, onnx.QuantizeOptions{},
+		// Measured here (ORT 1.32, AVX-512 VNNI Xeon): F1 0.912, precision 0.982, recall
+		// 0.851; calibration and the integer kernels are deterministic, the margin is for
+		// other CPUs' kernels. What INT8 loses is weak detections near the score threshold.
+		0.88)
 	if rep.Quantized["Conv"] < 100 || rep.OpsetTo != 13 {
 		t.Fatalf("quantized %v at opset %d; want the backbone's convolutions, at opset 13", rep.Quantized, rep.OpsetTo)
-	}
-	st := agreement(t, exampleDir, model, eval)
-	t.Logf("against FP32 on %d frames: %d vs %d detections, precision %.3f recall %.3f F1 %.3f", len(eval), st.Candidate, st.Primary, st.Precision, st.Recall, st.F1)
-	if st.Primary < 100 {
-		t.Fatalf("FP32 found only %d detections on %d frames; the comparison needs more", st.Primary, len(eval))
-	}
-	// Measured here (ORT 1.32, AVX-512 VNNI Xeon): F1 0.912, precision 0.982, recall
-	// 0.851; calibration and the integer kernels are deterministic, the margin is for
-	// other CPUs' kernels. What INT8 loses is weak detections near the score threshold.
-	const floor = 0.88
-	if st.F1 < floor {
-		t.Errorf("F1 %.3f against FP32, want ≥ %.2f", st.F1, floor)
 	}
 }
 
@@ -199,59 +196,39 @@ func TestQuantizedYOLOXMatchesFP32(t *testing.T) {
 // from opset 13) and with every initializer also listed as a graph input: the quantizer
 // raises it to 13 and writes a model ONNX Runtime runs, which finds what FP32 finds.
 func TestQuantizedNanoDetMatchesFP32(t *testing.T) {
-	calib, eval := splitFrames(vtestFrames(t))
-	model, rep := quantizeExample(t, nanodetDir, onnx.QuantizeOptions{Method: onnx.Percentile, Percentile: 99.999}, calib)
-	t.Logf("report:\n%s", rep)
+	rep := matchesFP32(t, nanodetDir, onnx.QuantizeOptions{Method: onnx.Percentile, Percentile: 99.999},
+		// Measured here: F1 0.974 (precision 0.970, recall 0.978); min/max ranges 0.949,
+		// entropy 0.911 (BenchmarkQuantizeConfigs).
+		0.93)
 	if rep.OpsetFrom != 11 || rep.OpsetTo != 13 || rep.Quantized["Conv"] < 70 || rep.Quantized["LeakyRelu"] < 40 {
 		t.Fatalf("quantized %v, opset %d→%d; want NanoDet's convolutions and LeakyReLUs, 11→13", rep.Quantized, rep.OpsetFrom, rep.OpsetTo)
 	}
-	st := agreement(t, nanodetDir, model, eval)
+}
+
+// matchesFP32 quantizes the example in dir on 20 frames of the sample street and wants
+// F1 ≥ floor against the FP32 model on 50 others; it returns the quantizer's report.
+func matchesFP32(t *testing.T, dir string, opt onnx.QuantizeOptions, floor float64) *onnx.QuantizeReport {
+	t.Helper()
+	calib, eval := splitFrames(vtestFrames(t))
+	model, rep := quantizeExample(t, dir, opt, calib)
+	t.Logf("report:\n%s", rep)
+	st := agreement(t, dir, model, eval)
 	t.Logf("against FP32 on %d frames: %d vs %d detections, precision %.3f recall %.3f F1 %.3f", len(eval), st.Candidate, st.Primary, st.Precision, st.Recall, st.F1)
 	if st.Primary < 100 {
 		t.Fatalf("FP32 found only %d detections on %d frames; the comparison needs more", st.Primary, len(eval))
 	}
-	// Measured here: F1 0.974 (precision 0.970, recall 0.978); min/max ranges 0.949,
-	// entropy 0.911 (BenchmarkQuantizeConfigs).
-	const floor = 0.93
 	if st.F1 < floor {
 		t.Errorf("F1 %.3f against FP32, want ≥ %.2f", st.F1, floor)
 	}
+	return rep
 }
 
 // One calibration that kept histograms writes each method's model (what fn quantize
 // --method auto chooses among); one that kept only extremes refuses the others.
 func TestQuantizeAsEachMethodFromOneCalibration(t *testing.T) {
 	calib, _ := splitFrames(vtestFrames(t))
-	model, err := os.ReadFile(filepath.Join(exampleDir, "yolox_nano.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := functions.LoadSpec(exampleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	open := func(m onnx.CalibrationMethod) *onnx.Calibrator {
-		c, err := onnx.NewCalibrator(model, onnx.QuantizeOptions{Method: m})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		buf := make([]float32, onnx.FrameLen(spec.Input))
-		for _, f := range calib[:4] {
-			img, err := vision.Decode(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = vision.Fill(img, spec.Input, buf)
-			img.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Observe(buf); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c
+		return calibrate(t, exampleDir, onnx.QuantizeOptions{Method: m}, calib[:4])
 	}
 	c := open(onnx.Entropy)
 	seen := map[string]string{}
