@@ -189,38 +189,10 @@ func (c *Client) Retained(topic string, partition int32) (start, end int64, err 
 }
 
 // lastStable asks the partition's leader for its last stable offset (sarama's GetOffset
-// asks read_uncommitted and gets the high watermark). Like GetOffset, it refreshes the
-// metadata and asks again when the leader it knew is gone (a broker lost).
-func lastStable(cl sarama.Client, topic string, partition int32) (off int64, err error) {
-	for attempt := 0; ; attempt++ {
-		if off, err = lastStableOnce(cl, topic, partition); err == nil || attempt == cl.Config().Metadata.Retry.Max {
-			return off, err
-		}
-		time.Sleep(cl.Config().Metadata.Retry.Backoff)
-		_ = cl.RefreshMetadata(topic)
-	}
-}
-
-func lastStableOnce(cl sarama.Client, topic string, partition int32) (int64, error) {
-	leader, err := cl.Leader(topic, partition)
-	if err != nil {
-		return 0, err
-	}
-	req := sarama.NewOffsetRequest(cl.Config().Version)
-	req.IsolationLevel = sarama.ReadCommitted
-	req.AddBlock(topic, partition, sarama.OffsetNewest, 1)
-	resp, err := leader.GetAvailableOffsets(req)
-	if err != nil {
-		return 0, fmt.Errorf("the end offset of %s/%d: %w", topic, partition, err)
-	}
-	block := resp.GetBlock(topic, partition)
-	if block == nil {
-		return 0, fmt.Errorf("the end offset of %s/%d: %w", topic, partition, sarama.ErrIncompleteResponse)
-	}
-	if !errors.Is(block.Err, sarama.ErrNoError) {
-		return 0, fmt.Errorf("the end offset of %s/%d: %w", topic, partition, block.Err)
-	}
-	return block.Offset, nil
+// asks read_uncommitted and gets the high watermark), retrying as listOffsets does.
+func lastStable(cl sarama.Client, topic string, partition int32) (int64, error) {
+	offs, err := listOffsets(cl, topic, []int32{partition}, sarama.OffsetNewest, sarama.ReadCommitted)
+	return offs[partition], err
 }
 
 // StoredRecords counts the records a topic holds now.

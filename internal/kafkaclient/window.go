@@ -80,8 +80,8 @@ func (c *Client) Offsets(topic string) (start, end map[int32]int64, err error) {
 
 // listOffsets asks each leader of topic's parts, in one request per leader, for the
 // offset at (sarama.OffsetNewest: the end, which with ReadCommitted is the last stable
-// offset; sarama.OffsetOldest: the earliest retained). Like lastStable, it refreshes the
-// metadata and asks again when a leader it knew is gone (a broker lost).
+// offset; sarama.OffsetOldest: the earliest retained). Like sarama's GetOffset, it
+// refreshes the metadata and asks again when a leader it knew is gone (a broker lost).
 func listOffsets(cl sarama.Client, topic string, parts []int32, at int64, isolation sarama.IsolationLevel) (out map[int32]int64, err error) {
 	for attempt := 0; ; attempt++ {
 		if out, err = listOffsetsOnce(cl, topic, parts, at, isolation); err == nil || attempt == cl.Config().Metadata.Retry.Max {
@@ -103,6 +103,10 @@ func listOffsetsOnce(cl sarama.Client, topic string, parts []int32, at int64, is
 		byLeader[leader.ID()] = append(byLeader[leader.ID()], p)
 		leaders[leader.ID()] = leader
 	}
+	what := "start offset"
+	if at == sarama.OffsetNewest {
+		what = "end offset"
+	}
 	out := make(map[int32]int64, len(parts))
 	for id, ps := range byLeader {
 		req := sarama.NewOffsetRequest(cl.Config().Version)
@@ -112,15 +116,15 @@ func listOffsetsOnce(cl sarama.Client, topic string, parts []int32, at int64, is
 		}
 		resp, err := leaders[id].GetAvailableOffsets(req)
 		if err != nil {
-			return nil, fmt.Errorf("the offsets of %s: %w", topic, err)
+			return nil, fmt.Errorf("the %s of %s %v: %w", what, topic, ps, err)
 		}
 		for _, p := range ps {
 			block := resp.GetBlock(topic, p)
 			if block == nil {
-				return nil, fmt.Errorf("the offset of %s/%d: %w", topic, p, sarama.ErrIncompleteResponse)
+				return nil, fmt.Errorf("the %s of %s/%d: %w", what, topic, p, sarama.ErrIncompleteResponse)
 			}
 			if !errors.Is(block.Err, sarama.ErrNoError) {
-				return nil, fmt.Errorf("the offset of %s/%d: %w", topic, p, block.Err)
+				return nil, fmt.Errorf("the %s of %s/%d: %w", what, topic, p, block.Err)
 			}
 			out[p] = block.Offset
 		}
