@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"runtime"
-	"strings"
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/onnx"
@@ -34,12 +33,8 @@ func quantizeFunction(src, dst string, calib, choose [][]byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var tried []string
-	for _, s := range scores {
-		tried = append(tried, fmt.Sprintf("%s %.3f", s.Candidate, s.Overall.F1))
-	}
 	return fmt.Sprintf("static INT8 by functions/onnx: %s on the first %d frames (auto: F1 on %d others %s), %d nodes quantized, %d left FP32 (head tail %d, unsupported %d), model %.1f → %.1f MB",
-		scores[best].Candidate, rep.Frames, len(choose), strings.Join(tried, ", "), sum(rep.Quantized), len(rep.KeptFP32)+len(rep.Tail)+sum(rep.Unsupported), len(rep.Tail), sum(rep.Unsupported),
+		scores[best].Candidate, rep.Frames, len(choose), pipeline.ScoreList(scores), sum(rep.Quantized), len(rep.KeptFP32)+len(rep.Tail)+sum(rep.Unsupported), len(rep.Tail), sum(rep.Unsupported),
 		float64(c.FP32Bytes())/(1<<20), float64(rep.Bytes)/(1<<20)), nil
 }
 

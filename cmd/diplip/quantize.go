@@ -437,11 +437,7 @@ func printQuantized(w *tabwriter.Writer, q quantized) {
 		fmt.Fprintf(w, "model\t%s → %s (%s)\n", humanBytes(q.FP32Bytes), humanBytes(int64(r.Bytes)), strings.ReplaceAll(strings.TrimSpace(r.String()), "\n", "; "))
 	}
 	if a := q.Auto; a != nil {
-		var tried []string
-		for _, s := range a.Candidates {
-			tried = append(tried, fmt.Sprintf("%s %.3f", s.Candidate, s.Overall.F1))
-		}
-		fmt.Fprintf(w, "method\t%s, chosen on %d other frames (F1 against FP32: %s)\n", a.Candidates[a.Chosen].Candidate, a.Frames, strings.Join(tried, ", "))
+		fmt.Fprintf(w, "method\t%s, chosen on %d other frames (F1 against FP32: %s)\n", a.Candidates[a.Chosen].Candidate, a.Frames, pipeline.ScoreList(a.Candidates))
 	}
 	if k := q.Check; k != nil {
 		o := k.Overall

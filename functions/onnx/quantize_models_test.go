@@ -153,11 +153,7 @@ func detect(tb testing.TB, fn *pipeline.Function, frames [][]byte) []compare.Fra
 		if err != nil || res[0].Err != nil {
 			tb.Fatalf("frame %d: %v %v", i, err, res[0].Err)
 		}
-		cf := compare.Frame{Camera: "vtest", Seq: uint64(i), LatencyMs: -1}
-		for _, d := range res[0].Detections {
-			cf.Detections = append(cf.Detections, compare.Detection{Class: d.ClassID, Label: d.Label, Box: d.Box})
-		}
-		out = append(out, cf)
+		out = append(out, compare.FromResult("vtest", uint64(i), res[0]))
 	}
 	return out
 }

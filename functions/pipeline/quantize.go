@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/diplip/diplip/functions"
 	"github.com/diplip/diplip/functions/compare"
@@ -121,6 +122,15 @@ var AutoCandidates = []Candidate{
 type Scored struct {
 	Candidate
 	Overall compare.ClassStats `json:"overall"`
+}
+
+// ScoreList says each candidate's F1, as "entropy 0.914, percentile 99.999 0.969, ...".
+func ScoreList(scores []Scored) string {
+	s := make([]string, len(scores))
+	for i, sc := range scores {
+		s[i] = fmt.Sprintf("%s %.3f", sc.Candidate, sc.Overall.F1)
+	}
+	return strings.Join(s, ", ")
 }
 
 // Choose writes each candidate's INT8 model, scores its detections against the FP32
